@@ -1,0 +1,1 @@
+"""Probe sets and task datasets."""

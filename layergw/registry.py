@@ -1,0 +1,63 @@
+"""One registry mechanism for measures and models: stable lowercase names to factories."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """A ' (did you mean ...?)' hint, or ''."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """Maps names to factories; unknown names and parameters are ValueErrors naming the valid ones."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        if name != name.lower() or not name:
+            raise ValueError(f"{self.what} names are lowercase and non-empty, got {name!r}")
+
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._items and self._items[name] is not factory:
+                raise ValueError(f"{self.what} {name!r} is registered twice")
+            self._items[name] = factory
+            return factory
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def factory(self, name: str) -> Callable[..., T]:
+        if not isinstance(name, str) or name not in self._items:
+            raise ValueError(
+                f"unknown {self.what} {name!r}{suggest(str(name), self.names())}; "
+                f"valid {self.what}s: {', '.join(self.names())}"
+            )
+        return self._items[name]
+
+    def parameters(self, name: str) -> list[str]:
+        sig = inspect.signature(self.factory(name))
+        return [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
+
+    def get(self, name: str, **params: Any) -> T:
+        factory = self.factory(name)
+        valid = self.parameters(name)
+        for key in params:
+            if key not in valid:
+                raise ValueError(
+                    f"{self.what} {name!r} has no parameter {key!r}{suggest(key, valid)}; "
+                    f"valid parameters: {', '.join(valid) or '(none)'}"
+                )
+        return factory(**params)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items

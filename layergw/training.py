@@ -1,0 +1,215 @@
+"""Training of the modular-sum models: end to end, or layer-wise with frozen earlier blocks.
+
+Full-batch AdamW as in the paper (lr 1e-3, weight decay 2). The paper runs 26,000
+epochs; ``max_epochs`` caps a phase and ``extra_epochs`` ends it that many epochs after
+the accuracy goal is first met, so a CPU run stops once the model is done.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from layergw.data.modsum import ModSumData, make_modsum
+from layergw.models.modsum import ModSumConfig, ModSumTransformer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModSumTrainSpec:
+    """Everything that determines a trained modular-sum model."""
+
+    model_id: str
+    task: str = "f_mod"
+    n_blocks: int = 1
+    scheme: Literal["end_to_end", "layerwise"] = "end_to_end"
+    lr: float = 1e-3
+    weight_decay: float = 2.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    max_epochs: int = 26_000
+    extra_epochs: int = 2_000
+    target_val_acc: float = 0.99
+    eval_every: int = 50
+    seed: int = 0
+    split_seed: int = 0
+    train_fraction: float = 0.8
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("end_to_end", "layerwise"):
+            raise ValueError(f"scheme must be 'end_to_end' or 'layerwise', got {self.scheme!r}")
+        if self.n_blocks < 1:
+            raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
+        if self.max_epochs < 1 or self.eval_every < 1 or self.extra_epochs < 0:
+            raise ValueError("max_epochs and eval_every must be >= 1 and extra_epochs >= 0")
+
+
+@dataclass
+class PhaseRecord:
+    phase: int
+    block: int | None
+    targets: list[str]
+    epochs: int
+    reached_goal_at: int | None
+    train_acc: float
+    val_acc: float
+    train_loss: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def phase_plan(spec: ModSumTrainSpec, data: ModSumData) -> list[tuple[list[int], list[int], list[str]]]:
+    """For each phase: trainable blocks, output sizes and target names.
+
+    End to end is one phase predicting the final ``c``. Layer-wise phase k trains block k
+    to predict (c_k, b), the last block predicts ``c``; with fewer steps than blocks the
+    last step is repeated.
+    """
+    names = data.target_names()
+    if spec.scheme == "end_to_end":
+        return [(list(range(spec.n_blocks)), [data.moduli[-1]], [names[-1]])]
+    plan = []
+    for k in range(spec.n_blocks):
+        step = min(k, len(data.moduli) - 1)
+        if k == spec.n_blocks - 1:
+            plan.append(([k], [data.moduli[-1]], [names[-1]]))
+        else:
+            plan.append(([k], [data.moduli[step], data.p], [names[step], "b"]))
+    return plan
+
+
+def _labels(data: ModSumData, names: list[str]) -> torch.Tensor:
+    cols = []
+    tnames = data.target_names()
+    for name in names:
+        cols.append(data.inputs[:, 1] if name == "b" else data.targets[:, tnames.index(name)])
+    return torch.as_tensor(np.stack(cols, axis=1))
+
+
+def _accuracy(logits: list[torch.Tensor], y: torch.Tensor) -> float:
+    ok = torch.ones(y.shape[0], dtype=torch.bool)
+    for i, lg in enumerate(logits):
+        ok &= lg.argmax(-1) == y[:, i]
+    return ok.float().mean().item()
+
+
+def train_modsum(
+    spec: ModSumTrainSpec,
+    *,
+    progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
+) -> tuple[ModSumTransformer, dict]:
+    """Train a modular-sum model; return it and a JSON-able training record."""
+    torch.manual_seed(spec.seed)
+    data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
+    if spec.scheme == "layerwise" and spec.n_blocks < 2:
+        raise ValueError("layer-wise training needs n_blocks >= 2")
+    plan = phase_plan(spec, data)
+    cfg = ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
+                       d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]))
+    model = ModSumTransformer(cfg).to(device)
+    x = torch.as_tensor(data.inputs, device=device)
+    tr = torch.as_tensor(data.train_idx, device=device)
+    va = torch.as_tensor(data.val_idx, device=device)
+    records: list[PhaseRecord] = []
+    started = time.perf_counter()
+    for phase, (blocks, sizes, names) in enumerate(plan):
+        y = _labels(data, names).to(device)
+        final = phase == len(plan) - 1
+        heads = model.heads if final else nn.ModuleList(nn.Linear(cfg.d_model, s) for s in sizes).to(device)
+        first, last = blocks[0], blocks[-1] + 1
+        params = [p for b in blocks for p in model.blocks[b].parameters()] + list(heads.parameters())
+        if first == 0:
+            params += [model.W_E, model.W_pos]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        if first > 0:
+            with torch.no_grad():
+                frozen_resid = model.run_blocks(model.embed(x), 0, first)
+
+        def forward() -> list[torch.Tensor]:
+            resid = frozen_resid if first > 0 else model.embed(x)
+            out = model.run_blocks(resid, first, last)[:, -1]
+            return [h(out) for h in heads]
+
+        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
+        rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
+        t0 = time.perf_counter()
+        for epoch in range(1, spec.max_epochs + 1):
+            logits = forward()
+            loss = sum(nn.functional.cross_entropy(lg[tr], y[tr, i]) for i, lg in enumerate(logits))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if epoch % spec.eval_every == 0 or epoch == spec.max_epochs:
+                with torch.no_grad():
+                    logits = forward()
+                    rec.train_acc = _accuracy([lg[tr] for lg in logits], y[tr])
+                    rec.val_acc = _accuracy([lg[va] for lg in logits], y[va])
+                rec.train_loss = float(loss.item())
+                rec.epochs = epoch
+                rec.history.append({"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc})
+                msg = (f"{spec.model_id} phase {phase + 1}/{len(plan)} epoch {epoch} loss {rec.train_loss:.4g} "
+                       f"train {rec.train_acc:.4f} val {rec.val_acc:.4f}")
+                log.info(msg)
+                if progress:
+                    progress(msg)
+                if rec.reached_goal_at is None and rec.train_acc == 1.0 and rec.val_acc >= spec.target_val_acc:
+                    rec.reached_goal_at = epoch
+                if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= spec.extra_epochs:
+                    break
+        rec.seconds = time.perf_counter() - t0
+        records.append(rec)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    record = {
+        "model_id": spec.model_id,
+        "spec": asdict(spec),
+        "model_config": cfg.to_dict(),
+        "phases": [asdict(r) for r in records],
+        "final_train_acc": records[-1].train_acc,
+        "final_val_acc": records[-1].val_acc,
+        "seconds": time.perf_counter() - started,
+        "torch_version": torch.__version__,
+        "device": device,
+    }
+    return model.cpu(), record
+
+
+def save_checkpoint(model: ModSumTransformer, record: dict, directory: str | Path) -> Path:
+    """Write ``<model_id>.safetensors`` and ``<model_id>.json`` (config, epochs, accuracies)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    mid = record["model_id"]
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / f"{mid}.safetensors"))
+    (directory / f"{mid}.json").write_text(json.dumps(record, indent=1))
+    return directory / f"{mid}.safetensors"
+
+
+def load_checkpoint(path: str | Path) -> tuple[ModSumTransformer, dict]:
+    path = Path(path)
+    weights = path.with_suffix(".safetensors")
+    meta = path.with_suffix(".json")
+    for f in (weights, meta):
+        if not f.exists():
+            raise FileNotFoundError(f"modular-sum checkpoint file {f} does not exist")
+    record = json.loads(meta.read_text())
+    model = ModSumTransformer(ModSumConfig.from_dict(record["model_config"]))
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return model, record
