@@ -213,3 +213,10 @@ def load_checkpoint(path: str | Path) -> tuple[ModSumTransformer, dict]:
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     return model, record
+
+
+PRESETS: dict[str, ModSumTrainSpec] = {
+    "model_0": ModSumTrainSpec("model_0", task="f_mod", n_blocks=1, scheme="end_to_end", extra_epochs=1000),
+    "model_E": ModSumTrainSpec("model_E", task="f_mod3", n_blocks=3, scheme="end_to_end", extra_epochs=1000),
+    "model_L": ModSumTrainSpec("model_L", task="f_mod3", n_blocks=3, scheme="layerwise", extra_epochs=1000),
+}

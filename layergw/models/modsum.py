@@ -135,7 +135,8 @@ def modsum_points(n_blocks: int, n_heads: int = 4) -> list[RepPoint]:
     points: list[RepPoint] = []
 
     def add(name: str, display: str, hook: str, block: int, role: str, head: int | None = None, pooling: str = "flatten") -> None:
-        points.append(RepPoint(name, display, len(points), hook, head, pooling, block, role))
+        axis = 1 if pooling == "tril" else 2
+        points.append(RepPoint(name, display, len(points), hook, head, pooling, block, role, axis))
 
     for b in range(n_blocks):
         pre = f"blocks.{b}"

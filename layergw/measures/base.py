@@ -1,0 +1,224 @@
+"""The measure protocol: validation, the result record, the base class and the registry.
+
+A measure compares two representations of the same n inputs, X (n, d1) and Y (n, d2).
+It works in two steps so that a pipeline over L layers does O(L) per-layer work once and
+O(L^2) cheap pair work: ``prepare(X) -> geometry`` (a picklable value holding NumPy arrays,
+e.g. a distance matrix) and ``compare(geometry_x, geometry_y) -> Comparison``.
+``score(X, Y)`` does both for one pair.
+
+Measures are frozen dataclasses whose fields are their hyperparameters, so ``params()`` is
+the JSON-serialisable record stored next to every value, and equal parameters give equal
+(and hashable) measures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
+
+import numpy as np
+
+from layergw.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("distance", "similarity")
+MIN_ROWS = 3
+
+REGISTRY: Registry[Measure] = Registry("measure")
+
+M = TypeVar("M", bound=type)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of comparing two prepared layers.
+
+    value: the measure's value (a distance or a similarity, see ``Measure.kind``).
+    iterations: solver iterations, or None for closed-form measures.
+    converged: False when an iterative solver stopped at its iteration cap.
+    seconds: wall-clock seconds spent in ``compare``.
+    coupling: the transport plan (n, n) when a solver was asked to return it, else None.
+    """
+
+    value: float
+    iterations: int | None
+    converged: bool
+    seconds: float
+    coupling: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+def check_representation(X: Any, label: str = "X") -> np.ndarray:
+    """Validate one layer's representation and return it as float64, C-contiguous.
+
+    X must be a 2-D numeric NumPy array of shape (n, d) with n >= 3 samples (rows),
+    d >= 1 features and only finite entries. The array is returned unchanged (not copied)
+    when it already is float64 and C-contiguous. ``label`` names X in error messages,
+    e.g. the model and representation point.
+    """
+    if not isinstance(X, np.ndarray):
+        raise ValueError(
+            f"{label} must be a 2-D numeric NumPy array of shape (n, d), "
+            f"got {type(X).__module__}.{type(X).__qualname__}"
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"{label} must be a 2-D array of shape (n, d) (n samples, d features), "
+            f"got {X.ndim}-D array of shape {X.shape}"
+        )
+    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{label} must be a numeric (bool, integer or real floating) array of shape (n, d), "
+            f"got dtype {X.dtype} with shape {X.shape}"
+        )
+    n, d = X.shape
+    if n < MIN_ROWS:
+        raise ValueError(
+            f"{label} has n={n} rows (samples); at least {MIN_ROWS} are needed, "
+            f"shape (n, d) expected, got {X.shape}"
+        )
+    if d < 1:
+        raise ValueError(f"{label} has d=0 columns (features); shape (n, d) with d >= 1 expected, got {X.shape}")
+    out = np.ascontiguousarray(X, dtype=np.float64)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = int(out.size - np.count_nonzero(finite))
+        n_nan = int(np.count_nonzero(np.isnan(out)))
+        raise ValueError(
+            f"{label} contains NaN/Inf at {bad} entries ({n_nan} NaN, {bad - n_nan} Inf) "
+            f"of {out.size}, shape {out.shape}"
+        )
+    return out
+
+
+def check_same_n(n_x: int, n_y: int, labels: tuple[str, str] = ("X", "Y")) -> None:
+    """Both representations must be taken on the same inputs, so have the same row count."""
+    if n_x != n_y:
+        a, b = labels
+        raise ValueError(
+            f"{a} has n={n_x} rows but {b} has n={n_y}; "
+            "representations must be taken on the same inputs"
+        )
+
+
+def check_choice(owner: str, param: str, value: Any, choices: Iterable[Any]) -> None:
+    """ValueError naming the parameter, the valid values and what came."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{owner} parameter {param!r} must be one of {', '.join(map(repr, choices))}; got {value!r}"
+        )
+
+
+def check_positive_int(owner: str, param: str, value: Any) -> int:
+    """A positive integer; integral floats such as POT's own default 1e4 are accepted."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner} parameter {param!r} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def check_positive_float(owner: str, param: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{owner} parameter {param!r} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def check_bool(owner: str, param: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{owner} parameter {param!r} must be True or False; got {value!r}")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Base class: subclasses are frozen dataclasses, fields are hyperparameters.
+
+    Subclasses set ``kind`` ("distance": 0 is best; "similarity": larger is better),
+    implement ``_prepare(X)`` on a validated float64 array and ``_compare(gx, gy)``
+    returning a Comparison (its ``seconds`` is filled in here), validate their fields in
+    ``__post_init__`` and register with ``@register("name")``, which sets ``name``.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters as a JSON-serialisable dict (recorded with every value)."""
+        return dataclasses.asdict(self)
+
+    def prepare(self, X: Any, label: str = "X") -> Any:
+        """Per-layer geometry of X (validated with ``check_representation``); picklable."""
+        return self._prepare(check_representation(X, label))
+
+    def compare(self, gx: Any, gy: Any) -> Comparison:
+        """Compare two prepared geometries; records wall seconds; never returns a NaN value."""
+        t0 = time.perf_counter()
+        result = self._compare(gx, gy)
+        seconds = time.perf_counter() - t0
+        value = float(result.value)
+        if not math.isfinite(value):
+            raise ValueError(
+                f"measure {self.name!r} {self.params()} produced a non-finite value {value}; "
+                "the inputs are degenerate for this measure"
+            )
+        return dataclasses.replace(result, value=value, seconds=seconds)
+
+    def score(self, X: Any, Y: Any) -> float:
+        """Value for one pair: ``compare(prepare(X), prepare(Y)).value``; X, Y share n."""
+        X = check_representation(X, "X")
+        Y = check_representation(Y, "Y")
+        check_same_n(X.shape[0], Y.shape[0])
+        return self.compare(self._prepare(X), self._prepare(Y)).value
+
+    # to implement
+    def _prepare(self, X: np.ndarray) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _compare(self, gx: Any, gy: Any) -> Comparison:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator: register a Measure subclass under ``name`` and set its ``name``."""
+
+    def deco(cls: M) -> M:
+        if not (isinstance(cls, type) and issubclass(cls, Measure)):
+            raise TypeError(f"@register({name!r}) expects a Measure subclass, got {cls!r}")
+        if cls.kind not in KINDS:
+            raise ValueError(f"measure {name!r} must set kind to one of {KINDS}, got {cls.kind!r}")
+        params = vars(cls).get("__dataclass_params__")  # set on the class itself by @dataclass
+        if params is None or not params.frozen:
+            raise TypeError(f"measure {name!r} must be a frozen dataclass (decorate it with @dataclass(frozen=True))")
+        REGISTRY.register(name)(cls)
+        cls.name = name
+        return cls
+
+    return deco
+
+
+def get(name: str, **params: Any) -> Measure:
+    """The measure registered as ``name`` with hyperparameters ``params``.
+
+    Unknown names or parameters give a ValueError naming the valid ones.
+    """
+    return REGISTRY.get(name, **params)
+
+
+def names() -> list[str]:
+    """Sorted names of all registered measures."""
+    return REGISTRY.names()
+
+
+def parameters(name: str) -> list[str]:
+    """Hyperparameter names of the measure registered as ``name``."""
+    return REGISTRY.parameters(name)

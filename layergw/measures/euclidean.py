@@ -1,0 +1,47 @@
+"""Plain Euclidean distance between two representations of equal width.
+
+    euclidean(X, Y) = ||X - Y||_F / sqrt(n)
+
+i.e. the root of the mean over samples of |x_i - y_i|^2, so it does not grow with the
+probe size n. No centring, no alignment: it depends on the basis of each layer, so it is
+only meaningful between layers that share a coordinate system (e.g. residual-stream
+points of one transformer). Layers of different widths need gw, cka or rsm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from layergw.measures.base import Comparison, Measure, check_same_n, register
+
+
+@register("euclidean")
+@dataclass(frozen=True)
+class Euclidean(Measure):
+    """Frobenius norm of X - Y divided by sqrt(n) (a distance; equal widths only).
+
+    prepare returns the validated float64 representation itself (not copied).
+    """
+
+    kind: ClassVar[str] = "distance"
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        return X
+
+    def _compare(self, gx: Any, gy: Any) -> Comparison:
+        for which, g in (("first", gx), ("second", gy)):
+            if not isinstance(g, np.ndarray) or g.ndim != 2:
+                raise ValueError(
+                    f"euclidean: the {which} geometry must be an (n, d) array from "
+                    f"Euclidean.prepare, got {getattr(g, 'shape', type(g).__name__)}"
+                )
+        check_same_n(gx.shape[0], gy.shape[0], ("first geometry", "second geometry"))
+        if gx.shape[1] != gy.shape[1]:
+            raise ValueError(
+                f"euclidean needs equal widths: X has d={gx.shape[1]} columns but Y has "
+                f"d={gy.shape[1]}; use gw, cka or rsm to compare layers of different widths"
+            )
+        value = float(np.linalg.norm(gx - gy) / np.sqrt(gx.shape[0]))
+        return Comparison(value=value, iterations=None, converged=True, seconds=0.0)

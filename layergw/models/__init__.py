@@ -1,0 +1,57 @@
+"""Model families by name. ``import layergw.models`` does not import torch; loading does.
+
+A family's factory takes its YAML parameters and returns a :class:`ModelAdapter`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from layergw.models.adapter import ModelAdapter
+from layergw.models.points import RepPoint, select_points
+from layergw.registry import Registry
+
+MODELS: Registry[ModelAdapter] = Registry("model family")
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "assets" / "modsum"
+
+
+def names() -> list[str]:
+    return MODELS.names()
+
+
+def get(family: str, **params: Any) -> ModelAdapter:
+    return MODELS.get(family, **params)
+
+
+def builtin_checkpoints() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.safetensors"))
+
+
+def resolve_checkpoint(checkpoint: str) -> Path:
+    """``builtin:<id>`` names a checkpoint shipped with layergw; anything else is a path."""
+    if checkpoint.startswith("builtin:"):
+        name = checkpoint.split(":", 1)[1]
+        path = BUILTIN_DIR / f"{name}.safetensors"
+        if not path.exists():
+            raise ValueError(f"unknown built-in checkpoint {checkpoint!r}; shipped: "
+                             f"{', '.join('builtin:' + b for b in builtin_checkpoints()) or '(none)'}")
+        return path
+    path = Path(checkpoint).expanduser()
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    if not path.exists():
+        raise ValueError(f"checkpoint {checkpoint!r} not found (looked for {path}); "
+                         f"use a path to a .safetensors file with its .json beside it, or builtin:<id>")
+    return path
+
+
+@MODELS.register("modsum")
+def modsum(checkpoint: str) -> ModelAdapter:
+    """A modular-sum transformer from a layergw checkpoint (``builtin:model_L`` or a path)."""
+    from layergw.models.modsum_adapter import ModSumAdapter
+
+    return ModSumAdapter.load(resolve_checkpoint(checkpoint))
+
+
+__all__ = ["MODELS", "ModelAdapter", "RepPoint", "get", "names", "resolve_checkpoint", "select_points"]

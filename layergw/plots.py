@@ -1,0 +1,126 @@
+"""PNG figures for the report: L×L pair heatmaps with group boundaries, ranked bars.
+
+Matplotlib runs headless (Agg canvas on an explicit Figure, no pyplot state), so this
+works on cluster nodes without a display and never touches the global backend.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+from typing import IO, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+
+def _save(fig: Figure, path_or_buffer: str | IO[bytes]) -> None:
+    FigureCanvasAgg(fig)
+    try:
+        fig.savefig(path_or_buffer, format="png", dpi=100)
+    finally:
+        fig.clear()
+
+
+def _tick_step(n: int, max_ticks: int) -> int:
+    return max(1, math.ceil(n / max(1, max_ticks)))
+
+
+def heatmap_png(
+    M: np.ndarray,
+    labels: Sequence[str],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    boundaries: Sequence[int] = (),
+    kind: str = "distance",
+    max_ticks: int = 100,
+    measure: str | None = None,
+) -> None:
+    """Write an L×L matrix as a PNG heatmap.
+
+    Layer names label both axes (every k-th when L > ``max_ticks``), the colorbar names
+    the measure and kind, group boundaries are lines at i - 0.5 on both axes, and NaN
+    (missing or failed pairs) shows grey.
+    """
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"M must be a square matrix, got shape {M.shape}")
+    L = M.shape[0]
+    if len(labels) != L:
+        raise ValueError(f"labels has {len(labels)} names for a {L}×{L} matrix")
+    side = float(np.clip(3.0 + 0.11 * L, 5.0, 16.0))
+    fig = Figure(figsize=(side + 1.2, side))
+    ax = fig.add_subplot(1, 1, 1)
+    masked = np.ma.masked_invalid(M)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#bbbbbb")
+    finite = M[np.isfinite(M)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmin == vmax:
+        vmax = vmin + 1.0
+    im = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    step = _tick_step(L, max_ticks)
+    ticks = list(range(0, L, step))
+    row_pt = side * 0.8 * 72.0 / L * step  # height of one labelled row, in points
+    fontsize = float(np.clip(0.7 * row_pt, 3.0, 9.0))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xticklabels([str(labels[i]) for i in ticks], rotation=90, fontsize=fontsize)
+    ax.set_yticklabels([str(labels[i]) for i in ticks], fontsize=fontsize)
+    for b in boundaries:
+        if 0 < b < L:
+            ax.axhline(b - 0.5, color="red", linewidth=1.0)
+            ax.axvline(b - 0.5, color="red", linewidth=1.0)
+    ax.set_title(title, fontsize=10)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label(f"{measure} ({kind})" if measure else kind)
+    if np.isnan(M).any():
+        n_missing = int(np.isnan(M[np.triu_indices(L, 1)]).sum())
+        ax.set_xlabel(f"grey: {n_missing} missing or failed pairs", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
+def bars_png(
+    values: Sequence[float],
+    labels: Sequence[str],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    xlabel: str = "value",
+    top: int = 15,
+    ascending: bool = True,
+) -> None:
+    """Write a horizontal bar chart of the ``top`` best-ranked layers (smallest value
+    first when ``ascending``, as for distances; NaN values are left out)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(labels) != v.size:
+        raise ValueError(f"labels has {len(labels)} names for {v.size} values")
+    keep = np.flatnonzero(np.isfinite(v))
+    order = keep[np.argsort(v[keep], kind="stable")]
+    if not ascending:
+        order = order[::-1]
+    order = order[:top]
+    fig = Figure(figsize=(6.0, 1.0 + 0.3 * max(len(order), 1)))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(order))
+    ax.barh(y, v[order], color="#3b6ea5")
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(labels[i]) for i in order], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
+def png_bytes(draw, *args, **kwargs) -> bytes:
+    """Run a ``*_png`` function into memory and return the PNG bytes (for object stores)."""
+    buf = io.BytesIO()
+    draw(*args, buf, **kwargs)
+    return buf.getvalue()

@@ -1,0 +1,333 @@
+"""The run report: one self-contained HTML page plus PNG heatmaps under ``report/``.
+
+Everything is read from and written through the run's ResultStore, so a report can be
+rebuilt from stored results anywhere (local folder, s3://, gs://) with
+``layergw report RUN_URI``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import re
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from layergw import grouping, plots
+
+log = logging.getLogger(__name__)
+
+TOP_TARGETS = 10
+
+CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif;
+       margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+h3 { margin-top: 1.4em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; max-width: 640px; } figure img { width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .85em; color: #555; }
+pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
+.warn { color: #a33; } .muted { color: #777; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _slug(s: str) -> str:
+    """A file-name-safe form of a model or measure name ("google/gemma-2b" -> "google_gemma-2b")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(s)).strip("_") or "x"
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+def _null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _table(header: list[str], rows: list[list[Any]], num: set[int] = frozenset()) -> str:
+    out = ["<table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead><tbody>"]
+    for r in rows:
+        out.append("<tr>")
+        for i, v in enumerate(r):
+            cls = ' class="num"' if i in num and isinstance(v, (int, float, np.number)) else ""
+            out.append(f"<td{cls}>{_e(_fmt(v))}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _opt_table(store: Any, path: str) -> Any:
+    return store.read_table(path).to_pandas() if store.exists(path) else None
+
+
+def _opt_json(store: Any, path: str) -> Any:
+    return store.read_json(path) if store.exists(path) else None
+
+
+def _ordered(values: list[str], first: tuple[str, ...] = ("gw",)) -> list[str]:
+    uniq = list(dict.fromkeys(v for v in values if not _null(v)))
+    return [v for v in first if v in uniq] + sorted(v for v in uniq if v not in first)
+
+
+def _layer_names(points: Any, pairs: Any, model: str) -> tuple[list[str], list[str]]:
+    """(layer names, display names) of one model in layer_index order."""
+    pts = points[points["model"] == model].sort_values("layer_index") if points is not None else None
+    if pts is not None and len(pts):
+        n = int(pts["layer_index"].max()) + 1
+        layers = [f"#{i}" for i in range(n)]
+        displays = list(layers)
+        for r in pts.itertuples(index=False):
+            layers[int(r.layer_index)] = str(r.layer)
+            displays[int(r.layer_index)] = str(r.display) if not _null(r.display) else str(r.layer)
+        return layers, displays
+    # no points for this model: fall back to the names carried by the pair rows
+    rows = pairs[(pairs["model_a"] == model) & (pairs["model_b"] == model)]
+    names: dict[int, str] = {}
+    for side in ("a", "b"):
+        for i, name in zip(rows[f"layer_{side}_index"], rows[f"layer_{side}"]):
+            names.setdefault(int(i), str(name))
+    n = max(names) + 1 if names else 0
+    layers = [names.get(i, f"#{i}") for i in range(n)]
+    return layers, list(layers)
+
+
+def _variants(rows: Any) -> list[tuple[Any, ...]]:
+    """The (seed, checkpoint) combinations of within-model pair rows."""
+    cols = ["seed_a", "checkpoint_a", "seed_b", "checkpoint_b"]
+    seen = dict.fromkeys(
+        tuple(None if _null(v) else v for v in t) for t in rows[cols].itertuples(index=False)
+    )
+    return list(seen)
+
+
+def _variant_rows(rows: Any, v: tuple[Any, ...]) -> Any:
+    mask = np.ones(len(rows), dtype=bool)
+    for col, val in zip(["seed_a", "checkpoint_a", "seed_b", "checkpoint_b"], v):
+        mask &= rows[col].isna().to_numpy() if val is None else (rows[col] == val).to_numpy()
+    return rows[mask]
+
+
+def _variant_label(v: tuple[Any, ...]) -> str:
+    sa, ca, sb, cb = v
+    a = f"seed {sa}, checkpoint {ca}"
+    return a if (sa, ca) == (sb, cb) else f"{a} vs seed {sb}, checkpoint {cb}"
+
+
+def _group_ranges(rows: Any, displays: list[str]) -> list[tuple[int, str]]:
+    """(group, "first … last") for each contiguous run of layers along depth."""
+    rows = rows.sort_values("layer_index")
+    labels = rows["group"].to_numpy()
+    idx = rows["layer_index"].to_numpy()
+    names = [
+        (str(d) if not _null(d) else (displays[i] if i < len(displays) else str(ly)))
+        for i, d, ly in zip(idx, rows["display"], rows["layer"])
+    ]
+    out = []
+    for first, last, g in grouping.contiguous_segments(labels):
+        out.append((int(g), names[first] if first == last else f"{names[first]} … {names[last]}"))
+    return out
+
+
+def _title(config: Any, run: Any, pairs: Any) -> tuple[str, str]:
+    def pick(*keys: str) -> str:
+        for src in (run, config):
+            if isinstance(src, dict):
+                for k in keys:
+                    if src.get(k):
+                        return str(src[k])
+        return ""
+
+    study = pick("study", "name")
+    run_id = pick("run_id", "id")
+    if pairs is not None and len(pairs):
+        if not study and pairs["study"].notna().any():
+            study = str(pairs["study"].dropna().iloc[0])
+        if not run_id and pairs["run_id"].notna().any():
+            run_id = str(pairs["run_id"].dropna().iloc[0])
+    return study or "study", run_id or "run"
+
+
+def build_report(store: Any) -> str:
+    """Build ``report/index.html`` and its heatmaps from a run's stored results.
+
+    Needs ``points.parquet`` and tiles under ``pairs/``; ``config.json``, ``run.json``,
+    ``groups.parquet`` and ``targets.parquet`` are shown when present. Returns the URL
+    of the page.
+    """
+    from layergw.results import PAIRS
+
+    if not store.exists("points.parquet"):
+        raise FileNotFoundError(f"no points.parquet under {store.url('')}; extract first")
+    points = store.read_table("points.parquet").to_pandas()
+    pairs_tbl = store.read_tables("pairs", schema=PAIRS)
+    if pairs_tbl is None or pairs_tbl.num_rows == 0:
+        raise FileNotFoundError(f"no pair tiles under {store.url('pairs')}; compare first")
+    pairs = pairs_tbl.to_pandas()
+    config = _opt_json(store, "config.json")
+    run = _opt_json(store, "run.json")
+    groups = _opt_table(store, "groups.parquet")
+    targets = _opt_table(store, "targets.parquet")
+    study, run_id = _title(config, run, pairs)
+
+    within = pairs[pairs["model_a"] == pairs["model_b"]]
+    models = list(dict.fromkeys([*points["model"].tolist(), *within["model_a"].tolist()]))
+    body: list[str] = [f"<h1>{_e(study)} — run {_e(run_id)}</h1>"]
+    n_cross = int((pairs["model_a"] != pairs["model_b"]).sum())
+    summary = [
+        ["models", len(models)],
+        ["measures", ", ".join(_ordered(pairs["measure"].tolist()))],
+        ["pair rows", len(pairs)],
+        ["failed pairs (error set)", int(pairs["error"].notna().sum())],
+        ["non-converged pairs", int((pairs["converged"] == False).sum())],  # noqa: E712 (null is not False)
+    ]
+    if n_cross:
+        summary.append(["cross-model pair rows (not drawn)", n_cross])
+    body.append(_table(["run", "value"], summary, num={1}))
+    toc = "".join(f'<li><a href="#model-{_e(_slug(m))}">{_e(m)}</a></li>' for m in models)
+    body.append(f"<ul>{toc}</ul>")
+    n_png = 0
+
+    for model in models:
+        body.append(f'<h2 id="model-{_e(_slug(model))}">Model {_e(model)}</h2>')
+        layers, displays = _layer_names(points, pairs, model)
+        rows_m = within[within["model_a"] == model]
+        measures = _ordered(rows_m["measure"].tolist())
+        if not measures:
+            body.append('<p class="muted">No pair results for this model.</p>')
+        figs: list[str] = []
+        health: list[list[Any]] = []
+        for measure in measures:
+            rows = rows_m[rows_m["measure"] == measure]
+            n_err = int(rows["error"].notna().sum())
+            n_nc = int((rows["converged"] == False).sum())  # noqa: E712
+            if n_err or n_nc:
+                health.append([measure, n_err, n_nc, len(rows)])
+            gsel = None
+            if groups is not None:
+                gsel = groups[(groups["model"] == model) & (groups["measure"] == measure)]
+                if len(gsel):
+                    first = gsel.iloc[0]
+                    gsel = gsel[(gsel["method"] == first["method"]) & (gsel["selection"] == first["selection"])
+                                & (gsel["seed"] == first["seed"])]
+            bounds = sorted(int(i) for i in gsel.loc[gsel["boundary"] == True, "layer_index"]) if gsel is not None else []  # noqa: E712
+            variants = _variants(rows)
+            for v in variants:
+                vrows = _variant_rows(rows, v) if len(variants) > 1 else rows
+                name = f"heatmap-{_slug(model)}-{_slug(measure)}"
+                caption = measure
+                if len(variants) > 1:
+                    name += "-" + _slug(f"s{v[0]}-{v[1]}-s{v[2]}-{v[3]}")
+                    caption += f" ({_variant_label(v)})"
+                png = f"{name}.png"
+                try:
+                    kind = grouping.pair_kind(vrows, model, measure)
+                    M = grouping.pair_matrix(vrows, model, measure, len(layers))
+                    data = plots.png_bytes(
+                        plots.heatmap_png, M, displays,
+                        title=f"{model} — {caption}", boundaries=bounds if len(variants) == 1 else (),
+                        kind=kind, measure=measure,
+                    )
+                except ValueError as exc:
+                    log.warning("report: model %s measure %s: %s", model, measure, exc)
+                    figs.append(f'<figure><figcaption class="warn">{_e(caption)}: {_e(exc)}</figcaption></figure>')
+                    continue
+                store.write_bytes(f"report/{png}", data)
+                n_png += 1
+                figs.append(
+                    f'<figure><img src="{_e(quote(png))}" alt="{_e(model)} {_e(caption)} heatmap">'
+                    f"<figcaption>{_e(caption)} ({_e(kind)})"
+                    f"{'; red lines: group boundaries' if bounds and len(variants) == 1 else ''}</figcaption></figure>"
+                )
+        if figs:
+            body.append(f'<div class="figs">{"".join(figs)}</div>')
+        if health:
+            body.append("<h3>Failed and non-converged pairs</h3>")
+            body.append(_table(["measure", "failed (error)", "not converged", "rows"], health, num={1, 2, 3}))
+        body.extend(_groups_section(groups, model, displays))
+        body.extend(_targets_section(targets, model))
+
+    if run and isinstance(run, dict):
+        timings = run.get("timings") or {}
+        if isinstance(timings, dict) and timings:
+            body.append("<h2>Timings</h2>")
+            trows = [[k, _seconds(v)] for k, v in timings.items()]
+            body.append(_table(["stage", "seconds"], trows, num={1}))
+        meta = {k: v for k, v in run.items() if k != "timings"}
+        if meta:
+            body.append("<h2>Run</h2>")
+            body.append(f"<pre>{_e(json.dumps(meta, indent=2, sort_keys=True, default=str))}</pre>")
+    if config is not None:
+        body.append("<h2>Config</h2>")
+        body.append(f"<pre>{_e(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre>")
+
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(study)} — {_e(run_id)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+    store.write_bytes("report/index.html", page.encode("utf-8"))
+    url = store.url("report/index.html")
+    log.info("report: %d models, %d heatmaps -> %s", len(models), n_png, url)
+    return url
+
+
+def _seconds(v: Any) -> Any:
+    try:
+        return round(float(v), 3)
+    except (TypeError, ValueError):
+        return v
+
+
+def _groups_section(groups: Any, model: str, displays: list[str]) -> list[str]:
+    if groups is None:
+        return []
+    g = groups[groups["model"] == model]
+    if not len(g):
+        return []
+    out = ["<h3>Groups</h3>"]
+    keys = ["measure", "method", "selection", "seed"]
+    for key, rows in g.groupby(keys, sort=False, dropna=False):
+        measure, method, selection, seed = key
+        first = rows.iloc[0]
+        out.append(
+            f"<p><b>{_e(measure)}</b>: {_e(method)}, k = {_e(_fmt(first['k']))} "
+            f"(selection {_e(selection)}; eigengap {_e(_fmt(first['k_eigengap']))}, "
+            f"silhouette {_e(_fmt(first['k_silhouette']))}; seed {_e(_fmt(seed))})</p>"
+        )
+        out.append(_table(["group", "layers"], [[grp, rng] for grp, rng in _group_ranges(rows, displays)], num={0}))
+    return out
+
+
+def _targets_section(targets: Any, model: str) -> list[str]:
+    if targets is None:
+        return []
+    t = targets[targets["model"] == model]
+    if not len(t):
+        return []
+    out = ["<h3>Targets</h3>", f'<p class="muted">Layers ranked for each target, top {TOP_TARGETS}.</p>', '<div class="figs">']
+    for (target, measure), rows in t.groupby(["target", "measure"], sort=False, dropna=False):
+        rows = rows.assign(_r=rows["rank"].fillna(np.inf)).sort_values(["_r", "value"], kind="stable")
+        top = rows.head(TOP_TARGETS)
+        trs = [
+            [None if _null(r["rank"]) else int(r["rank"]), r["display"] if not _null(r["display"]) else r["layer"], r["value"]]
+            for _, r in top.iterrows()
+        ]
+        out.append(f"<div><p><b>{_e(target)}</b> ({_e(measure)})</p>{_table(['rank', 'layer', 'value'], trs, num={0, 2})}</div>")
+    out.append("</div>")
+    return out

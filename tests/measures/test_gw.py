@@ -1,0 +1,259 @@
+"""GW measure: agreement with POT, solver statistics, invariances, normalization, errors."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import ot
+import pytest
+
+from layergw import measures
+from layergw.measures.gw import _cg_stats
+
+
+def dist(A: np.ndarray) -> np.ndarray:
+    """Independent Euclidean distance matrix (broadcasting, not scipy)."""
+    return np.sqrt(((A[:, None, :] - A[None, :, :]) ** 2).sum(-1))
+
+
+def rotation(d: int, seed: int) -> np.ndarray:
+    Q, R = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
+    return Q * np.sign(np.diag(R))
+
+
+@pytest.fixture(scope="module")
+def X() -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(60, 5))
+
+
+@pytest.fixture(scope="module")
+def Y() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(60, 9)) * rng.uniform(0.5, 2.0, size=9)
+
+
+# ---- the contract: POT's value ----------------------------------------------------------
+
+
+def test_equals_pot_gromov_wasserstein2_product_start(X, Y):
+    p, q = ot.unif(60), ot.unif(60)
+    expected = ot.gromov.gromov_wasserstein2(dist(X), dist(Y), p, q, "square_loss")
+    got = measures.get("gw", normalize="none", init="product").score(X, Y)
+    assert got == pytest.approx(float(expected), rel=1e-9, abs=0)
+    assert got > 0
+
+
+def test_equals_pot_with_identity_start(X, Y):
+    n = X.shape[0]
+    expected = ot.gromov.gromov_wasserstein2(
+        dist(X), dist(Y), ot.unif(n), ot.unif(n), "square_loss", G0=np.eye(n) / n
+    )
+    got = measures.get("gw", init="identity").score(X, Y)
+    assert got == pytest.approx(float(expected), rel=1e-9, abs=0)
+
+
+def test_best_is_the_lower_start(X, Y):
+    a = measures.get("gw", init="product").score(X, Y)
+    b = measures.get("gw", init="identity").score(X, Y)
+    assert measures.get("gw", init="best").score(X, Y) == min(a, b)
+
+
+@pytest.mark.parametrize("normalize", ["max", "mean"])
+def test_normalized_equals_pot_on_normalized_matrices(X, Y, normalize):
+    def norm(C):
+        n = C.shape[0]
+        return C / (C.max() if normalize == "max" else C.sum() / (n * (n - 1)))
+
+    n = X.shape[0]
+    expected = ot.gromov.gromov_wasserstein2(norm(dist(X)), norm(dist(Y)), ot.unif(n), ot.unif(n), "square_loss")
+    got = measures.get("gw", normalize=normalize).score(X, Y)
+    assert got == pytest.approx(float(expected), rel=1e-9, abs=0)
+
+
+# ---- iterations / converged / coupling ------------------------------------------------
+
+
+def test_iterations_and_converged_from_pot_log(X, Y):
+    n = X.shape[0]
+    _, log = ot.gromov.gromov_wasserstein(dist(X), dist(Y), ot.unif(n), ot.unif(n), "square_loss", log=True)
+    m = measures.get("gw")
+    c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.iterations == len(log["loss"]) - 1 >= 2
+    assert c.converged is True
+    assert c.seconds > 0
+    assert c.coupling is None
+
+
+def test_iteration_cap_reports_not_converged(X, Y, caplog):
+    m = measures.get("gw", max_iter=1)
+    with caplog.at_level("WARNING", logger="layergw.measures.gw"):
+        c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.iterations == 1 and c.converged is False
+    assert "max_iter=1" in caplog.text
+
+
+def test_cg_stats_replicates_pot_stopping_rule():
+    assert _cg_stats([5.0, 4.0, 3.9], max_iter=100, tol_rel=1e-9, tol_abs=1e-9) == (2, True)
+    assert _cg_stats([5.0, 4.0, 3.9], max_iter=2, tol_rel=1e-9, tol_abs=1e-9) == (2, False)
+    # cap hit on the same step the tolerance is met: converged
+    assert _cg_stats([5.0, 4.0, 4.0], max_iter=2, tol_rel=1e-9, tol_abs=1e-9) == (2, True)
+    assert _cg_stats([5.0, 0.0, 0.0], max_iter=2, tol_rel=1e-9, tol_abs=1e-9) == (2, True)
+    assert _cg_stats([1.0, 1.0 + 1e-8], max_iter=1, tol_rel=1e-7, tol_abs=1e-12) == (1, True)
+
+
+def test_return_coupling_is_a_transport_plan(X, Y):
+    m = measures.get("gw", return_coupling=True)
+    c = m.compare(m.prepare(X), m.prepare(Y))
+    T = c.coupling
+    assert T is not None and T.shape == (60, 60)
+    assert np.all(T >= -1e-15)
+    np.testing.assert_allclose(T.sum(1), np.full(60, 1 / 60), atol=1e-12)
+    np.testing.assert_allclose(T.sum(0), np.full(60, 1 / 60), atol=1e-12)
+
+
+# ---- geometry --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", ["none", "max", "mean"])
+def test_prepare_is_a_symmetric_distance_matrix(X, normalize):
+    C = measures.get("gw", normalize=normalize).prepare(X)
+    assert C.shape == (60, 60) and C.dtype == np.float64
+    assert np.all(np.diag(C) == 0) and np.array_equal(C, C.T)
+    D = dist(X)
+    if normalize == "max":
+        assert C.max() == pytest.approx(1.0, abs=1e-15)
+        D = D / D.max()
+    elif normalize == "mean":
+        assert C.sum() / (60 * 59) == pytest.approx(1.0, rel=1e-12)
+        D = D / (D.sum() / (60 * 59))
+    np.testing.assert_allclose(C, D, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(pickle.loads(pickle.dumps(C)), C)
+
+
+def test_distance_matrix_is_accurate_for_close_points():
+    # Gram-expansion formulas lose all digits here; differences do not.
+    base = np.full((4, 3), 1e8)
+    base[1, 0] += 1e-4
+    C = measures.get("gw").prepare(base)
+    gap = base[1, 0] - base[0, 0]  # exact (Sterbenz), ~1e-4 after rounding 1e8 + 1e-4
+    assert C[0, 1] == gap
+    B = base @ base.T
+    sq = np.diag(B)[:, None] + np.diag(B)[None, :] - 2 * B
+    assert abs(np.sqrt(max(sq[0, 1], 0.0)) - gap) > 1e-6  # the Gram expansion is wrong here
+    assert C[0, 2] == 0.0
+
+
+@pytest.mark.parametrize("normalize", ["max", "mean"])
+def test_constant_representation_cannot_be_normalized(normalize):
+    with pytest.raises(ValueError, match=rf"normalize='{normalize}'.*all zeros.*identical"):
+        measures.get("gw", normalize=normalize).prepare(np.ones((10, 3)))
+
+
+def test_constant_representation_without_normalization_is_fine(Y):
+    X0 = np.ones((60, 3))
+    v = measures.get("gw").score(X0, Y)
+    # against a point mass the coupling is irrelevant: sum_jl C2[j,l]^2 / n^2
+    assert v == pytest.approx(float((dist(Y) ** 2).mean()), rel=1e-12)
+
+
+# ---- properties ------------------------------------------------------------------------
+
+
+def test_self_distance_is_zero_with_identity_start(X):
+    m = measures.get("gw", init="identity")
+    assert abs(m.score(X, X)) < 1e-12
+
+
+@pytest.mark.parametrize("init", ["product", "identity"])
+def test_invariant_to_rotation_translation_feature_permutation(X, Y, init):
+    m = measures.get("gw", init=init)
+    base = m.score(X, Y)
+    rng = np.random.default_rng(5)
+    moved = {
+        "rotation": Y @ rotation(Y.shape[1], 3),
+        "translation": Y + rng.normal(size=Y.shape[1]) * 10,
+        "permutation": Y[:, rng.permutation(Y.shape[1])],
+    }
+    for what, Z in moved.items():
+        assert m.score(X, Z) == pytest.approx(base, rel=1e-8), what
+
+
+def test_symmetric(X, Y):
+    for init in ("product", "identity"):
+        m = measures.get("gw", init=init)
+        assert m.score(X, Y) == pytest.approx(m.score(Y, X), rel=1e-6), init
+
+
+def test_max_normalization_gives_scale_invariance(X, Y):
+    for normalize in ("max", "mean"):
+        m = measures.get("gw", normalize=normalize)
+        assert m.score(X, 3.7 * Y) == pytest.approx(m.score(X, Y), rel=1e-9)
+    raw = measures.get("gw")
+    assert raw.score(X, 3.7 * Y) != pytest.approx(raw.score(X, Y), rel=1e-3)
+
+
+def test_different_n_product_start_allowed_identity_not(X, Y):
+    m = measures.get("gw")
+    v = m.compare(m.prepare(X), m.prepare(Y[:40])).value
+    expected = ot.gromov.gromov_wasserstein2(dist(X), dist(Y[:40]), ot.unif(60), ot.unif(40), "square_loss")
+    assert v == pytest.approx(float(expected), rel=1e-9)
+    mi = measures.get("gw", init="identity")
+    with pytest.raises(ValueError, match="n=60 rows but second geometry has n=40"):
+        mi.compare(mi.prepare(X), mi.prepare(Y[:40]))
+
+
+def test_compare_rejects_non_square_geometry(X):
+    m = measures.get("gw")
+    with pytest.raises(ValueError, match=r"square \(n, n\) distance matrix"):
+        m.compare(X, m.prepare(X))
+
+
+# ---- parameters ------------------------------------------------------------------------
+
+
+def test_defaults_are_pots():
+    m = measures.get("gw")
+    assert m.params() == {
+        "normalize": "none",
+        "init": "product",
+        "max_iter": 10000,
+        "tol_rel": 1e-9,
+        "tol_abs": 1e-9,
+        "return_coupling": False,
+    }
+    assert m.kind == "distance" and m.name == "gw"
+    assert json.loads(json.dumps(m.params())) == m.params()
+
+
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("normalize", "l2"),
+        ("normalize", None),
+        ("init", "random"),
+        ("max_iter", 0),
+        ("max_iter", 1.5),
+        ("max_iter", True),
+        ("tol_rel", -1.0),
+        ("tol_abs", float("nan")),
+        ("tol_rel", "1e-9"),
+        ("return_coupling", "yes"),
+    ],
+)
+def test_bad_parameters(param, value):
+    with pytest.raises(ValueError, match=rf"'{param}'.*got {value!r}".replace("(", r"\(").replace(")", r"\)")):
+        measures.get("gw", **{param: value})
+
+
+def test_integral_float_max_iter_is_an_int():
+    m = measures.get("gw", max_iter=1e4)
+    assert m.max_iter == 10000 and isinstance(m.max_iter, int)
+    assert m == measures.get("gw")
+
+
+def test_choice_errors_list_valid_values():
+    with pytest.raises(ValueError, match="'none', 'max', 'mean'; got 'l2'"):
+        measures.get("gw", normalize="l2")
+    with pytest.raises(ValueError, match="'product', 'identity', 'best'; got 'random'"):
+        measures.get("gw", init="random")

@@ -1,0 +1,46 @@
+"""PNG figures: heatmaps of L×L matrices and ranked bars."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from layergw import plots
+
+PNG = b"\x89PNG"
+
+
+@pytest.mark.parametrize("L", [5, 93])
+def test_heatmap_writes_png(tmp_path, L):
+    rng = np.random.default_rng(L)
+    M = rng.random((L, L))
+    M = (M + M.T) / 2
+    np.fill_diagonal(M, 0)
+    path = tmp_path / f"h{L}.png"
+    plots.heatmap_png(M, [f"B1 layer {i}" for i in range(L)], str(path), title=f"L={L}",
+                      boundaries=[L // 3, 2 * L // 3], max_ticks=40, measure="gw")
+    assert path.read_bytes().startswith(PNG)
+
+
+def test_heatmap_handles_nan_and_buffer():
+    M = np.array([[0, 1, np.nan], [1, 0, 2], [np.nan, 2, 0]])
+    buf = io.BytesIO()
+    plots.heatmap_png(M, ["a", "b", "c"], buf, title="nan", kind="distance")
+    assert buf.getvalue().startswith(PNG)
+    data = plots.png_bytes(plots.heatmap_png, np.full((3, 3), np.nan), ["a", "b", "c"], title="all nan",
+                           kind="similarity")
+    assert data.startswith(PNG)
+
+
+def test_heatmap_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="labels"):
+        plots.heatmap_png(np.zeros((3, 3)), ["a"], io.BytesIO(), title="x")
+    with pytest.raises(ValueError, match="square"):
+        plots.heatmap_png(np.zeros((3, 2)), ["a", "b", "c"], io.BytesIO(), title="x")
+
+
+def test_bars_png():
+    buf = io.BytesIO()
+    plots.bars_png([0.3, np.nan, 0.1, 0.2], ["a", "b", "c", "d"], buf, title="target c1", top=2)
+    assert buf.getvalue().startswith(PNG)

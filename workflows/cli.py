@@ -1,0 +1,153 @@
+"""The ``layergw`` command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("layergw")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from workflows.config import load_config
+    from workflows.study import run_study
+
+    cfg = load_config(args.config, args.overrides)
+    result = run_study(cfg, store_uri=args.store, address=args.address, show_progress=not args.no_progress)
+    skipped = f" ({result.tiles_skipped} of {result.tiles_total} tiles were already done)" if result.tiles_skipped else ""
+    print(f"run finished{skipped}: {result.run_uri}")
+    print(f"report: {result.report_uri}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from layergw.report import build_report
+    from layergw.store import ResultStore
+
+    run = ResultStore(args.run_uri)
+    if not run.exists("points.parquet"):
+        raise ValueError(f"{run.url()} is not a layergw run folder (no points.parquet); "
+                         f"give the folder that `layergw run` printed")
+    print(f"report: {build_report(run)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from layergw.training import PRESETS, ModSumTrainSpec, save_checkpoint, train_modsum
+
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; valid presets: {', '.join(PRESETS)}")
+        spec = PRESETS[args.preset]
+    else:
+        spec = ModSumTrainSpec(model_id=args.id, task=args.task, n_blocks=args.blocks, scheme=args.scheme)
+    changes = {k: v for k, v in {"max_epochs": args.max_epochs, "extra_epochs": args.extra_epochs,
+                                 "seed": args.seed, "eval_every": args.eval_every}.items() if v is not None}
+    if args.id and args.preset:
+        changes["model_id"] = args.id
+    spec = type(spec)(**{**spec.__dict__, **changes})
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, record = train_modsum(spec, device=device)
+    path = save_checkpoint(model, record, args.out)
+    print(f"trained {spec.model_id}: train acc {record['final_train_acc']:.4f}, "
+          f"val acc {record['final_val_acc']:.4f}, {record['seconds']:.0f}s -> {path}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ray.job_submission import JobSubmissionClient
+
+    from workflows.config import load_config
+
+    load_config(args.config, args.overrides)
+    config = Path(args.config)
+    entry = ["layergw", "run", config.name] + (["--store", args.store] if args.store else []) + list(args.overrides)
+    client = JobSubmissionClient(args.address)
+    job = client.submit_job(entrypoint=" ".join(entry), runtime_env={"working_dir": str(config.parent)})
+    print(f"submitted job {job} to {args.address}; follow it with: ray job logs --follow {job} --address {args.address}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from workflows.bench import run_bench
+
+    print(f"benchmark results: {run_bench(args.suite, args.out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="layergw", description="Layer groups from representation similarity (GW) on Ray")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a study: extract, compare, group, report")
+    r.add_argument("config")
+    r.add_argument("--store", help="result store root URI (default: the config's store, ./runs)")
+    r.add_argument("--address", help="Ray address (default: start a local Ray)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. probe.n=128")
+    r.set_defaults(fn=cmd_run)
+
+    rep = sub.add_parser("report", help="rebuild the HTML report of a stored run")
+    rep.add_argument("run_uri")
+    rep.set_defaults(fn=cmd_report)
+
+    t = sub.add_parser("train", help="train a modular-sum model (Model 0, E or L of the paper)")
+    t.add_argument("--preset", help="model_0, model_E or model_L (the paper's settings)")
+    t.add_argument("--id", help="model id of the checkpoint (default: the preset's)")
+    t.add_argument("--task", default="f_mod", help="f_mod or f_mod3")
+    t.add_argument("--blocks", type=int, default=1)
+    t.add_argument("--scheme", default="end_to_end", help="end_to_end or layerwise")
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--extra-epochs", type=int, help="epochs to go on after the accuracy goal is met")
+    t.add_argument("--eval-every", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--out", default="checkpoints", help="folder for <id>.safetensors and <id>.json")
+    t.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("submit", help="submit `layergw run` as a Ray job")
+    s.add_argument("config")
+    s.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HEAD:8265")
+    s.add_argument("--store")
+    s.add_argument("overrides", nargs="*")
+    s.set_defaults(fn=cmd_submit)
+
+    b = sub.add_parser("bench", help="run a benchmark suite; results as Parquet")
+    b.add_argument("suite", nargs="?", default="gw")
+    b.add_argument("--out", default="bench-results")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command == "train" and not args.preset and not args.id:
+        print("error: layergw train needs --preset or --id", file=sys.stderr)
+        return 2
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished work is stored and a rerun resumes", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI turns every failure into one clear line
+        from workflows.study import StudyFailed
+
+        cause = getattr(e, "cause", None) or e
+        if args.verbose or not isinstance(cause, (ValueError, OSError, RuntimeError, StudyFailed)):
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

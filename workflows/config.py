@@ -1,0 +1,228 @@
+"""The study config: YAML in, validated into typed models, with errors that name the key.
+
+Unknown keys are errors that list the valid keys at that place and suggest the closest.
+``key=value`` overrides (dotted paths, list indices as numbers) are applied before validation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from layergw.registry import suggest
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says where and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    id: str = Field(description="model id used in results, e.g. model_L")
+    family: str = "modsum"
+    checkpoint: str = Field(description="builtin:<id> or a path to a checkpoint")
+    seed: int = Field(0, description="training seed of this checkpoint, recorded with results")
+    checkpoint_label: str = "final"
+    points: list[str] | Literal["all"] = "all"
+    targets: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ =?#"):
+            raise ValueError(f"model id must be non-empty without '/', '\\\\', spaces, '=', '?' or '#', got {v!r}")
+        return v
+
+
+class ProbeSpec(Strict):
+    n: int = Field(256, description="number of probe inputs (seeded subsample)")
+    seed: int = 0
+
+    @field_validator("n")
+    @classmethod
+    def _n(cls, v: int) -> int:
+        if v < 3:
+            raise ValueError(f"probe.n must be at least 3, got {v}")
+        return v
+
+
+class MeasureSpec(Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Folder-safe name: the measure name plus a short hash of non-default params."""
+        if not self.params:
+            return self.name
+        h = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.name}-{h}"
+
+
+class CompareSpec(Strict):
+    tile_size: int = Field(16, ge=1, description="layers per tile side; a tile holds up to tile_size^2 pairs")
+    max_in_flight: int | None = Field(None, ge=1, description="bound on running tile tasks; default 2 x CPUs")
+
+
+class GroupingSpec(Strict):
+    select: Literal["eigengap", "silhouette"] = "eigengap"
+    k_max: int = Field(8, ge=2)
+    transform: Literal["reverse", "gaussian"] = "reverse"
+    seed: int = 0
+
+
+class TargetsSpec(Strict):
+    enabled: bool = True
+    measure: MeasureSpec = MeasureSpec(name="gw")
+
+
+class RaySpec(Strict):
+    address: str | None = Field(None, description="Ray address; none starts a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default all")
+    extract_num_gpus: float | None = Field(None, ge=0, description="GPUs per extraction task; default 1 when the cluster has GPUs")
+
+
+class StudyConfig(Strict):
+    study: str = "study"
+    run_id: str | None = Field(None, description="default: a hash of what determines the results")
+    store: str = Field("./runs", description="root URI: a path, file://, s3://bucket/prefix[?endpoint_override=host:port&scheme=http]")
+    models: list[ModelSpec]
+    probe: ProbeSpec = ProbeSpec()
+    measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")])
+    compare: CompareSpec = CompareSpec()
+    grouping: GroupingSpec = GroupingSpec()
+    targets: TargetsSpec = TargetsSpec()
+    ray: RaySpec = RaySpec()
+
+    @field_validator("measures", mode="before")
+    @classmethod
+    def _measures(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyConfig":
+        ids = [m.id for m in self.models]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"models: duplicate model ids {dup}")
+        if not self.models:
+            raise ValueError("models: at least one model is needed")
+        keys = [m.key for m in self.measures]
+        if len(set(keys)) != len(keys):
+            raise ValueError("measures: the same measure with the same params is listed twice")
+        return self
+
+    def results_hash(self) -> str:
+        """Hash of everything that determines the numbers (not where they go or who computes)."""
+        d = self.model_dump(exclude={"store", "ray", "run_id", "study"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+    def default_run_id(self) -> str:
+        """Stable across reruns and across adding measures: models, probe and tiling only."""
+        d = self.model_dump(include={"models", "probe", "compare"})
+        d["compare"].pop("max_in_flight", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    @property
+    def resolved_run_id(self) -> str:
+        return self.run_id or self.default_run_id()
+
+
+def _fields_at(loc: tuple, root: type[BaseModel] = StudyConfig) -> list[str] | None:
+    """Valid keys of the model at a validation-error location, or None when unknown."""
+    cls: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cls, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        ann = fields[part].annotation
+        nxt = None
+        for arg in (getattr(ann, "__args__", None) or (ann,)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                nxt = arg
+            for sub in getattr(arg, "__args__", ()) or ():
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    nxt = sub
+        cls = nxt
+        if cls is None:
+            return None
+    return list(cls.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(loc[:-1]) or []
+            lines.append(f"{where}: unknown key{suggest(str(loc[-1]), valid)}; valid keys here: {', '.join(valid)}")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
+    return ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value (for example probe.n=128)")
+    key, raw = item.split("=", 1)
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        path, value = parse_override(item)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {item!r}: {'.'.join(path[:i + 1])} is not an index of a list of {len(node)}")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        last = path[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"override {item!r}: {last!r} is not an index of a list of {len(node)}")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override {item!r}: {'.'.join(path[:-1])} is not a mapping")
+    return data
+
+
+def validate(data: Any, source: str = "<dict>") -> StudyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as e:
+        raise _explain(e, source) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    return validate(apply_overrides(data or {}, list(overrides)), str(path))

@@ -1,0 +1,19 @@
+"""Group stage (driver): stored pair tiles -> L x L matrix -> spectral groups -> GROUPS rows."""
+from __future__ import annotations
+
+from workflows.config import GroupingSpec, MeasureSpec
+
+
+def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display: dict[int, str],
+               spec: GroupingSpec) -> list[dict]:
+    """Group one model's layers under one measure from the tiles in the run folder."""
+    from layergw.grouping import group_layers, pair_kind, pair_matrix
+    from layergw.results import PAIRS
+
+    pairs = run.read_tables(f"pairs/{model}/{measure.key}", PAIRS)
+    if pairs is None:
+        raise ValueError(f"no pair results under pairs/{model}/{measure.key}")
+    kind = pair_kind(pairs, model, measure.name)
+    M = pair_matrix(pairs, model, measure.name, len(names))
+    g = group_layers(M, kind, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
+    return g.to_rows(model, measure.name, names, [display[i] for i in range(len(names))])

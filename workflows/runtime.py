@@ -1,0 +1,56 @@
+"""Starting or joining Ray, and facts about the code and cluster recorded with results."""
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import layergw
+
+log = logging.getLogger(__name__)
+
+TASK_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the cluster at ``address``, or start a local Ray without a dashboard."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": dict(TASK_ENV)}
+    if address:
+        log.info("connecting to Ray at %s", address)
+        ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env,
+                 logging_level=logging.WARNING, log_to_driver=True)
+    log.info("Ray resources: %s", ray.cluster_resources())
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def code_version() -> str:
+    """Package version, plus the git commit when running from a checkout."""
+    version = layergw.__version__
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            version += f"+g{out.stdout.strip()}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version

@@ -1,0 +1,31 @@
+"""Targets stage (the paper's Table 1): each known target against every point of a model."""
+from __future__ import annotations
+
+import time
+
+import ray
+
+from workflows.compare import PrepareFailed, _measure
+
+
+@ray.remote(num_cpus=1)
+def target_task(store, model: str, target: str, measure_name: str, params: dict,
+                layers: list[dict], *geoms) -> list[dict]:
+    """Value of ``measure(target, layer)`` for every layer; rows of the TARGETS schema."""
+    from threadpoolctl import threadpool_limits
+
+    m = _measure(measure_name, params)
+    Y = store.read_array(f"reps/{model}/targets/{target}.npy")
+    rows, t0 = [], time.perf_counter()
+    with threadpool_limits(limits=1):
+        gy = m.prepare(Y)
+        for layer, g in zip(layers, geoms):
+            value = None if isinstance(g, PrepareFailed) else float(m.compare(gy, g).value)
+            rows.append({"model": model, "target": target, "layer": layer["layer"],
+                         "layer_index": layer["layer_index"], "display": layer["display"],
+                         "measure": measure_name, "value": value, "rank": None})
+    better_high = m.kind == "similarity"
+    ranked = sorted((r for r in rows if r["value"] is not None), key=lambda r: r["value"], reverse=better_high)
+    for rank, r in enumerate(ranked, start=1):
+        r["rank"] = rank
+    return rows
