@@ -110,8 +110,12 @@ def train_modsum(
     *,
     progress: Callable[[str], None] | None = None,
     device: str = "cpu",
+    on_phase_end: Callable[[int, ModSumTransformer], None] | None = None,
 ) -> tuple[ModSumTransformer, dict]:
-    """Train a modular-sum model; return it and a JSON-able training record."""
+    """Train a modular-sum model; return it and a JSON-able training record.
+
+    ``on_phase_end(phase, model)`` is called after each phase (e.g. to keep snapshots).
+    """
     torch.manual_seed(spec.seed)
     data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
     if spec.scheme == "layerwise" and spec.n_blocks < 2:
@@ -174,6 +178,8 @@ def train_modsum(
                     break
         rec.seconds = time.perf_counter() - t0
         records.append(rec)
+        if on_phase_end:
+            on_phase_end(phase, model)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

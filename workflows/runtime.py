@@ -9,7 +9,9 @@ import layergw
 
 log = logging.getLogger(__name__)
 
-TASK_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# One BLAS thread per task (tasks are the parallelism); POT must not pull torch into compare workers.
+TASK_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "POT_BACKEND_DISABLE_PYTORCH": "1"}
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:

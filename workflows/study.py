@@ -147,7 +147,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     targets = run.read_tables("targets", TARGETS)
     if targets is not None:
         run.write_table("targets.parquet", targets)
-    rows, group_failures = [], []
+    rows, groups_skipped = [], []
     for spec in cfg.models:
         display = {p["layer_index"]: p["display"] for p in manifests[spec.id]["points"]}
         names = [p["layer"] for p in manifests[spec.id]["points"]]
@@ -155,8 +155,8 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
             try:
                 rows += group_rows(run, spec.id, measure, names, display, cfg.grouping)
             except ValueError as e:
-                group_failures.append(f"groups of {spec.id}/{measure.key}: {e}")
-                log.error("%s", group_failures[-1])
+                groups_skipped.append(f"groups of {spec.id}/{measure.key}: {e}")
+                log.warning("%s", groups_skipped[-1])
     run.write_table("groups.parquet", table(rows, GROUPS))
     timings["group"] = time.perf_counter() - t
 
@@ -164,14 +164,14 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     timings["total_before_report"] = time.perf_counter() - t_start
     status = {"run_id": run_id, "study": cfg.study, "code_version": version, "timings": timings,
               "tiles_total": tiles_total, "tiles_skipped": tiles_skipped, "pairs_total": pairs_total,
-              "failures": failures + group_failures, "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
+              "failures": failures, "groups_skipped": groups_skipped, "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
               "status": "failed" if failures else "complete"}
     run.write_json("run.json", status)
     report_uri = build_report(run)
     timings["report"] = time.perf_counter() - t
     status["timings"] = timings
     run.write_json("run.json", status)
-    result = RunResult(run.url(), report_uri, tiles_total, tiles_skipped, failures + group_failures, timings)
+    result = RunResult(run.url(), report_uri, tiles_total, tiles_skipped, failures, timings)
     if failures:
         raise StudyFailed(f"{len(failures)} task(s) failed; finished work is stored under {run.url()} and a rerun "
                           f"retries only what is missing:\n  " + "\n  ".join(failures[:10]))

@@ -1,0 +1,94 @@
+"""The modular-sum transformer's representation points and the identities between them."""
+import numpy as np
+import pytest
+import torch
+
+from layergw import measures
+from layergw.data.modsum import make_modsum
+from layergw.extract import extract
+from layergw.models.modsum import ModSumConfig, ModSumTransformer, modsum_points
+from layergw.models.points import select_points
+
+
+@pytest.fixture(scope="module")
+def model3():
+    torch.manual_seed(0)
+    return ModSumTransformer(ModSumConfig(n_blocks=3, head_sizes=(17,)))
+
+
+@pytest.fixture(scope="module")
+def reps(model3):
+    data = make_modsum("f_mod3")
+    x = torch.as_tensor(data.inputs[::29])
+    return extract(model3, model3.representation_points(), [lambda: model3(x)])
+
+
+def test_table2_points_31_per_block_93_for_three_blocks():
+    assert len(modsum_points(1)) == 31
+    pts = modsum_points(3)
+    assert len(pts) == 93
+    assert [p.index for p in pts] == list(range(93))
+    assert len({p.name for p in pts}) == 93
+    roles = {p.role for p in pts}
+    assert roles == {"Resid-Pre", "Attn-Out", "Resid-Mid", "Pre", "Post", "MLP-out", "Resid-Post",
+                     "k", "q", "Attn-Pre", "Attn", "v", "z"}
+    assert sum(p.role == "z" for p in pts) == 12
+
+
+def test_every_point_is_taken_as_float32_with_expected_width(reps, model3):
+    n = len(next(iter(reps.values())))
+    widths = {"Resid-Pre": 3 * 128, "Resid-Post": 3 * 128, "Pre": 3 * 512, "Post": 3 * 512,
+              "k": 3 * 32, "z": 3 * 32, "Attn": 6, "Attn-Pre": 6}
+    for p in model3.representation_points():
+        X = reps[p.name]
+        assert X.dtype == np.float32 and X.shape[0] == n
+        if p.role in widths:
+            assert X.shape[1] == widths[p.role], p.name
+
+
+def test_masked_attention_entries_are_dropped_not_kept_as_minus_inf(reps):
+    scores = reps["blocks.0.attn.hook_attn_scores.h1"]
+    assert np.isfinite(scores).all()
+    pattern = reps["blocks.1.attn.hook_pattern.h0"]
+    # rows of the causal pattern sum to one: entries (0,0), (1,0..1), (2,0..2) in tril order
+    np.testing.assert_allclose(pattern[:, 0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(pattern[:, 1] + pattern[:, 2], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(pattern[:, 3:].sum(1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("block", [0, 1, 2])
+def test_resid_mid_is_resid_pre_plus_attn_out(reps, block):
+    b = f"blocks.{block}"
+    np.testing.assert_allclose(reps[f"{b}.hook_resid_mid"], reps[f"{b}.hook_resid_pre"] + reps[f"{b}.hook_attn_out"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [0, 1, 2])
+def test_post_is_relu_of_pre(reps, block):
+    b = f"blocks.{block}.mlp"
+    np.testing.assert_array_equal(reps[f"{b}.hook_post"], np.maximum(reps[f"{b}.hook_pre"], 0))
+
+
+@pytest.mark.parametrize("block", [0, 1])
+@pytest.mark.parametrize("init", ["product", "identity"])
+def test_resid_post_and_next_resid_pre_have_gw_zero(reps, block, init):
+    X, Y = reps[f"blocks.{block}.hook_resid_post"], reps[f"blocks.{block + 1}.hook_resid_pre"]
+    np.testing.assert_array_equal(X, Y)
+    assert measures.get("gw", init=init).score(X, Y) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_z_is_pattern_weighted_values(reps):
+    pat, v, z = (reps[f"blocks.0.attn.hook_{k}.h2"] for k in ("pattern", "v", "z"))
+    v = v.reshape(-1, 3, 32)
+    p = np.zeros((len(v), 3, 3), dtype=np.float32)
+    p[:, np.tril_indices(3)[0], np.tril_indices(3)[1]] = pat
+    np.testing.assert_allclose(z.reshape(-1, 3, 32), p @ v, rtol=1e-5, atol=1e-6)
+
+
+def test_select_points_by_name_and_pattern_and_rejects_unknown():
+    pts = modsum_points(2)
+    assert [p.name for p in select_points(pts, ["blocks.1.hook_resid_post"])] == ["blocks.1.hook_resid_post"]
+    assert len(select_points(pts, ["blocks.0.attn.*"])) == 24
+    assert select_points(pts, "all") == pts
+    with pytest.raises(ValueError, match="model_L: unknown representation point 'blocks.0.hook_resid_psot'.*did you mean"):
+        select_points(pts, ["blocks.0.hook_resid_psot"], model="model_L")
