@@ -8,6 +8,7 @@ silhouette are always computed and recorded, and ``select`` says which one decid
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -267,15 +268,26 @@ class Grouping:
         """Contiguous runs along depth as (first, last, group)."""
         return contiguous_segments(self.labels)
 
-    def to_rows(self, model: str, measure: str, layers: list[str], displays: list[str] | None = None) -> list[dict]:
-        """One GROUPS row per layer (see ``layergw.results.GROUPS``)."""
+    def to_rows(self, model: str, measure: str, layers: list[str], displays: list[str] | None = None,
+                params: str | dict | None = None) -> list[dict]:
+        """One GROUPS row per layer (see ``layergw.results.GROUPS``).
+
+        ``params`` tells apart variants of one measure: the same string as the pair rows'
+        ``params``, ``json.dumps(m.params(), sort_keys=True)`` of the measure object (a
+        dict is dumped that way). None (the default) stores null, read as "the only
+        variant of ``measure``".
+        """
         if len(layers) != len(self.labels):
             raise ValueError(f"layers has {len(layers)} names for {len(self.labels)} labels")
+        if isinstance(params, dict):
+            params = json.dumps(params, sort_keys=True)
+        elif params is not None and not isinstance(params, str):
+            raise ValueError(f"params must be a JSON string, a dict or None, got {type(params).__name__}")
         displays = list(layers) if displays is None else list(displays)
         starts = set(self.boundaries)
         return [
             {
-                "model": model, "measure": measure, "method": self.method, "selection": self.selection,
+                "model": model, "measure": measure, "params": params, "method": self.method, "selection": self.selection,
                 "k": int(self.k), "k_eigengap": int(self.k_eigengap), "k_silhouette": int(self.k_silhouette),
                 "layer": layers[i], "layer_index": i, "display": displays[i], "group": int(self.labels[i]),
                 "boundary": i in starts, "seed": int(self.seed),

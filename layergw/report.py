@@ -6,6 +6,7 @@ rebuilt from stored results anywhere (local folder, s3://, gs://) with
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -82,6 +83,93 @@ def _opt_json(store: Any, path: str) -> Any:
 def _ordered(values: list[str], first: tuple[str, ...] = ("gw",)) -> list[str]:
     uniq = list(dict.fromkeys(v for v in values if not _null(v)))
     return [v for v in first if v in uniq] + sorted(v for v in uniq if v not in first)
+
+
+def _pkey(v: Any) -> str:
+    """A ``params`` cell as a string key; "" for null (a table written before it had params)."""
+    return "" if _null(v) else str(v)
+
+
+def _pvalue(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+class _MeasureVariants:
+    """The run's measure variants, (name, params JSON): their labels, file names and order.
+
+    A name with a single variant is labelled by the name alone; otherwise by the name plus
+    the parameters that differ between its variants, e.g. ``gw (normalize=max)``. Rows of
+    groups/targets tables with no params ("") are taken as the only variant of their name.
+    """
+
+    def __init__(self, variants: list[tuple[str, str]]):
+        self.by_name: dict[str, list[str]] = {}
+        for name, p in variants:
+            if _null(name):
+                continue
+            known = self.by_name.setdefault(str(name), [])
+            if p not in known:
+                known.append(p)
+        for known in self.by_name.values():
+            known.sort()
+
+    def resolve(self, name: str, p: str) -> str:
+        """``p``, or for a row without params the name's only variant (else "")."""
+        known = self.by_name.get(name, [])
+        return known[0] if not p and len(known) == 1 else p
+
+    def ordered(self, variants: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        present = set(variants)
+        names = _ordered([n for n, _ in variants])
+        return [(n, p) for n in names for p in sorted({p for m, p in present if m == n})]
+
+    def unique(self, name: str) -> bool:
+        return len(self.by_name.get(name, [])) <= 1
+
+    def label(self, name: str, p: str) -> str:
+        if self.unique(name):
+            return name
+        if not p:
+            return f"{name} (params not recorded)"
+        parsed = {q: self._parse(q) for q in self.by_name[name] if q}
+        mine = parsed.get(p, self._parse(p))
+        if mine is None:
+            return f"{name} (params {self._hash(p)})"
+        keys = set().union(*(d.keys() for d in parsed.values() if d is not None))
+        differ = sorted(
+            k for k in keys
+            if len({json.dumps(d.get(k, None), sort_keys=True) if d is not None else None
+                    for d in parsed.values()}) > 1
+        )
+        shown = [f"{k}={_pvalue(mine[k])}" for k in differ if k in mine]
+        return f"{name} ({', '.join(shown)})" if shown else f"{name} (params {self._hash(p)})"
+
+    def file_part(self, name: str, p: str) -> str:
+        """``name``, plus a short hash of the params where the name has several variants."""
+        return _slug(name) if self.unique(name) else f"{_slug(name)}-{self._hash(p)}"
+
+    @staticmethod
+    def _parse(p: str) -> dict | None:
+        try:
+            d = json.loads(p)
+        except ValueError:
+            return None
+        return d if isinstance(d, dict) else None
+
+    @staticmethod
+    def _hash(p: str) -> str:
+        return hashlib.sha256(p.encode("utf-8")).hexdigest()[:8]
+
+
+def _with_pkey(df: Any, variants: "_MeasureVariants | None" = None) -> Any:
+    """``df`` with a ``_p`` column: its params as a key, resolved to the only variant if null."""
+    if df is None:
+        return None
+    raw = df["params"] if "params" in df.columns else [None] * len(df)
+    keys = [_pkey(v) for v in raw]
+    if variants is not None:
+        keys = [variants.resolve(str(m), k) for m, k in zip(df["measure"], keys)]
+    return df.assign(_p=keys)
 
 
 def _layer_names(points: Any, pairs: Any, model: str) -> tuple[list[str], list[str]]:
@@ -184,13 +272,25 @@ def build_report(store: Any) -> str:
     targets = _opt_table(store, "targets.parquet")
     study, run_id = _title(config, run, pairs)
 
+    # a measure variant is (measure, params): label them over the pair rows plus the
+    # variants that groups/targets rows name explicitly, then give rows without params
+    # (older tables) the only variant of their measure
+    pairs = _with_pkey(pairs)
+    groups, targets = _with_pkey(groups), _with_pkey(targets)
+    seen = list(zip(pairs["measure"], pairs["_p"]))
+    for extra in (groups, targets):
+        if extra is not None:
+            seen += [(m, p) for m, p in zip(extra["measure"], extra["_p"]) if p]
+    mv = _MeasureVariants(seen)
+    groups, targets = _with_pkey(groups, mv), _with_pkey(targets, mv)
+
     within = pairs[pairs["model_a"] == pairs["model_b"]]
     models = list(dict.fromkeys([*points["model"].tolist(), *within["model_a"].tolist()]))
     body: list[str] = [f"<h1>{_e(study)} — run {_e(run_id)}</h1>"]
     n_cross = int((pairs["model_a"] != pairs["model_b"]).sum())
     summary = [
         ["models", len(models)],
-        ["measures", ", ".join(_ordered(pairs["measure"].tolist()))],
+        ["measures", ", ".join(mv.label(n, p) for n, p in mv.ordered(list(zip(pairs["measure"], pairs["_p"]))))],
         ["pair rows", len(pairs)],
         ["failed pairs (error set)", int(pairs["error"].notna().sum())],
         ["non-converged pairs", int((pairs["converged"] == False).sum())],  # noqa: E712 (null is not False)
@@ -206,20 +306,21 @@ def build_report(store: Any) -> str:
         body.append(f'<h2 id="model-{_e(_slug(model))}">Model {_e(model)}</h2>')
         layers, displays = _layer_names(points, pairs, model)
         rows_m = within[within["model_a"] == model]
-        measures = _ordered(rows_m["measure"].tolist())
+        measures = mv.ordered(list(zip(rows_m["measure"], rows_m["_p"])))
         if not measures:
             body.append('<p class="muted">No pair results for this model.</p>')
         figs: list[str] = []
         health: list[list[Any]] = []
-        for measure in measures:
-            rows = rows_m[rows_m["measure"] == measure]
+        for measure, p in measures:
+            label = mv.label(measure, p)
+            rows = rows_m[(rows_m["measure"] == measure) & (rows_m["_p"] == p)]
             n_err = int(rows["error"].notna().sum())
             n_nc = int((rows["converged"] == False).sum())  # noqa: E712
             if n_err or n_nc:
-                health.append([measure, n_err, n_nc, len(rows)])
+                health.append([label, n_err, n_nc, len(rows)])
             gsel = None
             if groups is not None:
-                gsel = groups[(groups["model"] == model) & (groups["measure"] == measure)]
+                gsel = groups[(groups["model"] == model) & (groups["measure"] == measure) & (groups["_p"] == p)]
                 if len(gsel):
                     first = gsel.iloc[0]
                     gsel = gsel[(gsel["method"] == first["method"]) & (gsel["selection"] == first["selection"])
@@ -228,8 +329,8 @@ def build_report(store: Any) -> str:
             variants = _variants(rows)
             for v in variants:
                 vrows = _variant_rows(rows, v) if len(variants) > 1 else rows
-                name = f"heatmap-{_slug(model)}-{_slug(measure)}"
-                caption = measure
+                name = f"heatmap-{_slug(model)}-{mv.file_part(measure, p)}"
+                caption = label
                 if len(variants) > 1:
                     name += "-" + _slug(f"s{v[0]}-{v[1]}-s{v[2]}-{v[3]}")
                     caption += f" ({_variant_label(v)})"
@@ -243,7 +344,7 @@ def build_report(store: Any) -> str:
                         kind=kind, measure=measure,
                     )
                 except ValueError as exc:
-                    log.warning("report: model %s measure %s: %s", model, measure, exc)
+                    log.warning("report: model %s measure %s: %s", model, caption, exc)
                     figs.append(f'<figure><figcaption class="warn">{_e(caption)}: {_e(exc)}</figcaption></figure>')
                     continue
                 store.write_bytes(f"report/{png}", data)
@@ -258,8 +359,8 @@ def build_report(store: Any) -> str:
         if health:
             body.append("<h3>Failed and non-converged pairs</h3>")
             body.append(_table(["measure", "failed (error)", "not converged", "rows"], health, num={1, 2, 3}))
-        body.extend(_groups_section(groups, model, displays))
-        body.extend(_targets_section(targets, model))
+        body.extend(_groups_section(groups, model, displays, mv))
+        body.extend(_targets_section(targets, model, mv))
 
     if run and isinstance(run, dict):
         timings = run.get("timings") or {}
@@ -294,19 +395,19 @@ def _seconds(v: Any) -> Any:
         return v
 
 
-def _groups_section(groups: Any, model: str, displays: list[str]) -> list[str]:
+def _groups_section(groups: Any, model: str, displays: list[str], mv: _MeasureVariants) -> list[str]:
     if groups is None:
         return []
     g = groups[groups["model"] == model]
     if not len(g):
         return []
     out = ["<h3>Groups</h3>"]
-    keys = ["measure", "method", "selection", "seed"]
+    keys = ["measure", "_p", "method", "selection", "seed"]
     for key, rows in g.groupby(keys, sort=False, dropna=False):
-        measure, method, selection, seed = key
+        measure, p, method, selection, seed = key
         first = rows.iloc[0]
         out.append(
-            f"<p><b>{_e(measure)}</b>: {_e(method)}, k = {_e(_fmt(first['k']))} "
+            f"<p><b>{_e(mv.label(measure, p))}</b>: {_e(method)}, k = {_e(_fmt(first['k']))} "
             f"(selection {_e(selection)}; eigengap {_e(_fmt(first['k_eigengap']))}, "
             f"silhouette {_e(_fmt(first['k_silhouette']))}; seed {_e(_fmt(seed))})</p>"
         )
@@ -314,20 +415,20 @@ def _groups_section(groups: Any, model: str, displays: list[str]) -> list[str]:
     return out
 
 
-def _targets_section(targets: Any, model: str) -> list[str]:
+def _targets_section(targets: Any, model: str, mv: _MeasureVariants) -> list[str]:
     if targets is None:
         return []
     t = targets[targets["model"] == model]
     if not len(t):
         return []
     out = ["<h3>Targets</h3>", f'<p class="muted">Layers ranked for each target, top {TOP_TARGETS}.</p>', '<div class="figs">']
-    for (target, measure), rows in t.groupby(["target", "measure"], sort=False, dropna=False):
+    for (target, measure, p), rows in t.groupby(["target", "measure", "_p"], sort=False, dropna=False):
         rows = rows.assign(_r=rows["rank"].fillna(np.inf)).sort_values(["_r", "value"], kind="stable")
         top = rows.head(TOP_TARGETS)
         trs = [
             [None if _null(r["rank"]) else int(r["rank"]), r["display"] if not _null(r["display"]) else r["layer"], r["value"]]
             for _, r in top.iterrows()
         ]
-        out.append(f"<div><p><b>{_e(target)}</b> ({_e(measure)})</p>{_table(['rank', 'layer', 'value'], trs, num={0, 2})}</div>")
+        out.append(f"<div><p><b>{_e(target)}</b> ({_e(mv.label(measure, p))})</p>{_table(['rank', 'layer', 'value'], trs, num={0, 2})}</div>")
     out.append("</div>")
     return out

@@ -5,10 +5,17 @@ Run folder (relative to the run root):
     run.json                         status, timings, code version
     points.parquet                   every model's representation points (POINTS)
     reps/<model>/<index>.npy         extracted representations, float32 (n, d)
-    pairs/<model>/<measure>/tile-<i0>-<j0>.parquet   one file per finished tile (PAIRS)
+    pairs/<model>/<measure key>/tile-<i0>-<j0>.parquet   one file per finished tile (PAIRS)
     targets.parquet                  target vs layer values (TARGETS)
     groups.parquet                   layer groups (GROUPS)
     report/index.html, report/*.png
+
+A measure *variant* is (``measure``, ``params``): ``params`` is the JSON of the measure
+object's full ``params()`` with sorted keys (``json.dumps(m.params(), sort_keys=True)``),
+the same string in PAIRS, TARGETS and GROUPS rows, so two variants of one measure (say
+``gw`` and ``gw`` with ``normalize=max``) stay apart. TARGETS and GROUPS tables written
+before they had ``params`` lack it; readers (the report) take a missing or null ``params``
+to mean "the only variant of that measure".
 """
 from __future__ import annotations
 
@@ -57,6 +64,7 @@ TARGETS = pa.schema([
     ("layer_index", pa.int64()),
     ("display", pa.string()),
     ("measure", pa.string()),
+    ("params", pa.string()),
     ("value", pa.float64()),
     ("rank", pa.int64()),
 ])
@@ -64,6 +72,7 @@ TARGETS = pa.schema([
 GROUPS = pa.schema([
     ("model", pa.string()),
     ("measure", pa.string()),
+    ("params", pa.string()),
     ("method", pa.string()),
     ("selection", pa.string()),
     ("k", pa.int64()),

@@ -1,6 +1,8 @@
 """Grouping: pair rows to matrices, affinities, spectral clustering with k selection."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -182,8 +184,16 @@ def test_invalid_arguments_name_the_argument():
 def test_to_rows_match_groups_schema():
     D, lab = block_distances((3, 4))
     g = group_layers(D, "distance")
-    rows = g.to_rows("m", "gw", [f"l{i}" for i in range(7)], [f"L{i}" for i in range(7)])
+    params = json.dumps({"normalize": "max", "init": "product"}, sort_keys=True)
+    rows = g.to_rows("m", "gw", [f"l{i}" for i in range(7)], [f"L{i}" for i in range(7)], params=params)
     tbl = results.table(rows, results.GROUPS)
     assert tbl.num_rows == 7
+    assert tbl.column("params").to_pylist() == [params] * 7
     assert [r["boundary"] for r in rows] == [False, False, False, True, False, False, False]
     assert [r["group"] for r in rows] == lab.tolist()
+    # a dict is stored in the pair rows' form (sorted keys); no params is null
+    as_dict = g.to_rows("m", "gw", [f"l{i}" for i in range(7)], params={"normalize": "max", "init": "product"})
+    assert {r["params"] for r in as_dict} == {params}
+    assert {r["params"] for r in g.to_rows("m", "gw", [f"l{i}" for i in range(7)])} == {None}
+    with pytest.raises(ValueError, match="params"):
+        g.to_rows("m", "gw", [f"l{i}" for i in range(7)], params=3)

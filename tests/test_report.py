@@ -50,14 +50,14 @@ def make_run(root, *, with_groups: bool = True, with_targets: bool = True) -> Re
             store.write_table(f"pairs/{model}/{measure}/tile-0-0.parquet", tbl)
             g = group_layers(_matrix(L, kind), kind, k_max=3)
             groups += g.to_rows(model, measure, [f"blocks.{i}.out" for i in range(L)],
-                                [f"B{i + 1} Resid-Post" for i in range(L)])
+                                [f"B{i + 1} Resid-Post" for i in range(L)], params="{}")
             assert pair_matrix(tbl, model, measure, L).shape == (L, L)
         vals = np.linspace(1.0, 0.1, L)
         order = np.argsort(vals)
         ranks = np.empty(L, dtype=int)
         ranks[order] = np.arange(1, L + 1)
         targets += [{"model": model, "target": "c1", "layer": f"blocks.{i}.out", "layer_index": i,
-                     "display": f"B{i + 1} Resid-Post", "measure": "gw", "value": float(vals[i]),
+                     "display": f"B{i + 1} Resid-Post", "measure": "gw", "params": "{}", "value": float(vals[i]),
                      "rank": int(ranks[i])} for i in range(L)]
     store.write_table("points.parquet", results.table(points, results.POINTS))
     if with_groups:
@@ -130,3 +130,103 @@ def test_report_separates_checkpoints(tmp_path):
     assert len(srcs) == 2 and "checkpoint step-10" in page
     for src in srcs:
         assert (tmp_path / "run" / "report" / src).exists()
+
+
+def _drop_params(store: ResultStore, path: str) -> None:
+    """Rewrite a table as a run from before GROUPS/TARGETS had ``params`` wrote it."""
+    tbl = store.read_table(path)
+    store.write_table(path, tbl.drop_columns(["params"]))
+
+
+def test_report_reads_groups_and_targets_without_params(tmp_path):
+    store = make_run(tmp_path / "run")
+    _drop_params(store, "groups.parquet")
+    _drop_params(store, "targets.parquet")
+    build_report(store)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    for measure in MEASURES:
+        assert f"<b>{measure}</b>" in page  # the single variant of each measure
+    assert "heatmap-modsum-L-gw.png" in page and "red lines: group boundaries" in page
+    assert "B1 Resid-Post … B3 Resid-Post" in page and "<b>c1</b> (gw)" in page
+    assert "params not recorded" not in page
+
+
+GW = {"init": "product", "max_iter": 10000, "return_coupling": False, "tol_abs": 1e-9, "tol_rel": 1e-9}
+
+
+def _split_matrix(L: int, split: int, scale: float) -> np.ndarray:
+    lab = (np.arange(L) >= split).astype(int)
+    D = scale * np.where(lab[:, None] == lab[None, :], 0.1, 1.0) + 0.01 * np.arange(L)[None, :]
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0)
+    return D
+
+
+def make_variant_run(root) -> tuple[ResultStore, dict[str, str]]:
+    """One model, two variants of gw (normalize none / max) with different values and groups."""
+    store = ResultStore(str(root))
+    L, model = 6, "m"
+    names = [f"blocks.{i}.out" for i in range(L)]
+    displays = [f"B{i + 1}" for i in range(L)]
+    points = [{"model": model, "layer": names[i], "layer_index": i, "display": displays[i], "block": i,
+               "role": "Resid-Post", "dim": 8} for i in range(L)]
+    variants = {"none": (3, 1.0), "max": (2, 0.5)}  # normalize -> (first layer of group 1, scale)
+    params = {n: json.dumps(dict(GW, normalize=n), sort_keys=True) for n in variants}
+    groups, targets = [], []
+    for n, (split, scale) in variants.items():
+        M = _split_matrix(L, split, scale)
+        rows = [{
+            "study": "s", "run_id": "r", "model_a": model, "seed_a": 0, "checkpoint_a": "final",
+            "layer_a": names[i], "layer_a_index": i, "model_b": model, "seed_b": 0, "checkpoint_b": "final",
+            "layer_b": names[j], "layer_b_index": j, "measure": "gw", "params": params[n], "kind": "distance",
+            "value": float(M[i, j]), "n_samples": 32, "iterations": 3, "converged": not (n == "max" and (i, j) == (0, 1)),
+            "seconds": 0.01, "error": None, "config_hash": "abc", "code_version": "0.1.0",
+        } for i in range(L) for j in range(i + 1, L)]
+        key = "gw" if n == "none" else "gw-1234abcd"
+        store.write_table(f"pairs/{model}/{key}/tile-0-0.parquet", results.table(rows, results.PAIRS))
+        groups += group_layers(M, "distance", k_max=3).to_rows(model, "gw", names, displays, params=params[n])
+        vals = M[0] if n == "none" else M[L - 1]  # ranks 1: B1 for none, B6 for max
+        order = np.argsort(vals)
+        targets += [{"model": model, "target": f"t-{n}", "layer": names[i], "layer_index": i, "display": displays[i],
+                     "measure": "gw", "params": params[n], "value": float(vals[i]),
+                     "rank": int(np.flatnonzero(order == i)[0]) + 1} for i in range(L)]
+    store.write_table("points.parquet", results.table(points, results.POINTS))
+    store.write_table("groups.parquet", results.table(groups, results.GROUPS))
+    store.write_table("targets.parquet", results.table(targets, results.TARGETS))
+    return store, params
+
+
+def _section(page: str, start: str, end: str = "</table>") -> str:
+    i = page.index(start)
+    return page[i:page.index(end, i)]
+
+
+def test_report_keeps_two_variants_of_a_measure_apart(tmp_path):
+    store, params = make_variant_run(tmp_path / "run")
+    build_report(store)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 2 and len(set(srcs)) == 2
+    assert all(s.startswith("heatmap-m-gw-") and s.endswith(".png") for s in srcs)
+    pngs = [(tmp_path / "run" / "report" / s).read_bytes() for s in srcs]
+    assert pngs[0] != pngs[1]
+    for n in ("none", "max"):
+        assert f"gw (normalize={n}) (distance)" in page  # heatmap captions
+    # one groups table per variant, each with its own split
+    assert page.count("<b>gw (normalize=none)</b>") == 1 and page.count("<b>gw (normalize=max)</b>") == 1
+    assert "<td>B1 … B3</td>" in _section(page, "<b>gw (normalize=none)</b>")
+    assert "<td>B1 … B2</td>" in _section(page, "<b>gw (normalize=max)</b>")
+    # targets and the non-converged count are labelled by variant too
+    assert "<b>t-none</b> (gw (normalize=none))" in page and "<b>t-max</b> (gw (normalize=max))" in page
+    assert "<td>B1</td>" in _section(page, "<b>t-none</b>", "</tr></tbody>")
+    assert "<td>B6</td>" in _section(page, "<b>t-max</b>", "</tr></tbody>")
+    health = _section(page, "Failed and non-converged pairs")
+    assert "gw (normalize=max)" in health and "gw (normalize=none)" not in health
+    assert "gw (normalize=max), gw (normalize=none)" in page or "gw (normalize=none), gw (normalize=max)" in page
+
+    # an older run whose groups table has no params still builds, without guessing the variant
+    _drop_params(store, "groups.parquet")
+    build_report(store)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert len(re.findall(r'<img src="([^"]+)"', page)) == 2
+    assert "gw (params not recorded)" in page and "red lines" not in page

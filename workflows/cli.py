@@ -129,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command in ("run", "submit") and all("=" in x and not x.startswith("-") for x in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     if args.command == "train" and not args.preset and not args.id:
         print("error: layergw train needs --preset or --id", file=sys.stderr)

@@ -31,6 +31,8 @@ class ModelSpec(Strict):
     seed: int = Field(0, description="training seed of this checkpoint, recorded with results")
     checkpoint_label: str = "final"
     points: list[str] | Literal["all"] = "all"
+    pooling: Literal["flatten", "last", "first", "mean"] | None = Field(
+        None, description="override every point's pooling; none keeps the family's default (flatten for modsum)")
     targets: bool = True
 
     @field_validator("id")
@@ -121,20 +123,38 @@ class StudyConfig(Strict):
             raise ValueError("measures: the same measure with the same params is listed twice")
         return self
 
-    def results_hash(self) -> str:
-        """Hash of everything that determines the numbers (not where they go or who computes)."""
-        d = self.model_dump(exclude={"store", "ray", "run_id", "study"})
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+    def _inputs(self) -> dict:
+        """What determines the representations and the tiling: models (with checkpoint
+        fingerprints), probe set, tile size. Defaults are left out so that a new optional
+        field does not change existing run ids."""
+        from layergw.models import fingerprint
+
+        d = self.model_dump(include={"models", "probe", "compare"}, exclude_defaults=True)
+        d.get("compare", {}).pop("max_in_flight", None)
+        for spec, m in zip(self.models, d.get("models", [])):
+            try:
+                m["fingerprint"] = fingerprint(spec.family, spec.checkpoint)
+            except ValueError:
+                m["fingerprint"] = None
+        return d
 
     def default_run_id(self) -> str:
-        """Stable across reruns and across adding measures: models, probe and tiling only."""
-        d = self.model_dump(include={"models", "probe", "compare"})
-        d["compare"].pop("max_in_flight", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        """Stable across reruns and across adding measures; changes with models, checkpoint
+        contents, probe set or tile size."""
+        return _digest(self._inputs())[:12]
+
+    def results_hash(self, measure: "MeasureSpec | None" = None) -> str:
+        """Hash of what determines one measure's pair values (all measures when none)."""
+        d = {"inputs": self._inputs(), "measures": [m.model_dump() for m in ([measure] if measure else self.measures)]}
+        return _digest(d)[:16]
 
     @property
     def resolved_run_id(self) -> str:
         return self.run_id or self.default_run_id()
+
+
+def _digest(d: Any) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fields_at(loc: tuple, root: type[BaseModel] = StudyConfig) -> list[str] | None:

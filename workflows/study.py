@@ -39,8 +39,22 @@ def check_plan(cfg: StudyConfig) -> None:
     for i, spec in enumerate(cfg.models):
         try:
             models.MODELS.factory(spec.family)
+            models.fingerprint(spec.family, spec.checkpoint)
         except ValueError as e:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None
+
+
+def check_layout(run, cfg: StudyConfig) -> None:
+    """A run folder keeps one tiling: tiles of another size would overlap finished ones."""
+    layout = {"tile_size": cfg.compare.tile_size}
+    if run.exists("layout.json"):
+        old = run.read_json("layout.json")
+        if old.get("tile_size") != layout["tile_size"]:
+            raise ConfigError(
+                f"run folder {run.url()} was tiled with compare.tile_size={old.get('tile_size')}, "
+                f"this config has {layout['tile_size']}; use the same tile size, or another run_id")
+    else:
+        run.write_json("layout.json", layout)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -68,9 +82,9 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     root.check()
     run_id = cfg.resolved_run_id
     run = root.child(cfg.study, run_id)
+    check_layout(run, cfg)
     version = code_version()
-    results_hash = cfg.results_hash()
-    run.write_json("config.json", {"config": cfg.model_dump(mode="json"), "results_hash": results_hash,
+    run.write_json("config.json", {"config": cfg.model_dump(mode="json"), "results_hash": cfg.results_hash(),
                                    "code_version": version, "run_id": run_id})
     log.info("run %s -> %s", run_id, run.url())
 
@@ -86,6 +100,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     timings["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    config_hashes = {m.key: cfg.results_hash(m) for m in cfg.measures}
     cache = GeometryCache(run)
     items: list[WorkItem] = []
     tiles_total = tiles_skipped = pairs_total = pairs_done = 0
@@ -95,7 +110,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         for measure in cfg.measures:
             meta = {"study": cfg.study, "run_id": run_id, "model": spec.id, "seed": spec.seed,
                     "checkpoint": spec.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
-                    "n": man["n"], "config_hash": results_hash, "code_version": version, "names": names}
+                    "n": man["n"], "config_hash": config_hashes[measure.key], "code_version": version, "names": names}
             done = set(run.list_files(f"pairs/{spec.id}/{measure.key}", ".parquet"))
             for tile in make_tiles(len(names), cfg.compare.tile_size):
                 path = tile_path(spec.id, measure.key, tile)
@@ -171,7 +186,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     timings["report"] = time.perf_counter() - t
     status["timings"] = timings
     run.write_json("run.json", status)
-    result = RunResult(run.url(), report_uri, tiles_total, tiles_skipped, failures, timings)
+    result = RunResult(run.uri, report_uri, tiles_total, tiles_skipped, failures, timings)
     if failures:
         raise StudyFailed(f"{len(failures)} task(s) failed; finished work is stored under {run.url()} and a rerun "
                           f"retries only what is missing:\n  " + "\n  ".join(failures[:10]))

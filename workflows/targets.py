@@ -1,6 +1,7 @@
 """Targets stage (the paper's Table 1): each known target against every point of a model."""
 from __future__ import annotations
 
+import json
 import time
 
 import ray
@@ -15,6 +16,7 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
     from threadpoolctl import threadpool_limits
 
     m = _measure(measure_name, params)
+    params_json = json.dumps(m.params(), sort_keys=True)  # as in the pair rows: tells variants apart
     Y = store.read_array(f"reps/{model}/targets/{target}.npy")
     rows, t0 = [], time.perf_counter()
     with threadpool_limits(limits=1):
@@ -23,7 +25,7 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
             value = None if isinstance(g, PrepareFailed) else float(m.compare(gy, g).value)
             rows.append({"model": model, "target": target, "layer": layer["layer"],
                          "layer_index": layer["layer_index"], "display": layer["display"],
-                         "measure": measure_name, "value": value, "rank": None})
+                         "measure": measure_name, "params": params_json, "value": value, "rank": None})
     better_high = m.kind == "similarity"
     ranked = sorted((r for r in rows if r["value"] is not None), key=lambda r: r["value"], reverse=better_high)
     for rank, r in enumerate(ranked, start=1):

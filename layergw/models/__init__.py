@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from layergw.models.adapter import ModelAdapter
-from layergw.models.points import RepPoint, select_points
+from layergw.models.points import RepPoint, select_points, with_pooling
 from layergw.registry import Registry
 
 MODELS: Registry[ModelAdapter] = Registry("model family")
@@ -46,6 +46,24 @@ def resolve_checkpoint(checkpoint: str) -> Path:
     return path
 
 
+def fingerprint(family: str, checkpoint: str) -> str:
+    """What identifies a checkpoint's contents, for run ids: a content hash for local files.
+
+    A missing local checkpoint is a ValueError (see :func:`resolve_checkpoint`); a name
+    that is not a local file (a hub id) is its own fingerprint.
+    """
+    import hashlib
+
+    if family != "modsum":
+        return checkpoint
+    path = resolve_checkpoint(checkpoint)
+    h = hashlib.sha256()
+    for part in (path, path.with_suffix(".json")):
+        if part.exists():
+            h.update(part.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @MODELS.register("modsum")
 def modsum(checkpoint: str) -> ModelAdapter:
     """A modular-sum transformer from a layergw checkpoint (``builtin:model_L`` or a path)."""
@@ -54,4 +72,4 @@ def modsum(checkpoint: str) -> ModelAdapter:
     return ModSumAdapter.load(resolve_checkpoint(checkpoint))
 
 
-__all__ = ["MODELS", "ModelAdapter", "RepPoint", "get", "names", "resolve_checkpoint", "select_points"]
+__all__ = ["MODELS", "ModelAdapter", "RepPoint", "fingerprint", "get", "names", "resolve_checkpoint", "select_points", "with_pooling"]

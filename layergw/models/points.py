@@ -57,3 +57,24 @@ def select_points(points: list[RepPoint], wanted: list[str] | str, *, model: str
             )
         keep.update(hits)
     return [p for p in points if p.name in keep]
+
+
+def with_pooling(points: list[RepPoint], pooling: str | None) -> list[RepPoint]:
+    """Points with their pooling overridden; attention matrices keep ``tril`` unless ``last``.
+
+    ``last`` on an attention matrix takes the last query's row, which no causal mask hides,
+    so masked entries are never taken whatever the override.
+    """
+    from dataclasses import replace
+
+    if pooling is None:
+        return list(points)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    out = []
+    for p in points:
+        if p.pooling == "tril" and pooling != "last":
+            out.append(p)
+        else:
+            out.append(replace(p, pooling=pooling))
+    return out

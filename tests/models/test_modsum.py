@@ -92,3 +92,19 @@ def test_select_points_by_name_and_pattern_and_rejects_unknown():
     assert select_points(pts, "all") == pts
     with pytest.raises(ValueError, match="model_L: unknown representation point 'blocks.0.hook_resid_psot'.*did you mean"):
         select_points(pts, ["blocks.0.hook_resid_psot"], model="model_L")
+
+
+def test_last_pooling_takes_the_answer_position_and_last_attention_row(model3):
+    from layergw.models.points import with_pooling
+
+    pts = with_pooling(select_points(model3.representation_points(), ["blocks.0.hook_resid_post",
+                                                                      "blocks.0.attn.hook_pattern.h0",
+                                                                      "blocks.0.attn.hook_attn_scores.h0"]), "last")
+    x = torch.as_tensor(make_modsum("f_mod").inputs[:20])
+    flat = extract(model3, select_points(model3.representation_points(), ["blocks.0.*"]), [lambda: model3(x)])
+    last = extract(model3, pts, [lambda: model3(x)])
+    np.testing.assert_array_equal(last["blocks.0.hook_resid_post"], flat["blocks.0.hook_resid_post"][:, -128:])
+    np.testing.assert_array_equal(last["blocks.0.attn.hook_pattern.h0"], flat["blocks.0.attn.hook_pattern.h0"][:, 3:])
+    assert np.isfinite(last["blocks.0.attn.hook_attn_scores.h0"]).all()
+    meaned = {p.name: p.pooling for p in with_pooling(model3.representation_points(), "mean")}
+    assert meaned["blocks.0.attn.hook_pattern.h0"] == "tril" and meaned["blocks.0.hook_resid_post"] == "mean"

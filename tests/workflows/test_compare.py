@@ -1,0 +1,65 @@
+"""Tiling of the upper triangle of a layer grid, and tile paths."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from workflows.compare import Tile, make_tiles, tile_path
+
+
+@pytest.mark.parametrize("n_layers,size", [(1, 1), (2, 1), (5, 1), (5, 2), (7, 3), (8, 8), (19, 8), (38, 8),
+                                            (19, 2), (10, 16), (16, 4), (17, 4)])
+def test_tiles_cover_every_pair_once_and_no_diagonal(n_layers: int, size: int) -> None:
+    tiles = make_tiles(n_layers, size)
+    counts = Counter(p for t in tiles for p in t.pairs)
+    expected = {(i, j) for i in range(n_layers) for j in range(i + 1, n_layers)}
+    assert set(counts) == expected
+    assert all(c == 1 for c in counts.values())
+    assert all(i < j for i, j in counts)
+    assert sum(len(t.pairs) for t in tiles) == n_layers * (n_layers - 1) // 2
+
+
+@pytest.mark.parametrize("n_layers,size", [(5, 2), (19, 8), (38, 8), (17, 4)])
+def test_tiles_stay_within_their_block_and_are_not_empty(n_layers: int, size: int) -> None:
+    tiles = make_tiles(n_layers, size)
+    for t in tiles:
+        assert t.pairs
+        assert len(t.pairs) <= size * size
+        for i, j in t.pairs:
+            assert t.i0 <= i < t.i0 + size
+            assert t.j0 <= j < t.j0 + size
+        assert t.layers == sorted({k for p in t.pairs for k in p})
+    # origins are distinct, so paths are distinct
+    assert len({(t.i0, t.j0) for t in tiles}) == len(tiles)
+
+
+def test_tiles_are_deterministic() -> None:
+    assert make_tiles(23, 5) == make_tiles(23, 5)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_make_tiles_rejects_non_positive_size(size: int) -> None:
+    with pytest.raises(ValueError, match="tile size"):
+        make_tiles(5, size)
+
+
+def test_tile_path_is_deterministic_and_distinct() -> None:
+    tiles = make_tiles(38, 8)
+    paths = [tile_path("model_a", "gw", t) for t in tiles]
+    assert paths == [tile_path("model_a", "gw", t) for t in make_tiles(38, 8)]
+    assert len(set(paths)) == len(paths)
+    for t, p in zip(tiles, paths):
+        assert p.startswith("pairs/model_a/gw/")
+        assert p.endswith(".parquet")
+        nums = [int(x) for x in re.findall(r"\d+", p.rsplit("/", 1)[1])]
+        assert nums == [t.i0, t.j0]
+    assert tile_path("model_a", "gw", tiles[0]) != tile_path("model_b", "gw", tiles[0])
+    assert tile_path("model_a", "gw", tiles[0]) != tile_path("model_a", "gw-1234abcd", tiles[0])
+
+
+def test_tile_path_depends_only_on_origin() -> None:
+    a = Tile(8, 16, ((8, 16),))
+    b = Tile(8, 16, ((8, 16), (9, 17)))
+    assert tile_path("m", "cka", a) == tile_path("m", "cka", b)
