@@ -144,11 +144,14 @@ class WorkItem:
     submit: Callable[[], ray.ObjectRef]
     label: str
     on_done: Callable[[Any], None] = field(default=lambda result: None)
+    first: bool = False  # runs before the other items of its group
 
 
 def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
               progress: Callable[[int], None] = lambda n: None) -> list[str]:
-    """Submit items with at most max_in_flight running; return the failures (after finishing the rest)."""
+    """Submit items group by group with at most max_in_flight running, freeing a group's
+    geometry once its last item is done; return the failures (after finishing the rest)."""
+    items = sorted(items, key=lambda it: (it.group, not it.first))
     remaining: dict[tuple[str, str], int] = {}
     for it in items:
         remaining[it.group] = remaining.get(it.group, 0) + 1

@@ -24,6 +24,17 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Plan:
+    """The work left to do, and how much of it was already done."""
+
+    items: list = field(default_factory=list)
+    total: int = 0
+    done: int = 0
+    tiles_total: int = 0
+    tiles_skipped: int = 0
+
+
 def check_plan(cfg: StudyConfig) -> None:
     """Fail before any cluster work on an unknown measure, parameter or model family."""
     from layergw import measures, models
@@ -64,16 +75,111 @@ def _progress_bar(total: int, initial: int, enabled: bool):
                 mininterval=1.0, dynamic_ncols=True)
 
 
+def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id: str, version: str) -> Plan:
+    """Compare work for every model and measure: one item per tile not yet in the store."""
+    from workflows.compare import WorkItem, compare_tile_task, make_tiles, tile_path
+
+    plan = Plan()
+    hashes = {m.key: cfg.results_hash(m) for m in cfg.measures}
+    for spec in cfg.models:
+        man = manifests[spec.id]
+        names = [p["layer"] for p in man["points"]]
+        for measure in cfg.measures:
+            meta = {"study": cfg.study, "run_id": run_id, "model": spec.id, "seed": spec.seed,
+                    "checkpoint": spec.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
+                    "n": man["n"], "config_hash": hashes[measure.key], "code_version": version, "names": names}
+            done = set(run.list_files(f"pairs/{spec.id}/{measure.key}", ".parquet"))
+            for tile in make_tiles(len(names), cfg.compare.tile_size):
+                path = tile_path(spec.id, measure.key, tile)
+                plan.tiles_total += 1
+                plan.total += len(tile.pairs)
+                if path in done:
+                    plan.tiles_skipped += 1
+                    plan.done += len(tile.pairs)
+                    continue
+
+                def submit(spec=spec, measure=measure, path=path, meta=meta, tile=tile):
+                    geoms = [cache.ref(spec.id, measure, k) for k in tile.layers]
+                    return compare_tile_task.remote(run, path, meta, list(tile.pairs), tile.layers, *geoms)
+
+                plan.items.append(WorkItem((spec.id, measure.key), len(tile.pairs), submit, f"{spec.id}/{measure.key} {path}"))
+    return plan
+
+
+def plan_targets(cfg: StudyConfig, run, manifests: dict[str, dict], cache, plan: Plan) -> None:
+    """Target work: one item per (model, target) whose table is not yet in the store."""
+    from layergw.results import TARGETS, table
+    from workflows.compare import WorkItem
+    from workflows.targets import target_task
+
+    tm = cfg.targets.measure
+    for spec in cfg.models:
+        man = manifests[spec.id]
+        for target in man["targets"]:
+            out = target_path(spec.id, tm, target)
+            plan.total += len(man["points"])
+            if run.exists(out):
+                plan.done += len(man["points"])
+                continue
+
+            def submit(spec=spec, target=target, man=man):
+                geoms = [cache.ref(spec.id, tm, p["layer_index"]) for p in man["points"]]
+                return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man["points"], *geoms)
+
+            def on_done(rows, out=out):
+                run.write_table(out, table(rows, TARGETS))
+
+            plan.items.append(WorkItem((spec.id, tm.key), len(man["points"]), submit,
+                                       f"target {target} of {spec.id}", on_done, first=True))
+
+
+def target_path(model: str, measure: MeasureSpec, target: str) -> str:
+    return f"targets/{model}/{measure.key}/{target}.parquet"
+
+
+def write_groups(cfg: StudyConfig, run, manifests: dict[str, dict]) -> list[str]:
+    """Group every model under every measure into groups.parquet; return what was skipped and why."""
+    from layergw.results import GROUPS, table
+    from workflows.group import group_rows
+
+    rows, skipped = [], []
+    for spec in cfg.models:
+        points = manifests[spec.id]["points"]
+        display = {p["layer_index"]: p["display"] for p in points}
+        names = [p["layer"] for p in points]
+        for measure in cfg.measures:
+            try:
+                rows += group_rows(run, spec.id, measure, names, display, cfg.grouping)
+            except ValueError as e:
+                skipped.append(f"groups of {spec.id}/{measure.key}: {e}")
+                log.warning("%s", skipped[-1])
+    run.write_table("groups.parquet", table(rows, GROUPS))
+    return skipped
+
+
+def write_targets(cfg: StudyConfig, run, manifests: dict[str, dict]) -> None:
+    """Gather this config's per-target tables into targets.parquet."""
+    import pyarrow as pa
+
+    from layergw.results import TARGETS
+
+    if not cfg.targets.enabled:
+        return
+    parts = [run.read_table(target_path(spec.id, cfg.targets.measure, t))
+             for spec in cfg.models for t in manifests[spec.id]["targets"]]
+    if parts:
+        run.write_table("targets.parquet", pa.concat_tables([p.select(TARGETS.names).cast(TARGETS) for p in parts]))
+
+
 def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | None = None,
               show_progress: bool = True) -> RunResult:
+    """Run (or resume) a study; return where its results and report are."""
     from layergw.report import build_report
-    from layergw.results import GROUPS, POINTS, TARGETS, table
+    from layergw.results import POINTS, table
     from layergw.store import ResultStore
-    from workflows.compare import GeometryCache, WorkItem, compare_tile_task, make_tiles, run_items, tile_path
+    from workflows.compare import GeometryCache, run_items
     from workflows.extract import run_extract
-    from workflows.group import group_rows
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
-    from workflows.targets import target_task
 
     check_plan(cfg)
     timings: dict[str, float] = {}
@@ -95,98 +201,40 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     t = time.perf_counter()
     gpus = cfg.ray.extract_num_gpus if cfg.ray.extract_num_gpus is not None else (1.0 if cluster_gpus() > 0 else 0.0)
     manifests = run_extract(cfg.models, cfg.probe, run, num_gpus=gpus)
-    point_rows = [r for mid in manifests for r in manifests[mid]["points"]]
-    run.write_table("points.parquet", table(point_rows, POINTS))
+    run.write_table("points.parquet", table([r for m in manifests.values() for r in m["points"]], POINTS))
     timings["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    config_hashes = {m.key: cfg.results_hash(m) for m in cfg.measures}
     cache = GeometryCache(run)
-    items: list[WorkItem] = []
-    tiles_total = tiles_skipped = pairs_total = pairs_done = 0
-    for spec in cfg.models:
-        man = manifests[spec.id]
-        names = [p["layer"] for p in man["points"]]
-        for measure in cfg.measures:
-            meta = {"study": cfg.study, "run_id": run_id, "model": spec.id, "seed": spec.seed,
-                    "checkpoint": spec.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
-                    "n": man["n"], "config_hash": config_hashes[measure.key], "code_version": version, "names": names}
-            done = set(run.list_files(f"pairs/{spec.id}/{measure.key}", ".parquet"))
-            for tile in make_tiles(len(names), cfg.compare.tile_size):
-                path = tile_path(spec.id, measure.key, tile)
-                tiles_total += 1
-                pairs_total += len(tile.pairs)
-                if path in done:
-                    tiles_skipped += 1
-                    pairs_done += len(tile.pairs)
-                    continue
-                layers = tile.layers
-
-                def submit(spec=spec, measure=measure, path=path, meta=meta, tile=tile, layers=layers):
-                    geoms = [cache.ref(spec.id, measure, k) for k in layers]
-                    return compare_tile_task.remote(run, path, meta, list(tile.pairs), layers, *geoms)
-
-                items.append(WorkItem((spec.id, measure.key), len(tile.pairs), submit, f"{spec.id}/{measure.key} {path}"))
-    target_results: dict[str, list[dict]] = {}
+    plan = plan_tiles(cfg, run, manifests, cache, run_id, version)
     if cfg.targets.enabled:
-        tm = cfg.targets.measure
-        for spec in cfg.models:
-            man = manifests[spec.id]
-            for target in man["targets"]:
-                out = f"targets/{spec.id}/{tm.key}/{target}.parquet"
-                pairs_total += len(man["points"])
-                if run.exists(out):
-                    pairs_done += len(man["points"])
-                    continue
-
-                def submit(spec=spec, target=target, man=man):
-                    geoms = [cache.ref(spec.id, tm, p["layer_index"]) for p in man["points"]]
-                    return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man["points"], *geoms)
-
-                def on_done(rows, out=out):
-                    run.write_table(out, table(rows, TARGETS))
-
-                items.append(WorkItem((spec.id, tm.key), len(man["points"]), submit,
-                                      f"target {target} of {spec.id}", on_done))
-    if tiles_skipped:
-        log.info("%d of %d tiles already finished in %s, skipping them", tiles_skipped, tiles_total, run.url("pairs"))
-    # targets first within a model's measure group so its geometry is freed with the last tile
-    items.sort(key=lambda it: (it.group, not it.label.startswith("target")))
+        plan_targets(cfg, run, manifests, cache, plan)
+    if plan.tiles_skipped:
+        log.info("%d of %d tiles already finished in %s, skipping them", plan.tiles_skipped, plan.tiles_total,
+                 run.url("pairs"))
     max_in_flight = cfg.compare.max_in_flight or 2 * cluster_cpus()
-    with _progress_bar(pairs_total, pairs_done, show_progress) as bar:
-        failures = run_items(items, cache, max_in_flight, bar.update)
+    with _progress_bar(plan.total, plan.done, show_progress) as bar:
+        failures = run_items(plan.items, cache, max_in_flight, bar.update)
     timings["compare"] = time.perf_counter() - t
-    log.info("prepared %d layer geometries, ran %d tasks", cache.prepared, len(items))
+    log.info("prepared %d layer geometries, ran %d tasks", cache.prepared, len(plan.items))
 
     t = time.perf_counter()
-    targets = run.read_tables("targets", TARGETS)
-    if targets is not None:
-        run.write_table("targets.parquet", targets)
-    rows, groups_skipped = [], []
-    for spec in cfg.models:
-        display = {p["layer_index"]: p["display"] for p in manifests[spec.id]["points"]}
-        names = [p["layer"] for p in manifests[spec.id]["points"]]
-        for measure in cfg.measures:
-            try:
-                rows += group_rows(run, spec.id, measure, names, display, cfg.grouping)
-            except ValueError as e:
-                groups_skipped.append(f"groups of {spec.id}/{measure.key}: {e}")
-                log.warning("%s", groups_skipped[-1])
-    run.write_table("groups.parquet", table(rows, GROUPS))
+    if not failures:
+        write_targets(cfg, run, manifests)
+    groups_skipped = write_groups(cfg, run, manifests)
     timings["group"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     timings["total_before_report"] = time.perf_counter() - t_start
     status = {"run_id": run_id, "study": cfg.study, "code_version": version, "timings": timings,
-              "tiles_total": tiles_total, "tiles_skipped": tiles_skipped, "pairs_total": pairs_total,
-              "failures": failures, "groups_skipped": groups_skipped, "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
+              "tiles_total": plan.tiles_total, "tiles_skipped": plan.tiles_skipped, "pairs_total": plan.total,
+              "failures": failures, "groups_skipped": groups_skipped,
+              "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
               "status": "failed" if failures else "complete"}
     run.write_json("run.json", status)
+    t = time.perf_counter()
     report_uri = build_report(run)
     timings["report"] = time.perf_counter() - t
-    status["timings"] = timings
     run.write_json("run.json", status)
-    result = RunResult(run.uri, report_uri, tiles_total, tiles_skipped, failures, timings)
+    result = RunResult(run.uri, report_uri, plan.tiles_total, plan.tiles_skipped, failures, timings)
     if failures:
         raise StudyFailed(f"{len(failures)} task(s) failed; finished work is stored under {run.url()} and a rerun "
                           f"retries only what is missing:\n  " + "\n  ".join(failures[:10]))
