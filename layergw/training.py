@@ -111,10 +111,16 @@ def train_modsum(
     progress: Callable[[str], None] | None = None,
     device: str = "cpu",
     on_phase_end: Callable[[int, ModSumTransformer], None] | None = None,
+    state_path: str | Path | None = None,
+    save_every: int = 500,
 ) -> tuple[ModSumTransformer, dict]:
     """Train a modular-sum model; return it and a JSON-able training record.
 
-    ``on_phase_end(phase, model)`` is called after each phase (e.g. to keep snapshots).
+    With ``state_path``, the full training state (weights, auxiliary heads, optimizer,
+    phase, epoch, history) is saved there every ``save_every`` epochs and at each phase
+    end, and training resumes from it when it exists, so a 26,000-epoch run can be
+    spread over several sessions or machines. ``on_phase_end(phase, model)`` is called
+    after each phase (e.g. to keep snapshots).
     """
     torch.manual_seed(spec.seed)
     data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
@@ -128,8 +134,15 @@ def train_modsum(
     tr = torch.as_tensor(data.train_idx, device=device)
     va = torch.as_tensor(data.val_idx, device=device)
     records: list[PhaseRecord] = []
-    started = time.perf_counter()
+    state = load_state(state_path, spec) if state_path else None
+    if state:
+        model.load_state_dict(state["model"])
+        records = [PhaseRecord(**r) for r in state["records"]]
+        log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, state_path, state["phase"] + 1, state["epoch"])
+    started = time.perf_counter() - (state["seconds"] if state else 0.0)
     for phase, (blocks, sizes, names) in enumerate(plan):
+        if phase < len(records):
+            continue
         y = _labels(data, names).to(device)
         final = phase == len(plan) - 1
         heads = model.heads if final else nn.ModuleList(nn.Linear(cfg.d_model, s) for s in sizes).to(device)
@@ -152,8 +165,22 @@ def train_modsum(
 
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
         rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
-        t0 = time.perf_counter()
-        for epoch in range(1, spec.max_epochs + 1):
+        start_epoch = 1
+        if state and state["phase"] == phase:
+            heads.load_state_dict(state["heads"])
+            opt.load_state_dict(state["optimizer"])
+            rec = PhaseRecord(**state["current"])
+            start_epoch = state["epoch"] + 1
+        t0 = time.perf_counter() - rec.seconds
+
+        def save(epoch: int, rec: PhaseRecord = rec, heads: nn.Module = heads, opt: torch.optim.Optimizer = opt) -> None:
+            rec.seconds = time.perf_counter() - t0
+            save_state(state_path, {"spec": asdict(spec), "phase": phase, "epoch": epoch, "model": model.state_dict(),
+                                    "heads": heads.state_dict(), "optimizer": opt.state_dict(),
+                                    "records": [asdict(r) for r in records], "current": asdict(rec),
+                                    "seconds": time.perf_counter() - started})
+
+        for epoch in range(start_epoch, spec.max_epochs + 1):
             logits = forward()
             loss = sum(nn.functional.cross_entropy(lg[tr], y[tr, i]) for i, lg in enumerate(logits))
             opt.zero_grad(set_to_none=True)
@@ -176,25 +203,86 @@ def train_modsum(
                     rec.reached_goal_at = epoch
                 if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= spec.extra_epochs:
                     break
+                if state_path and save_every and epoch % save_every == 0:
+                    save(epoch)
         rec.seconds = time.perf_counter() - t0
         records.append(rec)
+        if state_path:
+            save(rec.epochs)
         if on_phase_end:
             on_phase_end(phase, model)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    record = {
+    return model.cpu(), _record(spec, cfg, [asdict(r) for r in records], time.perf_counter() - started, device,
+                                complete=True)
+
+
+def _record(spec: ModSumTrainSpec, cfg: ModSumConfig, phases: list[dict], seconds: float, device: str,
+            complete: bool) -> dict:
+    return {
         "model_id": spec.model_id,
         "spec": asdict(spec),
         "model_config": cfg.to_dict(),
-        "phases": [asdict(r) for r in records],
-        "final_train_acc": records[-1].train_acc,
-        "final_val_acc": records[-1].val_acc,
-        "seconds": time.perf_counter() - started,
+        "phases": phases,
+        "complete": complete,
+        "final_train_acc": phases[-1]["train_acc"],
+        "final_val_acc": phases[-1]["val_acc"],
+        "seconds": seconds,
         "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "device": device,
     }
-    return model.cpu(), record
+
+
+def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumTransformer, dict]:
+    """The model as it stands in a saved training state, with a record marked incomplete
+    when phases remain (``complete: false``, accuracies of the phase in progress)."""
+    state = load_state(state_path, spec)
+    if state is None:
+        raise ValueError(f"no training state at {state_path}")
+    data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
+    plan = phase_plan(spec, data)
+    cfg = ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
+                       d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]))
+    model = ModSumTransformer(cfg)
+    model.load_state_dict(state["model"])
+    model.eval()
+    phases = list(state["records"])
+    if len(phases) <= state["phase"]:
+        phases.append(state["current"])
+    return model, _record(spec, cfg, phases, state["seconds"], "cpu", complete=len(state["records"]) == len(plan))
+
+
+RESUMABLE_FIELDS = ("max_epochs", "extra_epochs", "eval_every", "target_val_acc")
+
+
+def load_state(path: str | Path, spec: ModSumTrainSpec) -> dict | None:
+    """A saved training state for this spec, or None when there is none yet.
+
+    A state saved for another model (any field but the stopping rules differs) is an
+    error: resuming it would mix two trainings.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    ours = {k: v for k, v in asdict(spec).items() if k not in RESUMABLE_FIELDS}
+    theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["spec"].items() if k not in RESUMABLE_FIELDS}
+    diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if diff:
+        raise ValueError(f"training state {path} was saved for another spec (differs in {', '.join(diff)}); "
+                         f"use another state path or delete it to start over")
+    return state
+
+
+def save_state(path: str | Path, state: dict) -> None:
+    """Write atomically: a crash mid-save leaves the previous state intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
 
 
 def save_checkpoint(model: ModSumTransformer, record: dict, directory: str | Path) -> Path:

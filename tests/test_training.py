@@ -57,3 +57,70 @@ def test_checkpoint_round_trip_keeps_outputs_and_records_accuracy(tmp_path):
     x = torch.as_tensor(make_modsum("f_mod").inputs[:50])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)[0], model(x)[0])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    # multi-threaded CPU backward sums in varying order; one thread makes training bitwise repeatable
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_resume(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_resume(tmp_path):
+    spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=4, **SMALL)
+    straight, _ = train_modsum(spec)
+
+    def stop_in_phase_2(msg):
+        if "phase 2/2 epoch 3" in msg:
+            raise _Stop
+
+    state = tmp_path / "m.state.pt"
+    try:
+        train_modsum(spec, state_path=state, save_every=2, progress=stop_in_phase_2)
+    except _Stop:
+        pass
+    resumed, record = train_modsum(spec, state_path=state, save_every=2)
+    assert [p["epochs"] for p in record["phases"]] == [4, 4]
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_state_of_another_spec_is_refused(tmp_path):
+    import pytest
+
+    spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **SMALL)
+    state = tmp_path / "s.pt"
+    train_modsum(spec, state_path=state, save_every=1)
+    assert state.exists()
+    other = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **{**SMALL, "d_mlp": 64})
+    with pytest.raises(ValueError, match="d_mlp"):
+        train_modsum(other, state_path=state)
+
+
+def test_export_of_an_unfinished_state_is_marked_incomplete(tmp_path):
+    from layergw.training import export_state
+
+    spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=3, **SMALL)
+    state = tmp_path / "m.state.pt"
+
+    def stop_in_phase_2(msg):
+        if "phase 2/2 epoch 2" in msg:
+            raise _Stop
+
+    try:
+        train_modsum(spec, state_path=state, save_every=1, progress=stop_in_phase_2)
+    except _Stop:
+        pass
+    model, record = export_state(spec, state)
+    assert record["complete"] is False
+    assert [p["phase"] for p in record["phases"]] == [0, 1]
+    assert record["phases"][1]["epochs"] == 1
+    done, final = train_modsum(spec, state_path=state)
+    assert final["complete"] is True and export_state(spec, state)[1]["complete"] is True

@@ -39,7 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from layergw.training import PRESETS, ModSumTrainSpec, save_checkpoint, train_modsum
+    from layergw.training import PRESETS, ModSumTrainSpec, export_state, save_checkpoint, train_modsum
 
     if args.preset:
         if args.preset not in PRESETS:
@@ -55,9 +55,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, record = train_modsum(spec, device=device)
+    state = Path(args.out) / f"{spec.model_id}.state.pt"
+    if args.export:
+        model, record = export_state(spec, state)
+    else:
+        model, record = train_modsum(spec, device=device, state_path=state, save_every=args.save_every)
     path = save_checkpoint(model, record, args.out)
-    print(f"trained {spec.model_id}: train acc {record['final_train_acc']:.4f}, "
+    done = "trained" if record["complete"] else "exported unfinished training of"
+    print(f"{done} {spec.model_id}: train acc {record['final_train_acc']:.4f}, "
           f"val acc {record['final_val_acc']:.4f}, {record['seconds']:.0f}s -> {path}")
     return 0
 
@@ -111,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--out", default="checkpoints", help="folder for <id>.safetensors and <id>.json")
+    t.add_argument("--out", default="checkpoints",
+                   help="folder for <id>.safetensors and <id>.json; <id>.state.pt there holds the training state, "
+                        "and a rerun resumes from it")
+    t.add_argument("--save-every", type=int, default=500, help="epochs between saved training states")
+    t.add_argument("--export", action="store_true",
+                   help="write the checkpoint from the saved training state as it stands, without training")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("submit", help="submit `layergw run` as a Ray job")
