@@ -55,7 +55,7 @@ class PrepareFailed:
     message: str
 
 
-def _measure(name: str, params: dict):
+def build_measure(name: str, params: dict):
     from layergw import measures
 
     return measures.get(name, **params)
@@ -68,7 +68,7 @@ def prepare_task(store, rep_path: str, name: str, params: dict) -> Any:
     X = store.read_array(rep_path)
     try:
         with threadpool_limits(limits=1):
-            return _measure(name, params).prepare(X)
+            return build_measure(name, params).prepare(X)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
         return PrepareFailed(f"prepare {rep_path}: {type(e).__name__}: {e}")
 
@@ -80,7 +80,7 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
 
     from layergw.results import PAIRS, table
 
-    m = _measure(meta["measure"], meta["params"])
+    m = build_measure(meta["measure"], meta["params"])
     geom = dict(zip(layer_ids, geoms))
     names = meta["names"]
     rows, errors, t0 = [], 0, time.perf_counter()

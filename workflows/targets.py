@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
-import time
+import logging
 
 import ray
 
-from workflows.compare import PrepareFailed, _measure
+from workflows.compare import PrepareFailed, build_measure
+
+log = logging.getLogger(__name__)
 
 
 @ray.remote(num_cpus=1)
@@ -15,14 +17,19 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
     """Value of ``measure(target, layer)`` for every layer; rows of the TARGETS schema."""
     from threadpoolctl import threadpool_limits
 
-    m = _measure(measure_name, params)
+    m = build_measure(measure_name, params)
     params_json = json.dumps(m.params(), sort_keys=True)  # as in the pair rows: tells variants apart
     Y = store.read_array(f"reps/{model}/targets/{target}.npy")
-    rows, t0 = [], time.perf_counter()
+    rows = []
     with threadpool_limits(limits=1):
         gy = m.prepare(Y)
         for layer, g in zip(layers, geoms):
-            value = None if isinstance(g, PrepareFailed) else float(m.compare(gy, g).value)
+            value = None
+            if not isinstance(g, PrepareFailed):
+                try:
+                    value = float(m.compare(gy, g).value)
+                except (ValueError, ArithmeticError) as e:
+                    log.warning("target %s vs %s of %s: %s", target, layer["layer"], model, e)
             rows.append({"model": model, "target": target, "layer": layer["layer"],
                          "layer_index": layer["layer_index"], "display": layer["display"],
                          "measure": measure_name, "params": params_json, "value": value, "rank": None})
