@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     config = Path(args.config)
     entry = ["layergw", "run", config.name] + (["--store", args.store] if args.store else []) + list(args.overrides)
     client = JobSubmissionClient(args.address)
-    job = client.submit_job(entrypoint=" ".join(entry), runtime_env={"working_dir": str(config.parent)})
+    job = client.submit_job(entrypoint=shlex.join(entry), runtime_env={"working_dir": str(config.parent)})
     print(f"submitted job {job} to {args.address}; follow it with: ray job logs --follow {job} --address {args.address}")
     return 0
 
