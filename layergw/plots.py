@@ -44,12 +44,14 @@ def heatmap_png(
 
     Layer names label both axes (every k-th when L > ``max_ticks``), the colorbar names
     the measure and kind, group boundaries are lines at i - 0.5 on both axes, and NaN
-    (missing or failed pairs) shows grey.
+    (missing or failed pairs) shows grey. Non-negative values spanning more than three
+    orders of magnitude (raw GW, say) are drawn as log10, so the small ones stay visible.
     """
     M = np.asarray(M, dtype=np.float64)
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"M must be a square matrix, got shape {M.shape}")
     L = M.shape[0]
+    original, M, log_scale = M, *_log_if_wide(M)
     if len(labels) != L:
         raise ValueError(f"labels has {len(labels)} names for a {L}×{L} matrix")
     side = float(np.clip(3.0 + 0.11 * L, 5.0, 16.0))
@@ -78,12 +80,24 @@ def heatmap_png(
             ax.axvline(b - 0.5, color="red", linewidth=1.0)
     ax.set_title(title, fontsize=10)
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cbar.set_label(f"{measure} ({kind})" if measure else kind)
-    if np.isnan(M).any():
-        n_missing = int(np.isnan(M[np.triu_indices(L, 1)]).sum())
+    label = f"{measure} ({kind})" if measure else kind
+    cbar.set_label(f"log10 of {label}" if log_scale else label)
+    if np.isnan(original).any():
+        n_missing = int(np.isnan(original[np.triu_indices(L, 1)]).sum())
         ax.set_xlabel(f"grey: {n_missing} missing or failed pairs", fontsize=8)
     fig.tight_layout()
     _save(fig, path_or_buffer)
+
+
+def _log_if_wide(M: np.ndarray, ratio: float = 1e3) -> tuple[np.ndarray, bool]:
+    """log10 of M (zeros at the smallest positive value) when its positive values span > ratio."""
+    off = M[~np.eye(len(M), dtype=bool)]
+    off = off[np.isfinite(off)]
+    positive = off[off > 0]
+    if off.size == 0 or (off < 0).any() or positive.size == 0 or positive.max() / positive.min() <= ratio:
+        return M, False
+    with np.errstate(invalid="ignore"):
+        return np.log10(np.where(np.isfinite(M), np.maximum(M, positive.min()), np.nan)), True
 
 
 def bars_png(

@@ -44,3 +44,18 @@ def test_bars_png():
     buf = io.BytesIO()
     plots.bars_png([0.3, np.nan, 0.1, 0.2], ["a", "b", "c", "d"], buf, title="target c1", top=2)
     assert buf.getvalue().startswith(PNG)
+
+
+def test_values_spanning_orders_of_magnitude_are_drawn_as_log10():
+    from layergw.plots import _log_if_wide
+
+    M = np.array([[0.0, 1e-2, 1e4], [1e-2, 0.0, 5.0], [1e4, 5.0, 0.0]])
+    logged, used = _log_if_wide(M)
+    assert used
+    np.testing.assert_allclose(logged[0, 2], 4.0)
+    assert logged[0, 0] == pytest.approx(-2.0)  # zero diagonal shown as the smallest value
+    narrow, used = _log_if_wide(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    assert not used
+    with_nan = M.copy()
+    with_nan[0, 1] = with_nan[1, 0] = np.nan
+    assert np.isnan(_log_if_wide(with_nan)[0][0, 1])
