@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from layergw.data.modsum import make_modsum
-from layergw.training import ModSumTrainSpec, load_checkpoint, phase_plan, save_checkpoint, train_modsum
+from layergw.training import (
+    ModSumTrainSpec,
+    load_checkpoint,
+    phase_plan,
+    save_checkpoint,
+    train_modsum,
+)
 
 SMALL = dict(d_model=16, n_heads=2, d_head=8, d_mlp=32, eval_every=1)
 
