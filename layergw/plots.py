@@ -89,11 +89,15 @@ def heatmap_png(
     _save(fig, path_or_buffer)
 
 
-def _log_if_wide(M: np.ndarray, ratio: float = 1e3) -> tuple[np.ndarray, bool]:
-    """log10 of M (zeros at the smallest positive value) when its positive values span > ratio."""
+def _log_if_wide(M: np.ndarray, ratio: float = 1e3, zero: float = 1e-9) -> tuple[np.ndarray, bool]:
+    """log10 of M (zeros at the smallest positive value) when its positive values span > ratio.
+
+    Values below ``zero`` times the largest are rounding noise of identical layers (GW of
+    two copies of a tensor is ~1e-16, not 0) and count as zero.
+    """
     off = M[~np.eye(len(M), dtype=bool)]
     off = off[np.isfinite(off)]
-    positive = off[off > 0]
+    positive = off[off > zero * off.max()] if off.size else off
     if off.size == 0 or (off < 0).any() or positive.size == 0 or positive.max() / positive.min() <= ratio:
         return M, False
     with np.errstate(invalid="ignore"):

@@ -59,3 +59,10 @@ def test_values_spanning_orders_of_magnitude_are_drawn_as_log10():
     with_nan = M.copy()
     with_nan[0, 1] = with_nan[1, 0] = np.nan
     assert np.isnan(_log_if_wide(with_nan)[0][0, 1])
+
+
+def test_rounding_noise_of_identical_layers_does_not_force_a_log_scale():
+    from layergw.plots import _log_if_wide
+
+    M = np.array([[0.0, 1e-16, 0.5], [1e-16, 0.0, 0.9], [0.5, 0.9, 0.0]])
+    assert not _log_if_wide(M)[1]
