@@ -94,6 +94,13 @@ def check_representation(X: Any, label: str = "X") -> np.ndarray:
     return out
 
 
+def check_geometry(owner: str, which: str, g: Any, ndim: int, what: str) -> np.ndarray:
+    """A prepared geometry must be the NumPy array ``prepare`` makes; name what came otherwise."""
+    if not isinstance(g, np.ndarray) or g.ndim != ndim:
+        raise ValueError(f"{owner}: the {which} geometry must be {what}, got {getattr(g, 'shape', type(g).__name__)}")
+    return g
+
+
 def check_same_n(n_x: int, n_y: int, labels: tuple[str, str] = ("X", "Y")) -> None:
     """Both representations must be taken on the same inputs, so have the same row count."""
     if n_x != n_y:

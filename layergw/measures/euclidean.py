@@ -14,7 +14,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from layergw.measures.base import Comparison, Measure, check_same_n, register
+from layergw.measures.base import (
+    Comparison,
+    Measure,
+    check_geometry,
+    check_same_n,
+    register,
+)
 
 
 @register("euclidean")
@@ -32,11 +38,7 @@ class Euclidean(Measure):
 
     def _compare(self, gx: Any, gy: Any) -> Comparison:
         for which, g in (("first", gx), ("second", gy)):
-            if not isinstance(g, np.ndarray) or g.ndim != 2:
-                raise ValueError(
-                    f"euclidean: the {which} geometry must be an (n, d) array from "
-                    f"Euclidean.prepare, got {getattr(g, 'shape', type(g).__name__)}"
-                )
+            check_geometry("euclidean", which, g, 2, "an (n, d) array from Euclidean.prepare")
         check_same_n(gx.shape[0], gy.shape[0], ("first geometry", "second geometry"))
         if gx.shape[1] != gy.shape[1]:
             raise ValueError(

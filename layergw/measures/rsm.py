@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from layergw.measures.base import Comparison, Measure, check_choice, check_same_n, register
+from layergw.measures.base import (
+    Comparison,
+    Measure,
+    check_choice,
+    check_geometry,
+    check_same_n,
+    register,
+)
 
 INNER = ("euclidean", "cosine")
 
@@ -62,11 +69,7 @@ class RSMNormDifference(Measure):
 
     def _compare(self, gx: Any, gy: Any) -> Comparison:
         for which, g in (("first", gx), ("second", gy)):
-            if not isinstance(g, np.ndarray) or g.ndim != 1:
-                raise ValueError(
-                    f"rsm: the {which} geometry must be a condensed distance vector from "
-                    f"RSMNormDifference.prepare, got {getattr(g, 'shape', type(g).__name__)}"
-                )
+            check_geometry("rsm", which, g, 1, "a condensed distance vector from RSMNormDifference.prepare")
         if gx.size != gy.size:
             check_same_n(_n_from_condensed(gx.size), _n_from_condensed(gy.size),
                          ("first geometry", "second geometry"))
