@@ -45,6 +45,7 @@ PAIRS = pa.schema([
     ("error", pa.string()),
     ("config_hash", pa.string()),
     ("code_version", pa.string()),
+    ("spread", pa.float64()),
 ])
 
 POINTS = pa.schema([

@@ -68,9 +68,9 @@ def prepare_task(store, rep_path: str, name: str, params: dict) -> Any:
     X = store.read_array(rep_path)
     try:
         with threadpool_limits(limits=1):
-            return build_measure(name, params).prepare(X)
+            return build_measure(name, params).prepare(X, label=rep_path)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
-        return PrepareFailed(f"prepare {rep_path}: {type(e).__name__}: {e}")
+        return PrepareFailed(f"prepare: {type(e).__name__}: {e}")
 
 
 @ray.remote(num_cpus=1)
@@ -95,6 +95,7 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
                 "measure": meta["measure"], "params": json.dumps(m.params(), sort_keys=True), "kind": m.kind,
                 "value": None, "n_samples": meta["n"], "iterations": None, "converged": None,
                 "seconds": None, "error": None, "config_hash": meta["config_hash"], "code_version": meta["code_version"],
+                "spread": None,
             }
             failed = [g.message for g in (geom[i], geom[j]) if isinstance(g, PrepareFailed)]
             if failed:
@@ -103,7 +104,7 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
                 try:
                     c = m.compare(geom[i], geom[j])
                     row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
-                               seconds=float(c.seconds))
+                               seconds=float(c.seconds), spread=c.spread)
                     if not np.isfinite(c.value):
                         row.update(value=None, error=f"non-finite value {c.value}")
                 except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 @ray.remote(num_cpus=1)
 def target_task(store, model: str, target: str, measure_name: str, params: dict,
                 layers: list[dict], *geoms) -> list[dict]:
-    """Value of ``measure(target, layer)`` for every layer; rows of the TARGETS schema."""
+    """Value of ``measure(layer, target)`` for every layer; rows of the TARGETS schema."""
     from threadpoolctl import threadpool_limits
 
     m = build_measure(measure_name, params)
@@ -22,12 +22,12 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
     Y = store.read_array(f"reps/{model}/targets/{target}.npy")
     rows = []
     with threadpool_limits(limits=1):
-        gy = m.prepare(Y)
+        gy = m.prepare(Y, label=f"target {target}")
         for layer, g in zip(layers, geoms):
             value = None
             if not isinstance(g, PrepareFailed):
                 try:
-                    value = float(m.compare(gy, g).value)
+                    value = float(m.compare(g, gy).value)  # layer first: probes read Y as the target
                 except (ValueError, ArithmeticError) as e:
                     log.warning("target %s vs %s of %s: %s", target, layer["layer"], model, e)
             rows.append({"model": model, "target": target, "layer": layer["layer"],

@@ -28,6 +28,16 @@ logger = logging.getLogger(__name__)
 KINDS = ("distance", "similarity")
 MIN_ROWS = 3
 
+# What a measure may claim to be unchanged by. Each transformation is applied to ONE side
+# (Y) only; the contract suite (tests/measures/test_contract.py) checks every claim.
+INVARIANCES: dict[str, str] = {
+    "rotation": "an orthogonal rotation of Y's features (Y @ Q)",
+    "permutation": "a permutation of Y's features (columns)",
+    "scaling": "multiplying Y by a positive scalar",
+    "translation": "adding one constant vector to every row of Y",
+    "sample_permutation": "permuting the rows (samples) of Y only, not those of X",
+}
+
 REGISTRY: Registry[Measure] = Registry("measure")
 
 M = TypeVar("M", bound=type)
@@ -42,6 +52,8 @@ class Comparison:
     converged: False when an iterative solver stopped at its iteration cap.
     seconds: wall-clock seconds spent in ``compare``.
     coupling: the transport plan (n, n) when a solver was asked to return it, else None.
+    spread: for measures that take several starts or random repeats, how much the value
+        varied over them (each measure documents which statistic), else None.
     """
 
     value: float
@@ -49,6 +61,7 @@ class Comparison:
     converged: bool
     seconds: float
     coupling: np.ndarray | None = field(default=None, compare=False, repr=False)
+    spread: float | None = None
 
 
 def check_representation(X: Any, label: str = "X") -> np.ndarray:
@@ -111,6 +124,15 @@ def check_same_n(n_x: int, n_y: int, labels: tuple[str, str] = ("X", "Y")) -> No
         )
 
 
+def check_not_constant(X: np.ndarray, label: str, owner: str) -> None:
+    """A representation whose rows are all identical carries no geometry; name it."""
+    if X.shape[0] and np.all(X == X[0]):
+        raise ValueError(
+            f"{label} is constant: all {X.shape[0]} rows (samples) are identical, "
+            f"so {owner} is undefined for it"
+        )
+
+
 def check_choice(owner: str, param: str, value: Any, choices: Iterable[Any]) -> None:
     """ValueError naming the parameter, the valid values and what came."""
     choices = tuple(choices)
@@ -158,14 +180,44 @@ class Measure:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
+    # Declared properties, checked for every measure by the contract suite.
+    symmetric: ClassVar[bool] = True
+    invariances: ClassVar[frozenset[str]] = frozenset()  # keys of INVARIANCES
+    equal_widths: ClassVar[bool] = False  # True: only layers of equal width compare
+    accepts_constant: ClassVar[bool] = False  # False: a constant layer is a ValueError
+    target: ClassVar[bool] = False  # True: a probe; Y is a known target (one-hot (n, k))
+    unbounded: ClassVar[bool] = False  # True: no fixed best value (e.g. mutual information)
+
+    def invariant_to(self) -> frozenset[str]:
+        """What this measure, with these parameters, is unchanged by (keys of INVARIANCES).
+
+        Defaults to the class's ``invariances``; override when parameters change it.
+        """
+        return frozenset(self.invariances)
+
+    @property
+    def best(self) -> float | None:
+        """The best possible value (distance 0, similarity 1), None when unbounded."""
+        if self.unbounded:
+            return None
+        return 0.0 if self.kind == "distance" else 1.0
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters as a JSON-serialisable dict (recorded with every value)."""
         return dataclasses.asdict(self)
 
     def prepare(self, X: Any, label: str = "X") -> Any:
-        """Per-layer geometry of X (validated with ``check_representation``); picklable."""
-        return self._prepare(check_representation(X, label))
+        """Per-layer geometry of X (validated with ``check_representation``); picklable.
+
+        ``label`` names X (say, the model and representation point) in every error.
+        """
+        X = check_representation(X, label)
+        if not self.accepts_constant:
+            check_not_constant(X, label, f"measure {self.name!r}")
+        try:
+            return self._prepare(X)
+        except ValueError as e:
+            raise ValueError(f"{label}: {e}") from e
 
     def compare(self, gx: Any, gy: Any) -> Comparison:
         """Compare two prepared geometries; records wall seconds; never returns a NaN value."""
@@ -185,7 +237,7 @@ class Measure:
         X = check_representation(X, "X")
         Y = check_representation(Y, "Y")
         check_same_n(X.shape[0], Y.shape[0])
-        return self.compare(self._prepare(X), self._prepare(Y)).value
+        return self.compare(self.prepare(X, "X"), self.prepare(Y, "Y")).value
 
     # to implement
     def _prepare(self, X: np.ndarray) -> Any:  # pragma: no cover - abstract
@@ -203,6 +255,11 @@ def register(name: str) -> Callable[[M], M]:
             raise TypeError(f"@register({name!r}) expects a Measure subclass, got {cls!r}")
         if cls.kind not in KINDS:
             raise ValueError(f"measure {name!r} must set kind to one of {KINDS}, got {cls.kind!r}")
+        unknown = set(cls.invariances) - set(INVARIANCES)
+        if unknown:
+            raise ValueError(
+                f"measure {name!r} claims unknown invariances {sorted(unknown)}; valid: {', '.join(INVARIANCES)}"
+            )
         params = vars(cls).get("__dataclass_params__")  # set on the class itself by @dataclass
         if params is None or not params.frozen:
             raise TypeError(f"measure {name!r} must be a frozen dataclass (decorate it with @dataclass(frozen=True))")

@@ -48,6 +48,7 @@ class LinearCKA(Measure):
     """
 
     kind: ClassVar[str] = "similarity"
+    invariances: ClassVar[frozenset[str]] = frozenset({"rotation", "permutation", "scaling", "translation"})
 
     def _prepare(self, X: np.ndarray) -> CKAGeometry:
         n, d = X.shape

@@ -32,6 +32,8 @@ class Euclidean(Measure):
     """
 
     kind: ClassVar[str] = "distance"
+    equal_widths: ClassVar[bool] = True
+    accepts_constant: ClassVar[bool] = True
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
         return X

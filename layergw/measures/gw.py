@@ -75,6 +75,10 @@ class GromovWasserstein(Measure):
     """
 
     kind: ClassVar[str] = "distance"
+    invariances: ClassVar[frozenset[str]] = frozenset(
+        {"rotation", "permutation", "translation", "sample_permutation"}
+    )
+    accepts_constant: ClassVar[bool] = True  # raw distances of a constant layer are all 0
 
     normalize: str = "none"
     init: str = "product"
@@ -93,6 +97,14 @@ class GromovWasserstein(Measure):
         object.__setattr__(
             self, "return_coupling", check_bool(owner, "return_coupling", self.return_coupling)
         )
+
+    def invariant_to(self) -> frozenset[str]:
+        claims = set(self.invariances)
+        if self.normalize != "none":
+            claims.add("scaling")
+        if self.init != "product":  # the identity start ties sample i of X to sample i of Y
+            claims.discard("sample_permutation")
+        return frozenset(claims)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
         """The (n, n) Euclidean distance matrix of X after ``normalize``."""

@@ -45,8 +45,14 @@ class RSMNormDifference(Measure):
     """
 
     kind: ClassVar[str] = "distance"
+    accepts_constant: ClassVar[bool] = True
 
     inner: str = "euclidean"
+
+    def invariant_to(self) -> frozenset[str]:
+        if self.inner == "euclidean":
+            return frozenset({"rotation", "permutation", "translation"})
+        return frozenset({"rotation", "permutation", "scaling"})
 
     def __post_init__(self) -> None:
         check_choice("measure 'rsm'", "inner", self.inner, INNER)

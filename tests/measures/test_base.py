@@ -98,7 +98,7 @@ def test_comparison_is_frozen_with_optional_coupling():
     assert c.coupling is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.value = 2.0  # type: ignore[misc]
-    assert [f.name for f in dataclasses.fields(c)] == ["value", "iterations", "converged", "seconds", "coupling"]
+    assert [f.name for f in dataclasses.fields(c)] == ["value", "iterations", "converged", "seconds", "coupling", "spread"]
     # equality ignores the (array) coupling, so comparing Comparisons never errors
     a = measures.Comparison(1.0, 3, True, 0.0, coupling=np.eye(3))
     b = measures.Comparison(1.0, 3, True, 0.0, coupling=np.eye(3))
