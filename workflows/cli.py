@@ -85,7 +85,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from workflows.bench import run_bench
 
-    print(f"benchmark results: {run_bench(args.suite, args.out)}")
+    sizes = tuple(args.sizes) if args.sizes else None
+    path = run_bench(args.suite, args.out, sizes=sizes, markdown=args.markdown)
+    print(f"benchmark results: {path}" + (f"; table: {args.markdown}" if args.markdown else ""))
     return 0
 
 
@@ -135,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark suite; results as Parquet")
     b.add_argument("suite", nargs="?", default="gw")
     b.add_argument("--out", default="bench-results")
+    b.add_argument("--sizes", type=int, nargs="+", help="probe sizes n (default: gw 64..512, measures 256 1000)")
+    b.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     b.set_defaults(fn=cmd_bench)
     return p
 

@@ -44,9 +44,13 @@ def check_plan(cfg: StudyConfig) -> None:
         specs.append(("targets.measure", cfg.targets.measure))
     for where, m in specs:
         try:
-            measures.get(m.name, **m.params)
+            measure = measures.get(m.name, **m.params)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
+        if measure.target and where != "targets.measure":
+            raise ConfigError(
+                f"{where}: {m.name!r} is a probe: it reads its second input as a known one-hot "
+                "target, so it cannot compare two layers; use it as targets.measure")
     for i, spec in enumerate(cfg.models):
         try:
             models.MODELS.factory(spec.family)
