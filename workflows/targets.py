@@ -1,8 +1,13 @@
-"""Targets stage (the paper's Table 1): each known target against every point of a model."""
+"""Targets stage (the paper's Table 1): each known target against every point of a model.
+
+``target_rows`` is the plain function (tested without a cluster); ``target_task`` is the
+Ray task running it in a worker.
+"""
 from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import ray
 
@@ -11,10 +16,17 @@ from workflows.compare import PrepareFailed, build_measure
 log = logging.getLogger(__name__)
 
 
-@ray.remote(num_cpus=1)
-def target_task(store, model: str, target: str, measure_name: str, params: dict,
-                layers: list[dict], *geoms) -> list[dict]:
-    """Value of ``measure(layer, target)`` for every layer; rows of the TARGETS schema."""
+def target_rows(store, model: str, target: str, measure_name: str, params: dict,
+                layers: list[dict], geoms: list[Any]) -> list[dict]:
+    """Value of ``measure(layer, target)`` for every layer; rows of the TARGETS schema.
+
+    ``geoms[i]`` is the measure's prepared geometry of ``layers[i]`` (or a PrepareFailed);
+    the target is read from ``reps/<model>/targets/<target>.npy`` in ``store``. The layer
+    is the first argument of ``compare`` and the target the second, as probe measures
+    (``target = True``) expect. Rank 1 is the best value (lowest for a distance, highest
+    for a similarity); equal values keep the layers' order; a layer without a value has
+    rank None.
+    """
     from threadpoolctl import threadpool_limits
 
     m = build_measure(measure_name, params)
@@ -27,7 +39,7 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
             value = None
             if not isinstance(g, PrepareFailed):
                 try:
-                    value = float(m.compare(g, gy).value)  # layer first: probes read Y as the target
+                    value = float(m.compare(g, gy).value)
                 except (ValueError, ArithmeticError) as e:
                     log.warning("target %s vs %s of %s: %s", target, layer["layer"], model, e)
             rows.append({"model": model, "target": target, "layer": layer["layer"],
@@ -38,3 +50,10 @@ def target_task(store, model: str, target: str, measure_name: str, params: dict,
     for rank, r in enumerate(ranked, start=1):
         r["rank"] = rank
     return rows
+
+
+@ray.remote(num_cpus=1)
+def target_task(store, model: str, target: str, measure_name: str, params: dict,
+                layers: list[dict], *geoms) -> list[dict]:
+    """Ray task: ``target_rows`` for one (model, target) in a worker."""
+    return target_rows(store, model, target, measure_name, params, layers, list(geoms))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 
 import numpy as np
 import ot
 import pytest
 
 from layergw import measures
-from layergw.measures.gw import _cg_stats
+from layergw.measures.gw import _cg_stats, random_starts
 
 
 def dist(A: np.ndarray) -> np.ndarray:
@@ -110,6 +111,123 @@ def test_return_coupling_is_a_transport_plan(X, Y):
     assert np.all(T >= -1e-15)
     np.testing.assert_allclose(T.sum(1), np.full(60, 1 / 60), atol=1e-12)
     np.testing.assert_allclose(T.sum(0), np.full(60, 1 / 60), atol=1e-12)
+
+
+def test_truncated_linear_program_reports_not_converged(X, Y, caplog):
+    # a 10-pivot cap cannot solve a 60 x 60 OT problem: POT warns and goes on
+    n = X.shape[0]
+    with pytest.warns(UserWarning, match="numItermax reached before optimality"):
+        _, log = ot.gromov.gromov_wasserstein(
+            dist(X), dist(Y), ot.unif(n), ot.unif(n), "square_loss", log=True, numItermaxEmd=10
+        )
+    m = measures.get("gw", max_iter_emd=10)
+    with caplog.at_level("WARNING", logger="layergw.measures.gw"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # POT's warning is consumed, not passed on
+        c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.converged is False
+    assert c.value == pytest.approx(float(log["gw_dist"]), rel=1e-12)  # the cap reaches POT
+    assert "max_iter_emd=10" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="layergw.measures.gw"):
+        full = measures.get("gw").compare(m.prepare(X), m.prepare(Y))
+    assert full.converged is True and caplog.text == ""
+    assert full.value < c.value
+
+
+def test_other_pot_warnings_are_passed_on(monkeypatch, X, Y):
+    real = ot.gromov.gromov_wasserstein
+
+    def noisy(*args, **kwargs):
+        warnings.warn("something else", RuntimeWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ot.gromov, "gromov_wasserstein", noisy)
+    m = measures.get("gw")
+    with pytest.warns(RuntimeWarning, match="something else"):
+        c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.converged is True
+
+
+# ---- init="best" -----------------------------------------------------------------------
+
+
+def starts(n: int, n_random: int, seed: int) -> list:
+    """The starts of init="best", in order: product, identity, random involutions."""
+    return [None, np.eye(n) / n] + [np.eye(n)[s] / n for s in random_starts(n, n_random, seed)]
+
+
+def test_best_with_random_starts_is_the_lowest_pot_value(X, Y):
+    n = X.shape[0]
+    runs = [
+        ot.gromov.gromov_wasserstein(dist(X), dist(Y), ot.unif(n), ot.unif(n), "square_loss", G0=G0, log=True)
+        for G0 in starts(n, 4, 0)
+    ]
+    values = [float(log["gw_dist"]) for _, log in runs]
+    k = int(np.argmin(values))
+    assert k >= 2  # on these inputs a random start wins: the coupling must be that start's
+    m = measures.get("gw", init="best", n_random=4, seed=0, return_coupling=True)
+    c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.value == pytest.approx(values[k], rel=1e-12)
+    assert c.spread == pytest.approx(max(values) - min(values), rel=1e-9)
+    assert c.iterations == len(runs[k][1]["loss"]) - 1
+    np.testing.assert_allclose(c.coupling, runs[k][0], atol=1e-15)
+    assert measures.get("gw", init="best", n_random=4).score(X, Y) <= measures.get("gw", init="best").score(X, Y)
+
+
+def test_best_without_random_starts_spread_is_the_gap(X, Y):
+    a = measures.get("gw", init="product").score(X, Y)
+    b = measures.get("gw", init="identity").score(X, Y)
+    m = measures.get("gw", init="best")
+    c = m.compare(m.prepare(X), m.prepare(Y))
+    assert c.value == min(a, b)
+    assert c.spread == pytest.approx(abs(a - b), rel=1e-9)
+    for init in ("product", "identity"):
+        m = measures.get("gw", init=init)
+        assert m.compare(m.prepare(X), m.prepare(Y)).spread is None
+
+
+def test_best_coupling_is_the_identity_start_when_it_wins(X):
+    Z = X + 1e-3 * np.random.default_rng(9).normal(size=X.shape)
+    m = measures.get("gw", init="best", n_random=2, return_coupling=True)
+    c = m.compare(m.prepare(X), m.prepare(Z))
+    np.testing.assert_allclose(c.coupling, np.eye(60) / 60, atol=1e-12)
+    assert c.spread > 0
+
+
+def test_random_starts_are_seeded_involutions():
+    a = random_starts(61, 3, seed=5)
+    assert len(a) == 3
+    for s in a:
+        assert sorted(s) == list(range(61))
+        assert np.array_equal(s[s], np.arange(61))
+        assert np.count_nonzero(s == np.arange(61)) == 1  # odd n: one fixed point
+    assert all(np.array_equal(u, v) for u, v in zip(a, random_starts(61, 3, seed=5)))
+    assert not np.array_equal(a[0], random_starts(61, 1, seed=6)[0])
+    assert not np.array_equal(a[0], a[1])
+    assert random_starts(10, 0, 0) == []
+
+
+def test_best_with_random_starts_is_exactly_symmetric(X, Y):
+    # involution starts equal their transposes, so (Y, X) runs the transposed problems
+    m = measures.get("gw", init="best", n_random=3, seed=1)
+    assert m.score(X, Y) == pytest.approx(m.score(Y, X), rel=1e-10)
+
+
+def test_seed_changes_only_the_random_starts(X, Y):
+    v = [measures.get("gw", init="best", n_random=3, seed=s).score(X, Y) for s in (0, 1, 2)]
+    assert len(set(v)) > 1
+    assert measures.get("gw", init="best", n_random=3, seed=1).score(X, Y) == v[1]
+
+
+@pytest.mark.parametrize("init", ["product", "identity"])
+def test_random_starts_need_init_best(init):
+    with pytest.raises(ValueError, match=rf"'n_random'.*init='best' only; got n_random=2 with init='{init}'"):
+        measures.get("gw", init=init, n_random=2)
+
+
+def test_best_invariances():
+    assert measures.get("gw", init="best", n_random=2).invariant_to() == {"rotation", "permutation", "translation"}
+    assert "sample_permutation" in measures.get("gw").invariant_to()
 
 
 # ---- geometry --------------------------------------------------------------------------
@@ -220,6 +338,9 @@ def test_defaults_are_pots():
         "max_iter": 10000,
         "tol_rel": 1e-9,
         "tol_abs": 1e-9,
+        "max_iter_emd": 100000,
+        "n_random": 0,
+        "seed": 0,
         "return_coupling": False,
     }
     assert m.kind == "distance" and m.name == "gw"
@@ -239,6 +360,12 @@ def test_defaults_are_pots():
         ("tol_abs", float("nan")),
         ("tol_rel", "1e-9"),
         ("return_coupling", "yes"),
+        ("max_iter_emd", 0),
+        ("max_iter_emd", 2.5),
+        ("n_random", -1),
+        ("n_random", 1.5),
+        ("seed", -3),
+        ("seed", "0"),
     ],
 )
 def test_bad_parameters(param, value):
