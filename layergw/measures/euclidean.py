@@ -3,9 +3,11 @@
     euclidean(X, Y) = ||X - Y||_F / sqrt(n)
 
 i.e. the root of the mean over samples of |x_i - y_i|^2, so it does not grow with the
-probe size n. No centring, no alignment: it depends on the basis of each layer, so it is
-only meaningful between layers that share a coordinate system (e.g. residual-stream
-points of one transformer). Layers of different widths need gw, cka or rsm.
+probe size n. This definition is the project's choice: the paper gives no definition and
+there is no reference implementation to follow. No centring, no alignment: it depends on
+the basis and origin of each layer, so it is only meaningful between layers of equal
+width that share a coordinate system (e.g. residual-stream points of one transformer);
+it claims no invariance. Layers of different widths need gw, cka, rsa or rsm.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class Euclidean(Measure):
         if gx.shape[1] != gy.shape[1]:
             raise ValueError(
                 f"euclidean needs equal widths: X has d={gx.shape[1]} columns but Y has "
-                f"d={gy.shape[1]}; use gw, cka or rsm to compare layers of different widths"
+                f"d={gy.shape[1]}; use gw, cka, rsa or rsm to compare layers of different widths"
             )
         value = float(np.linalg.norm(gx - gy) / np.sqrt(gx.shape[0]))
         return Comparison(value=value, iterations=None, converged=True, seconds=0.0)

@@ -34,6 +34,8 @@ for _name, _params, _known in [
     ("cka", {"kernel": "rbf"}, "kernel"),
     ("cka", {"debiased": True}, "debiased"),
     ("rsa", {"inner": "euclidean", "outer": "spearman"}, "inner"),
+    ("rsa", {"inner": "euclidean", "outer": "euclidean"}, "outer"),
+    ("rsm", {"inner": "correlation"}, "inner"),
     ("cca", {"variance_kept": 0.99}, "variance_kept"),
     ("cca", {"weighting": "pwcca"}, "weighting"),
     ("msid", {"n_repeats": 3}, "n_repeats"),

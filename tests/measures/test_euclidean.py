@@ -45,5 +45,13 @@ def test_self_zero_symmetric_and_not_rotation_invariant(m):
 
 
 def test_unequal_widths_error_names_both_and_suggests_alternatives(m):
-    with pytest.raises(ValueError, match=r"X has d=4 columns but Y has d=6.*gw, cka or rsm"):
+    assert m.equal_widths and m.invariant_to() == frozenset()
+    with pytest.raises(ValueError, match=r"X has d=4 columns but Y has d=6.*gw, cka, rsa or rsm"):
         m.score(np.zeros((5, 4)), np.zeros((5, 6)))
+
+
+def test_docstring_says_it_is_the_projects_definition():
+    import layergw.measures.euclidean as module
+
+    doc = " ".join(module.__doc__.split())
+    assert "the project's choice: the paper gives no definition" in doc
