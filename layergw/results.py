@@ -88,9 +88,14 @@ GROUPS = pa.schema([
 ])
 
 
+#: Columns added after the first release: rows may lack them (null), older files do too.
+OPTIONAL = frozenset({"spread"})
+
+
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Rows to a table of exactly this schema; a missing column is an error, not a null."""
-    missing = [f.name for f in schema if rows and f.name not in rows[0]]
+    """Rows to a table of exactly this schema; a missing column is an error, not a null,
+    except for the OPTIONAL ones."""
+    missing = [f.name for f in schema if rows and f.name not in rows[0] and f.name not in OPTIONAL]
     if missing:
         raise ValueError(f"rows lack columns {missing} of the schema")
     return pa.Table.from_pylist(rows, schema=schema)

@@ -26,7 +26,7 @@ def test_unknown_suite_names_the_valid_ones(tmp_path):
 def test_measures_suite_covers_every_measure_and_probes_get_a_target(tmp_path):
     from layergw import measures
 
-    path = run_bench("measures", str(tmp_path), sizes=(24,), markdown=str(tmp_path / "t.md"))
+    path = run_bench("measures", str(tmp_path), sizes=(80,), markdown=str(tmp_path / "t.md"))
     table = pq.read_table(path).to_pandas()
     assert set(table["measure"]) == set(measures.names())
     assert (table["compare_s"] > 0).all() and table["value"].notna().all()
