@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from typing import Any, Callable, Generic, TypeVar
 
@@ -19,7 +20,7 @@ class Registry(Generic[T]):
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self._items: dict[str, Callable[..., T]] = {}
+        self._items: dict[str, Callable[..., T] | str] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         if name != name.lower() or not name:
@@ -33,6 +34,13 @@ class Registry(Generic[T]):
 
         return deco
 
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:function"``, imported on first use (so registering
+        a family whose module imports torch does not import torch)."""
+        if ":" not in target:
+            raise ValueError(f"lazy {self.what} target must be 'module:function', got {target!r}")
+        self.register(name)(target)  # type: ignore[arg-type]
+
     def names(self) -> list[str]:
         return sorted(self._items)
 
@@ -42,7 +50,12 @@ class Registry(Generic[T]):
                 f"unknown {self.what} {name!r}{suggest(str(name), self.names())}; "
                 f"valid {self.what}s: {', '.join(self.names())}"
             )
-        return self._items[name]
+        item = self._items[name]
+        if isinstance(item, str):
+            module, _, attr = item.partition(":")
+            item = getattr(importlib.import_module(module), attr)
+            self._items[name] = item
+        return item
 
     def parameters(self, name: str) -> list[str]:
         sig = inspect.signature(self.factory(name))

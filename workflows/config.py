@@ -27,7 +27,8 @@ class Strict(BaseModel):
 class ModelSpec(Strict):
     id: str = Field(description="model id used in results, e.g. model_L")
     family: str = "modsum"
-    checkpoint: str = Field(description="builtin:<id> or a path to a checkpoint")
+    checkpoint: str = Field(description="builtin:<id> or a path to a checkpoint; for hf a hub name or a local folder")
+    params: dict[str, Any] = Field(default_factory=dict, description="family-specific parameters (see README, Models)")
     seed: int = Field(0, description="training seed of this checkpoint, recorded with results")
     checkpoint_label: str = "final"
     points: list[str] | Literal["all"] = "all"

@@ -38,7 +38,7 @@ def extract_model(spec: ModelSpec, probe: ProbeSpec, store) -> dict:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    adapter = models.get(spec.family, checkpoint=spec.checkpoint)
+    adapter = models.get(spec.family, checkpoint=spec.checkpoint, **spec.params)
     points = models.with_pooling(models.select_points(adapter.points(), spec.points, model=spec.id), spec.pooling)
     indices = probe_indices(adapter.n_inputs(), probe.n, probe.seed)
     reps = adapter.extract(indices, points, device=device)

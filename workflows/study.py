@@ -5,6 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from layergw.registry import suggest
 from workflows.config import ConfigError, MeasureSpec, StudyConfig
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,11 @@ def check_plan(cfg: StudyConfig) -> None:
     for i, spec in enumerate(cfg.models):
         try:
             models.MODELS.factory(spec.family)
+            valid = [p for p in models.MODELS.parameters(spec.family) if p != "checkpoint"]
+            for key in spec.params:
+                if key not in valid:
+                    raise ValueError(f"model family {spec.family!r} has no parameter {key!r}"
+                                     f"{suggest(key, valid)}; valid params: {', '.join(valid) or '(none)'}")
             models.fingerprint(spec.family, spec.checkpoint)
         except ValueError as e:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None

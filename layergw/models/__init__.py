@@ -72,4 +72,9 @@ def modsum(checkpoint: str) -> ModelAdapter:
     return ModSumAdapter.load(resolve_checkpoint(checkpoint))
 
 
+# Families whose modules import torch at the top are registered by "module:function".
+MODELS.register_lazy("hf", "layergw.models.hf:load")
+MODELS.register_lazy("resnet9", "layergw.models.resnet9_adapter:load")
+
+
 __all__ = ["MODELS", "ModelAdapter", "RepPoint", "fingerprint", "get", "names", "resolve_checkpoint", "select_points", "with_pooling"]

@@ -170,6 +170,13 @@ def test_check_plan_unknown_model_family() -> None:
         assert fam in msg
 
 
+def test_check_plan_unknown_model_param_names_the_valid_ones() -> None:
+    cfg = validate(_base(models=[{"id": "m0", "checkpoint": "builtin:model_0", "params": {"chekpoint": 1}}]))
+    with pytest.raises(ConfigError, match=r"models\[0\] \(m0\): model family 'modsum' has no parameter 'chekpoint'"
+                                          r".*valid params: \(none\)"):
+        check_plan(cfg)
+
+
 def test_check_plan_accepts_a_good_config() -> None:
     check_plan(validate(_base(measures=["gw", "cka", {"name": "gw", "params": {"normalize": "max"}}])))
 
