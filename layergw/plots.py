@@ -39,8 +39,9 @@ def heatmap_png(
     kind: str = "distance",
     max_ticks: int = 100,
     measure: str | None = None,
+    col_labels: Sequence[str] | None = None,
 ) -> None:
-    """Write an L×L matrix as a PNG heatmap.
+    """Write an L×L matrix (or, with ``col_labels``, an L×K cross-model matrix) as a PNG heatmap.
 
     Layer names label both axes (every k-th when L > ``max_ticks``), the colorbar names
     the measure and kind, group boundaries are lines at i - 0.5 on both axes, and NaN
@@ -48,13 +49,16 @@ def heatmap_png(
     orders of magnitude (raw GW, say) are drawn as log10, so the small ones stay visible.
     """
     M = np.asarray(M, dtype=np.float64)
-    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+    if col_labels is None and (M.ndim != 2 or M.shape[0] != M.shape[1]):
         raise ValueError(f"M must be a square matrix, got shape {M.shape}")
-    L = M.shape[0]
+    if M.ndim != 2:
+        raise ValueError(f"M must be a 2-D matrix, got shape {M.shape}")
+    L, K = M.shape
+    cols = list(labels) if col_labels is None else list(col_labels)
     original, M, log_scale = M, *_log_if_wide(M)
-    if len(labels) != L:
-        raise ValueError(f"labels has {len(labels)} names for a {L}×{L} matrix")
-    side = float(np.clip(3.0 + 0.11 * L, 5.0, 16.0))
+    if len(labels) != L or len(cols) != K:
+        raise ValueError(f"labels has {len(labels)} row and {len(cols)} column names for a {L}×{K} matrix")
+    side = float(np.clip(3.0 + 0.11 * max(L, K), 5.0, 16.0))
     fig = Figure(figsize=(side + 1.2, side))
     ax = fig.add_subplot(1, 1, 1)
     masked = np.ma.masked_invalid(M)
@@ -66,14 +70,13 @@ def heatmap_png(
     if vmin == vmax:
         vmax = vmin + 1.0
     im = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    step = _tick_step(L, max_ticks)
-    ticks = list(range(0, L, step))
-    row_pt = side * 0.8 * 72.0 / L * step  # height of one labelled row, in points
+    step = _tick_step(max(L, K), max_ticks)
+    row_pt = side * 0.8 * 72.0 / max(L, K) * step  # height of one labelled row, in points
     fontsize = float(np.clip(0.7 * row_pt, 3.0, 9.0))
-    ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
-    ax.set_xticklabels([str(labels[i]) for i in ticks], rotation=90, fontsize=fontsize)
-    ax.set_yticklabels([str(labels[i]) for i in ticks], fontsize=fontsize)
+    ax.set_xticks(list(range(0, K, step)))
+    ax.set_yticks(list(range(0, L, step)))
+    ax.set_xticklabels([str(cols[i]) for i in range(0, K, step)], rotation=90, fontsize=fontsize)
+    ax.set_yticklabels([str(labels[i]) for i in range(0, L, step)], fontsize=fontsize)
     for b in boundaries:
         if 0 < b < L:
             ax.axhline(b - 0.5, color="red", linewidth=1.0)
@@ -83,7 +86,7 @@ def heatmap_png(
     label = f"{measure} ({kind})" if measure else kind
     cbar.set_label(f"log10 of {label}" if log_scale else label)
     if np.isnan(original).any():
-        n_missing = int(np.isnan(original[np.triu_indices(L, 1)]).sum())
+        n_missing = int(np.isnan(original[np.triu_indices(L, 1)] if col_labels is None else original).sum())
         ax.set_xlabel(f"grey: {n_missing} missing or failed pairs", fontsize=8)
     fig.tight_layout()
     _save(fig, path_or_buffer)
@@ -95,7 +98,7 @@ def _log_if_wide(M: np.ndarray, ratio: float = 1e3, zero: float = 1e-9) -> tuple
     Values below ``zero`` times the largest are rounding noise of identical layers (GW of
     two copies of a tensor is ~1e-16, not 0) and count as zero.
     """
-    off = M[~np.eye(len(M), dtype=bool)]
+    off = M[~np.eye(*M.shape, dtype=bool)]
     off = off[np.isfinite(off)]
     positive = off[off > zero * off.max()] if off.size else off
     if off.size == 0 or (off < 0).any() or positive.size == 0 or positive.max() / positive.min() <= ratio:

@@ -266,6 +266,8 @@ def build_report(store: Any) -> str:
     if pairs_tbl is None or pairs_tbl.num_rows == 0:
         raise FileNotFoundError(f"no pair tiles under {store.url('pairs')}; compare first")
     pairs = pairs_tbl.to_pandas()
+    cross_tbl = store.read_tables("cross", schema=PAIRS)
+    cross = _with_pkey(cross_tbl.to_pandas()) if cross_tbl is not None and cross_tbl.num_rows else None
     config = _opt_json(store, "config.json")
     run = _opt_json(store, "run.json")
     groups = _opt_table(store, "groups.parquet")
@@ -278,11 +280,11 @@ def build_report(store: Any) -> str:
     pairs = _with_pkey(pairs)
     groups, targets = _with_pkey(groups), _with_pkey(targets)
     seen = list(zip(pairs["measure"], pairs["_p"]))
-    for extra in (groups, targets):
+    for extra in (groups, targets, cross):
         if extra is not None:
             seen += [(m, p) for m, p in zip(extra["measure"], extra["_p"]) if p]
     mv = _MeasureVariants(seen)
-    groups, targets = _with_pkey(groups, mv), _with_pkey(targets, mv)
+    groups, targets, cross = _with_pkey(groups, mv), _with_pkey(targets, mv), _with_pkey(cross, mv)
 
     within = pairs[pairs["model_a"] == pairs["model_b"]]
     models = list(dict.fromkeys([*points["model"].tolist(), *within["model_a"].tolist()]))
@@ -296,9 +298,13 @@ def build_report(store: Any) -> str:
         ["non-converged pairs", int((pairs["converged"] == False).sum())],  # noqa: E712 (null is not False)
     ]
     if n_cross:
-        summary.append(["cross-model pair rows (not drawn)", n_cross])
+        summary.append(["cross-model pair rows under pairs/ (not drawn)", n_cross])
+    if cross is not None:
+        summary.append(["cross-model pair rows", len(cross)])
     body.append(_table(["run", "value"], summary, num={1}))
     toc = "".join(f'<li><a href="#model-{_e(_slug(m))}">{_e(m)}</a></li>' for m in models)
+    if cross is not None:
+        toc += '<li><a href="#cross">Cross-model comparisons</a></li>'
     body.append(f"<ul>{toc}</ul>")
     n_png = 0
 
@@ -362,6 +368,13 @@ def build_report(store: Any) -> str:
         body.extend(_groups_section(groups, model, displays, mv))
         body.extend(_targets_section(targets, model, mv))
 
+    if cross is not None:
+        figs, n_cross_png = _cross_section(store, cross, points, pairs, mv)
+        body.append('<h2 id="cross">Cross-model comparisons</h2>')
+        body.append('<p class="muted">Rows: layers of the first model; columns: layers of the second.</p>')
+        body.append(f'<div class="figs">{"".join(figs)}</div>')
+        n_png += n_cross_png
+
     if run and isinstance(run, dict):
         timings = run.get("timings") or {}
         if isinstance(timings, dict) and timings:
@@ -386,6 +399,38 @@ def build_report(store: Any) -> str:
     url = store.url("report/index.html")
     log.info("report: %d models, %d heatmaps -> %s", len(models), n_png, url)
     return url
+
+
+def _cross_section(store: Any, cross: Any, points: Any, pairs: Any, mv: _MeasureVariants) -> tuple[list[str], int]:
+    """One rectangular heatmap per (model a, model b, measure variant) of the cross tiles."""
+    import numpy as np
+
+    figs, n_png = [], 0
+    for (a, b), rows_ab in cross.groupby(["model_a", "model_b"], sort=False):
+        _, disp_a = _layer_names(points, pairs, a)
+        _, disp_b = _layer_names(points, pairs, b)
+        for measure, p in mv.ordered(list(zip(rows_ab["measure"], rows_ab["_p"]))):
+            rows = rows_ab[(rows_ab["measure"] == measure) & (rows_ab["_p"] == p)]
+            caption = f"{a} × {b} — {mv.label(measure, p)}"
+            M = np.full((len(disp_a), len(disp_b)), np.nan)
+            ok = rows["value"].notna()
+            M[rows.loc[ok, "layer_a_index"].astype(int), rows.loc[ok, "layer_b_index"].astype(int)] = rows.loc[ok, "value"]
+            kind = str(rows["kind"].iloc[0])
+            png = f"cross-{_slug(a)}-{_slug(b)}-{mv.file_part(measure, p)}.png"
+            try:
+                data = plots.png_bytes(plots.heatmap_png, M, disp_a, title=caption, kind=kind, measure=measure,
+                                       col_labels=disp_b)
+            except ValueError as exc:
+                log.warning("report: cross %s: %s", caption, exc)
+                figs.append(f'<figure><figcaption class="warn">{_e(caption)}: {_e(exc)}</figcaption></figure>')
+                continue
+            store.write_bytes(f"report/{png}", data)
+            n_png += 1
+            n_err = int(rows["error"].notna().sum())
+            figs.append(f'<figure><img src="{_e(quote(png))}" alt="{_e(caption)} heatmap">'
+                        f"<figcaption>{_e(caption)} ({_e(kind)}){f'; {n_err} failed pairs' if n_err else ''}"
+                        "</figcaption></figure>")
+    return figs, n_png
 
 
 def _seconds(v: Any) -> Any:

@@ -44,8 +44,20 @@ def make_tiles(n_layers: int, size: int) -> list[Tile]:
     return tiles
 
 
+def make_cross_tiles(n_a: int, n_b: int, size: int) -> list[Tile]:
+    """Cut the full n_a x n_b grid of (layer of a, layer of b) pairs into size x size blocks."""
+    if size < 1:
+        raise ValueError(f"tile size must be >= 1, got {size}")
+    return [Tile(i0, j0, tuple((i, j) for i in range(i0, min(i0 + size, n_a)) for j in range(j0, min(j0 + size, n_b))))
+            for i0 in range(0, n_a, size) for j0 in range(0, n_b, size)]
+
+
 def tile_path(model: str, measure_key: str, tile: Tile) -> str:
     return f"pairs/{model}/{measure_key}/tile-{tile.i0:04d}-{tile.j0:04d}.parquet"
+
+
+def cross_tile_path(model_a: str, model_b: str, measure_key: str, tile: Tile) -> str:
+    return f"cross/{model_a}/{model_b}/{measure_key}/tile-{tile.i0:04d}-{tile.j0:04d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,11 @@ def prepare_task(store, rep_path: str, name: str, params: dict) -> Any:
 
 @ray.remote(num_cpus=1)
 def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list, *geoms) -> dict:
-    """Compare every pair of one tile and write the tile's rows in one atomic file."""
+    """Compare every pair of one tile and write the tile's rows in one atomic file.
+
+    Within one model, ``layer_ids`` index ``geoms``. For a cross tile, ``meta["b"]`` holds
+    model b's id, seed, checkpoint, names and layer ids, whose geometry follows a's in ``geoms``.
+    """
     from threadpoolctl import threadpool_limits
 
     from layergw.results import PAIRS, table
@@ -83,6 +99,9 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
     m = build_measure(meta["measure"], meta["params"])
     geom = dict(zip(layer_ids, geoms))
     names = meta["names"]
+    b = meta.get("b") or {"model": meta["model"], "seed": meta["seed"], "checkpoint": meta["checkpoint"],
+                          "names": names}
+    geom_b = dict(zip(b["layer_ids"], geoms[len(layer_ids):])) if "layer_ids" in b else geom
     rows, errors, t0 = [], 0, time.perf_counter()
     with threadpool_limits(limits=1):
         for i, j in pairs:
@@ -90,19 +109,19 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
                 "study": meta["study"], "run_id": meta["run_id"],
                 "model_a": meta["model"], "seed_a": meta["seed"], "checkpoint_a": meta["checkpoint"],
                 "layer_a": names[i], "layer_a_index": i,
-                "model_b": meta["model"], "seed_b": meta["seed"], "checkpoint_b": meta["checkpoint"],
-                "layer_b": names[j], "layer_b_index": j,
+                "model_b": b["model"], "seed_b": b["seed"], "checkpoint_b": b["checkpoint"],
+                "layer_b": b["names"][j], "layer_b_index": j,
                 "measure": meta["measure"], "params": json.dumps(m.params(), sort_keys=True), "kind": m.kind,
                 "value": None, "n_samples": meta["n"], "iterations": None, "converged": None,
                 "seconds": None, "error": None, "config_hash": meta["config_hash"], "code_version": meta["code_version"],
                 "spread": None,
             }
-            failed = [g.message for g in (geom[i], geom[j]) if isinstance(g, PrepareFailed)]
+            failed = [g.message for g in (geom[i], geom_b[j]) if isinstance(g, PrepareFailed)]
             if failed:
                 row["error"] = "; ".join(failed)
             else:
                 try:
-                    c = m.compare(geom[i], geom[j])
+                    c = m.compare(geom[i], geom_b[j])
                     row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
                                seconds=float(c.seconds), spread=c.spread)
                     if not np.isfinite(c.value):
@@ -146,6 +165,7 @@ class WorkItem:
     label: str
     on_done: Callable[[Any], None] = field(default=lambda result: None)
     first: bool = False  # runs before the other items of its group
+    also_uses: tuple[tuple[str, str], ...] = ()  # other groups whose geometry it needs (cross tiles)
 
 
 def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
@@ -155,7 +175,8 @@ def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
     items = sorted(items, key=lambda it: (it.group, not it.first))
     remaining: dict[tuple[str, str], int] = {}
     for it in items:
-        remaining[it.group] = remaining.get(it.group, 0) + 1
+        for g in (it.group, *it.also_uses):
+            remaining[g] = remaining.get(g, 0) + 1
     pending = list(reversed(items))
     running: dict[ray.ObjectRef, WorkItem] = {}
     failures: list[str] = []
@@ -173,7 +194,8 @@ def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
                 failures.append(f"{it.label}: {type(cause).__name__}: {cause}")
                 log.error("%s failed: %s", it.label, cause)
             progress(it.size)
-            remaining[it.group] -= 1
-            if remaining[it.group] == 0:
-                cache.drop(*it.group)
+            for g in (it.group, *it.also_uses):
+                remaining[g] -= 1
+                if remaining[g] == 0:
+                    cache.drop(*g)
     return failures

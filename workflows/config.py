@@ -69,9 +69,17 @@ class MeasureSpec(Strict):
         return f"{self.name}-{h}"
 
 
+class CrossSpec(Strict):
+    """Layers of model ``a`` against layers of model ``b`` (both probed on the same inputs)."""
+
+    a: str = Field(description="model id (rows of the cross matrix)")
+    b: str = Field(description="model id (columns)")
+
+
 class CompareSpec(Strict):
     tile_size: int = Field(16, ge=1, description="layers per tile side; a tile holds up to tile_size^2 pairs")
     max_in_flight: int | None = Field(None, ge=1, description="bound on running tile tasks; default 2 x CPUs")
+    cross: list[CrossSpec] = Field(default_factory=list, description="pairs of models compared layer by layer")
 
 
 class GroupingSpec(Strict):
@@ -122,6 +130,18 @@ class StudyConfig(Strict):
         keys = [m.key for m in self.measures]
         if len(set(keys)) != len(keys):
             raise ValueError("measures: the same measure with the same params is listed twice")
+        seen = set()
+        for k, c in enumerate(self.compare.cross):
+            for side in ("a", "b"):
+                mid = getattr(c, side)
+                if mid not in ids:
+                    raise ValueError(f"compare.cross[{k}].{side}: unknown model id {mid!r}{suggest(mid, ids)}; "
+                                     f"models: {', '.join(ids)}")
+            if c.a == c.b:
+                raise ValueError(f"compare.cross[{k}]: a and b are both {c.a!r}; a model's own grid is always compared")
+            if (c.a, c.b) in seen:
+                raise ValueError(f"compare.cross[{k}]: the pair ({c.a}, {c.b}) is listed twice")
+            seen.add((c.a, c.b))
         return self
 
     def _inputs(self) -> dict:
@@ -132,6 +152,7 @@ class StudyConfig(Strict):
 
         d = self.model_dump(include={"models", "probe", "compare"}, exclude_defaults=True)
         d.get("compare", {}).pop("max_in_flight", None)
+        d.get("compare", {}).pop("cross", None)  # like measures: adding a cross pair reuses the run
         for spec, m in zip(self.models, d.get("models", [])):
             try:
                 m["fingerprint"] = fingerprint(spec.family, spec.checkpoint)

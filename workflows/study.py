@@ -116,6 +116,48 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id:
     return plan
 
 
+def plan_cross(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id: str, version: str,
+               plan: Plan) -> None:
+    """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
+    from workflows.compare import WorkItem, compare_tile_task, cross_tile_path, make_cross_tiles
+
+    specs = {s.id: s for s in cfg.models}
+    for c in cfg.compare.cross:
+        sa, sb = specs[c.a], specs[c.b]
+        ma, mb = manifests[c.a], manifests[c.b]
+        if ma["n"] != mb["n"]:
+            raise ConfigError(f"compare.cross ({c.a}, {c.b}): the models were probed on different inputs "
+                              f"(n={ma['n']} vs n={mb['n']}); cross comparisons need the same probe set")
+        names_a = [p["layer"] for p in ma["points"]]
+        names_b = [p["layer"] for p in mb["points"]]
+        for measure in cfg.measures:
+            b = {"model": c.b, "seed": sb.seed, "checkpoint": sb.checkpoint_label, "names": names_b}
+            meta = {"study": cfg.study, "run_id": run_id, "model": c.a, "seed": sa.seed,
+                    "checkpoint": sa.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
+                    "n": ma["n"], "config_hash": cfg.results_hash(measure), "code_version": version,
+                    "names": names_a, "b": b}
+            done = set(run.list_files(f"cross/{c.a}/{c.b}/{measure.key}", ".parquet"))
+            for tile in make_cross_tiles(len(names_a), len(names_b), cfg.compare.tile_size):
+                path = cross_tile_path(c.a, c.b, measure.key, tile)
+                plan.tiles_total += 1
+                plan.total += len(tile.pairs)
+                if path in done:
+                    plan.tiles_skipped += 1
+                    plan.done += len(tile.pairs)
+                    continue
+                rows_a = sorted({i for i, _ in tile.pairs})
+                cols_b = sorted({j for _, j in tile.pairs})
+
+                def submit(measure=measure, path=path, meta=meta, tile=tile, rows_a=rows_a, cols_b=cols_b, c=c):
+                    geoms = [cache.ref(c.a, measure, i) for i in rows_a] + [cache.ref(c.b, measure, j) for j in cols_b]
+                    tile_meta = {**meta, "b": {**meta["b"], "layer_ids": cols_b}}
+                    return compare_tile_task.remote(run, path, tile_meta, list(tile.pairs), rows_a, *geoms)
+
+                plan.items.append(WorkItem((c.a, measure.key), len(tile.pairs), submit,
+                                           f"{c.a} x {c.b}/{measure.key} {path}",
+                                           also_uses=((c.b, measure.key),)))
+
+
 def plan_targets(cfg: StudyConfig, run, manifests: dict[str, dict], cache, plan: Plan) -> None:
     """Target work: one item per (model, target) whose table is not yet in the store."""
     from layergw.results import TARGETS, table
@@ -217,6 +259,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     t = time.perf_counter()
     cache = GeometryCache(run)
     plan = plan_tiles(cfg, run, manifests, cache, run_id, version)
+    plan_cross(cfg, run, manifests, cache, run_id, version, plan)
     if cfg.targets.enabled:
         plan_targets(cfg, run, manifests, cache, plan)
     if plan.tiles_skipped:
