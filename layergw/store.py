@@ -336,6 +336,32 @@ class ResultStore:
             out.append(rel)
         return sorted(out)
 
+    def upload_dir(self, local: str | pathlib.Path, prefix: str) -> int:
+        """Copy every file under the local folder ``local`` to ``prefix`` (each write atomic);
+        returns the number of files. Write a completion marker after it, not before."""
+        local = pathlib.Path(local)
+        if not local.is_dir():
+            raise StoreError(f"upload_dir: {local} is not a folder")
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        for p in files:
+            self.write_bytes(_join(prefix, p.relative_to(local).as_posix()), p.read_bytes())
+        return len(files)
+
+    def download_dir(self, prefix: str, local: str | pathlib.Path) -> pathlib.Path:
+        """Copy every file under ``prefix`` into the local folder ``local``; returns it.
+
+        A missing or empty prefix is a MissingResult naming it."""
+        local = pathlib.Path(local)
+        paths = self.list_files(prefix)
+        if not paths:
+            raise MissingResult(f"nothing stored under {self.url(prefix)}")
+        base = _clean_path(prefix)
+        for rel in paths:
+            dest = local / rel[len(base):].lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(self.read_bytes(rel))
+        return local
+
     def delete(self, path: str) -> None:
         """Delete the file or directory (recursively) at ``path``; absent is not an error."""
         full = self._full(path)

@@ -284,3 +284,19 @@ def test_check_local_root_under_regular_file_raises(tmp_path: Path) -> None:
 def test_store_module_imports_neither_ray_nor_torch() -> None:
     code = "import sys, layergw.store; assert not {'ray', 'torch'} & set(sys.modules), 'ray/torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_folders_round_trip_through_the_store(where: str, tmp_path, request) -> None:
+    uri = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_uri")
+    store = ResultStore(uri)
+    src = tmp_path / "ckpt"
+    (src / "sub").mkdir(parents=True)
+    (src / "config.json").write_text('{"a": 1}')
+    (src / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 10)
+    assert store.upload_dir(src, "train/job/seed-0/final") == 2
+    out = store.download_dir("train/job/seed-0/final", tmp_path / "copy")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["config.json", "sub/weights.bin"]
+    assert (out / "sub" / "weights.bin").read_bytes() == (src / "sub" / "weights.bin").read_bytes()
+    with pytest.raises(MissingResult, match="nothing stored under .*train/nope"):
+        store.download_dir("train/nope", tmp_path / "x")
