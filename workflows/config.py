@@ -30,6 +30,8 @@ class ModelSpec(Strict):
     checkpoint: str = Field(description="builtin:<id> or a path to a checkpoint; for hf a hub name or a local folder")
     params: dict[str, Any] = Field(default_factory=dict, description="family-specific parameters (see README, Models)")
     seed: int = Field(0, description="training seed of this checkpoint, recorded with results")
+    seeds: list[int] | None = Field(None, description="one model per training seed (ids <id>-s<seed>); "
+                                    "with a train: checkpoint, that job's seeds")
     checkpoint_label: str = "final"
     points: list[str] | Literal["all"] = "all"
     pooling: Literal["flatten", "last", "first", "mean"] | None = Field(
@@ -69,6 +71,23 @@ class MeasureSpec(Strict):
         return f"{self.name}-{h}"
 
 
+class TrainJob(Strict):
+    """A job that makes checkpoints before extraction (README, "Training in a study")."""
+
+    id: str = Field(description="job id; models refer to its checkpoints as train:<id>[/<label>|/*]")
+    kind: Literal["modsum", "finetune", "image", "lm"]
+    params: dict[str, Any] = Field(default_factory=dict, description="the kind's training parameters")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per task; default 1 on a GPU cluster (0 for modsum)")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ =?#*@:"):
+            raise ValueError(f"train job id must be non-empty without '/', spaces, '=', '?', '#', '*', '@' or ':', got {v!r}")
+        return v
+
+
 class CrossSpec(Strict):
     """Layers of model ``a`` against layers of model ``b`` (both probed on the same inputs)."""
 
@@ -104,6 +123,7 @@ class StudyConfig(Strict):
     study: str = "study"
     run_id: str | None = Field(None, description="default: a hash of what determines the results")
     store: str = Field("./runs", description="root URI: a path, file://, s3://bucket/prefix[?endpoint_override=host:port&scheme=http]")
+    train: list[TrainJob] = Field(default_factory=list)
     models: list[ModelSpec]
     probe: ProbeSpec = ProbeSpec()
     measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")])
@@ -130,6 +150,10 @@ class StudyConfig(Strict):
         keys = [m.key for m in self.measures]
         if len(set(keys)) != len(keys):
             raise ValueError("measures: the same measure with the same params is listed twice")
+        jobs = [j.id for j in self.train]
+        dup = sorted({j for j in jobs if jobs.count(j) > 1})
+        if dup:
+            raise ValueError(f"train: duplicate job ids {dup}")
         seen = set()
         for k, c in enumerate(self.compare.cross):
             for side in ("a", "b"):
@@ -151,9 +175,14 @@ class StudyConfig(Strict):
         from layergw.models import fingerprint
 
         d = self.model_dump(include={"models", "probe", "compare"}, exclude_defaults=True)
+        jobs = {j.id: j for j in self.train}
         d.get("compare", {}).pop("max_in_flight", None)
         d.get("compare", {}).pop("cross", None)  # like measures: adding a cross pair reuses the run
         for spec, m in zip(self.models, d.get("models", [])):
+            if spec.checkpoint.startswith("train:"):
+                job = jobs.get(spec.checkpoint[len("train:"):].split("/")[0])
+                m["fingerprint"] = _digest(job.model_dump(mode="json"))[:16] if job else None
+                continue
             try:
                 m["fingerprint"] = fingerprint(spec.family, spec.checkpoint)
             except ValueError:

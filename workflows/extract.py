@@ -6,7 +6,9 @@ and a rerun skips it.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import ray
 
@@ -38,7 +40,13 @@ def extract_model(spec: ModelSpec, probe: ProbeSpec, store) -> dict:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    adapter = models.get(spec.family, checkpoint=spec.checkpoint, **spec.params)
+    checkpoint = spec.checkpoint
+    with tempfile.TemporaryDirectory(prefix="layergw-ckpt-") as tmp:
+        if checkpoint.startswith("train:"):
+            from workflows.train import local_checkpoint
+
+            checkpoint = local_checkpoint(store, checkpoint, spec.family, Path(tmp))
+        adapter = models.get(spec.family, checkpoint=checkpoint, **spec.params)
     points = models.with_pooling(models.select_points(adapter.points(), spec.points, model=spec.id), spec.pooling)
     indices = probe_indices(adapter.n_inputs(), probe.n, probe.seed)
     reps = adapter.extract(indices, points, device=device)

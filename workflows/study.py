@@ -37,8 +37,11 @@ class Plan:
 
 
 def check_plan(cfg: StudyConfig) -> None:
-    """Fail before any cluster work on an unknown measure, parameter or model family."""
+    """Fail before any cluster work on an unknown measure, parameter, model family or train job."""
     from layergw import measures, models
+    from workflows.train import check_refs
+
+    check_refs(cfg)
 
     specs: list[tuple[str, MeasureSpec]] = [(f"measures[{i}]", m) for i, m in enumerate(cfg.measures)]
     if cfg.targets.enabled:
@@ -60,7 +63,8 @@ def check_plan(cfg: StudyConfig) -> None:
                 if key not in valid:
                     raise ValueError(f"model family {spec.family!r} has no parameter {key!r}"
                                      f"{suggest(key, valid)}; valid params: {', '.join(valid) or '(none)'}")
-            models.fingerprint(spec.family, spec.checkpoint)
+            if not spec.checkpoint.startswith("train:"):
+                models.fingerprint(spec.family, spec.checkpoint)
         except ValueError as e:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None
 
@@ -123,6 +127,11 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id:
 
     specs = {s.id: s for s in cfg.models}
     for c in cfg.compare.cross:
+        for mid in (c.a, c.b):
+            if mid not in specs:
+                raise ConfigError(f"compare.cross ({c.a}, {c.b}): model {mid!r} became several models (seeds or a "
+                                  f"train:<job>/* series); name one of them: "
+                                  f"{', '.join(s for s in specs if s.startswith(mid))}")
         sa, sb = specs[c.a], specs[c.b]
         ma, mb = manifests[c.a], manifests[c.b]
         if ma["n"] != mb["n"]:
@@ -231,6 +240,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     from layergw.store import ResultStore
     from workflows.compare import GeometryCache, run_items
     from workflows.extract import run_extract
+    from workflows.train import expand_models, run_train
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
 
     check_plan(cfg)
@@ -250,8 +260,16 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     init_ray(address or cfg.ray.address, cfg.ray.num_cpus)
     timings["ray_start"] = time.perf_counter() - t
 
-    t = time.perf_counter()
     gpus = cfg.ray.extract_num_gpus if cfg.ray.extract_num_gpus is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+    if cfg.train:
+        t = time.perf_counter()
+        run_train(cfg, run, num_gpus=gpus)
+        timings["train"] = time.perf_counter() - t
+    expanded, series = expand_models(cfg, run)
+    cfg = cfg.model_copy(update={"models": expanded, "run_id": run_id})
+    run.write_json("series.json", series)
+
+    t = time.perf_counter()
     manifests = run_extract(cfg.models, cfg.probe, run, num_gpus=gpus)
     run.write_table("points.parquet", table([r for m in manifests.values() for r in m["points"]], POINTS))
     timings["extract"] = time.perf_counter() - t

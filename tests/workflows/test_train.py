@@ -1,0 +1,72 @@
+"""Train stage: jobs in the study make checkpoints in the store; models name them with train:."""
+from __future__ import annotations
+
+import pytest
+
+_TINY = {"task": "f_mod", "n_blocks": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32,
+         "max_epochs": 3, "extra_epochs": 0, "eval_every": 1}
+
+
+def _cfg(study_config, tmp_path, **changes):
+    base = dict(train=[{"id": "tiny", "kind": "modsum", "params": _TINY, "seeds": [0, 1]}],
+                models=[{"id": "m", "checkpoint": "train:tiny", "seeds": [0, 1]},
+                        {"id": "steps", "checkpoint": "train:tiny/*"}],
+                measures=["cka"], targets={"enabled": False}, probe={"n": 20, "seed": 0})
+    base.update(changes)
+    return study_config({}, tmp_path, **base)
+
+
+@pytest.mark.ray
+def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_local, tmp_path) -> None:
+    from layergw.store import ResultStore
+    from workflows.study import run_study
+
+    cfg = _cfg(study_config, tmp_path)
+    run_study(cfg, show_progress=False)
+    run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)
+    for seed in (0, 1):
+        done = run.read_json(f"train/tiny/seed-{seed}/done.json")
+        assert done["labels"] == ["final"] and done["kind"] == "modsum"
+        assert run.exists(f"train/tiny/seed-{seed}/final/tiny.safetensors")
+        assert run.read_json(f"train/tiny/seed-{seed}/final/metrics.json")["step"] == 3
+    series = run.read_json("series.json")
+    assert [m["model"] for m in series["m"]] == ["m-s0", "m-s1"]
+    assert [m["seed"] for m in series["m"]] == [0, 1]
+    assert [m["model"] for m in series["steps"]] == ["steps@final"]
+    points = run.read_table("points.parquet").to_pandas()
+    assert set(points["model"]) == {"m-s0", "m-s1", "steps@final"}
+    # two seeds train different weights, so their layers differ; seed 0 twice is the same model
+    import numpy as np
+
+    a, b, c = (run.read_array(f"reps/{m}/3.npy") for m in ("m-s0", "m-s1", "steps@final"))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(a, c)
+
+    stamp = run.read_json("train/tiny/seed-0/done.json")
+    again = run_study(cfg, show_progress=False)
+    assert again.tiles_skipped == again.tiles_total
+    assert run.read_json("train/tiny/seed-0/done.json") == stamp
+
+
+def test_a_train_reference_must_name_a_job_and_its_seeds(study_config, tmp_path) -> None:
+    from workflows.config import ConfigError
+    from workflows.study import check_plan
+
+    cfg = _cfg(study_config, tmp_path, models=[{"id": "m", "checkpoint": "train:tinny"}])
+    with pytest.raises(ConfigError, match=r"models\[0\] \(m\): checkpoint 'train:tinny' names no train job "
+                                          r"\(did you mean 'tiny'\?\); train jobs: tiny"):
+        check_plan(cfg)
+    cfg = _cfg(study_config, tmp_path, models=[{"id": "m", "checkpoint": "train:tiny", "seeds": [0, 5]}])
+    with pytest.raises(ConfigError, match=r"train job 'tiny' trains seeds \[0, 1\], not \[5\]"):
+        check_plan(cfg)
+
+
+def test_job_ids_are_checked_and_jobs_enter_the_run_id(study_config, tmp_path) -> None:
+    with pytest.raises(ValueError, match="duplicate job ids"):
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "modsum"}, {"id": "tiny", "kind": "modsum"}])
+    with pytest.raises(ValueError, match="kind"):
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "sorcery"}])
+    a = _cfg(study_config, tmp_path)
+    b = _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "modsum", "params": {**_TINY, "max_epochs": 4},
+                                             "seeds": [0, 1]}])
+    assert a.resolved_run_id != b.resolved_run_id
