@@ -107,6 +107,34 @@ def _log_if_wide(M: np.ndarray, ratio: float = 1e3, zero: float = 1e-9) -> tuple
         return np.log10(np.where(np.isfinite(M), np.maximum(M, positive.min()), np.nan)), True
 
 
+def curves_png(
+    x: Sequence[float],
+    curves: dict[str, Sequence[float]],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> None:
+    """Write one line per named curve over a shared x (training steps, accuracy, ...)."""
+    xs = np.asarray(x, dtype=np.float64)
+    fig = Figure(figsize=(6.0, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, ys in curves.items():
+        ys = np.asarray(ys, dtype=np.float64)
+        if ys.size != xs.size:
+            raise ValueError(f"curve {name!r} has {ys.size} values for {xs.size} x values")
+        order = np.argsort(xs, kind="stable")
+        ax.plot(xs[order], ys[order], marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
 def bars_png(
     values: Sequence[float],
     labels: Sequence[str],

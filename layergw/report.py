@@ -271,6 +271,7 @@ def build_report(store: Any) -> str:
     config = _opt_json(store, "config.json")
     run = _opt_json(store, "run.json")
     groups = _opt_table(store, "groups.parquet")
+    series = _opt_json(store, "series.json") or {}
     targets = _opt_table(store, "targets.parquet")
     study, run_id = _title(config, run, pairs)
 
@@ -367,6 +368,9 @@ def build_report(store: Any) -> str:
             body.append(_table(["measure", "failed (error)", "not converged", "rows"], health, num={1, 2, 3}))
         body.extend(_groups_section(groups, model, displays, mv))
         body.extend(_targets_section(targets, model, mv))
+        diag, n_diag = _diagnostics_section(store, model, displays, rows_m, mv)
+        body.extend(diag)
+        n_png += n_diag
 
     if cross is not None:
         figs, n_cross_png = _cross_section(store, cross, points, pairs, mv)
@@ -374,6 +378,10 @@ def build_report(store: Any) -> str:
         body.append('<p class="muted">Rows: layers of the first model; columns: layers of the second.</p>')
         body.append(f'<div class="figs">{"".join(figs)}</div>')
         n_png += n_cross_png
+
+    sections, n_series_png = _series_sections(store, series, within, groups, mv)
+    body.extend(sections)
+    n_png += n_series_png
 
     if run and isinstance(run, dict):
         timings = run.get("timings") or {}
@@ -431,6 +439,154 @@ def _cross_section(store: Any, cross: Any, points: Any, pairs: Any, mv: _Measure
                         f"<figcaption>{_e(caption)} ({_e(kind)}){f'; {n_err} failed pairs' if n_err else ''}"
                         "</figcaption></figure>")
     return figs, n_png
+
+
+def _diagnostics_section(store: Any, model: str, displays: list[str], rows_m: Any,
+                         mv: _MeasureVariants) -> tuple[list[str], int]:
+    """The paper's diagnostics from the stored representations: intra-layer distance
+    histograms with KL between consecutive layers (Figure 2), top-5-neighbour Jaccard
+    overlap (Table 5), the distance of each layer to the previous one, and the GW transport
+    plan across the sharpest step (Figure 11)."""
+    import numpy as np
+
+    from layergw import diagnostics, grouping, measures
+
+    n_layers = len(displays)
+    paths = [f"reps/{model}/{k}.npy" for k in range(n_layers)]
+    if n_layers < 2 or not all(store.exists(p) for p in paths):
+        return [], 0
+    reps = [store.read_array(p).astype(np.float64) for p in paths]
+    figs, n_png = [], 0
+
+    def add(png: str, data: bytes, caption: str) -> None:
+        nonlocal n_png
+        store.write_bytes(f"report/{png}", data)
+        n_png += 1
+        figs.append(f'<figure><img src="{_e(quote(png))}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>')
+
+    slug = _slug(model)
+    try:
+        hist = diagnostics.distance_histograms(reps)
+        add(f"diag-{slug}-histograms.png",
+            plots.png_bytes(diagnostics.distance_histograms_png, hist, displays, title=f"{model}: intra-layer distances"),
+            "intra-layer pairwise distances (each layer divided by its mean) and KL between consecutive layers")
+    except ValueError as exc:
+        log.warning("report: %s histograms: %s", model, exc)
+    try:
+        J = diagnostics.neighbour_jaccard(reps, k=5)
+        add(f"diag-{slug}-jaccard.png",
+            plots.png_bytes(diagnostics.jaccard_png, J, displays, title=f"{model}: top-5-neighbour Jaccard overlap"),
+            "top-5-neighbour Jaccard overlap between layers")
+    except ValueError as exc:
+        log.warning("report: %s Jaccard: %s", model, exc)
+    gw_variants = [(m, p) for m, p in mv.ordered(list(zip(rows_m["measure"], rows_m["_p"]))) if m == "gw"]
+    if gw_variants:
+        measure, p = gw_variants[-1]
+        sel = rows_m[(rows_m["measure"] == measure) & (rows_m["_p"] == p)]
+        M = grouping.pair_matrix(sel, model, measure, n_layers)
+        steps = diagnostics.consecutive_distances(M)
+        label = mv.label(measure, p)
+        add(f"diag-{slug}-consecutive.png",
+            plots.png_bytes(diagnostics.line_png, steps, displays, title=f"{model}: {label} to the previous layer",
+                            ylabel=label),
+            f"{label} between each layer and the previous one")
+        if np.isfinite(steps).any():
+            i = int(np.nanargmax(steps)) + 1
+            params = json.loads(p) if p else {}
+            params = {k: v for k, v in params.items() if k in measures.parameters("gw")}
+            comp = measures.get("gw", **{**params, "return_coupling": True}).compare(
+                measures.get("gw", **params).prepare(reps[i - 1]), measures.get("gw", **params).prepare(reps[i]))
+            add(f"diag-{slug}-plan.png",
+                plots.png_bytes(diagnostics.transport_plan_png, comp.coupling,
+                                title=f"{model}: GW plan {displays[i - 1]} → {displays[i]}"),
+                f"GW transport plan across the largest step ({displays[i - 1]} → {displays[i]}, {label})")
+    if not figs:
+        return [], 0
+    return ["<h3>Diagnostics</h3>", f'<div class="figs">{"".join(figs)}</div>'], n_png
+
+
+def mean_offdiagonal(rows: Any) -> float:
+    """Mean value over a model's stored pairs (i < j) with a value: how far apart its layers are."""
+    vals = rows["value"].dropna()
+    return float(vals.mean()) if len(vals) else float("nan")
+
+
+def _series_sections(store: Any, series: dict, within: Any, groups: Any, mv: _MeasureVariants) -> tuple[list[str], int]:
+    """Training dynamics (a model at several checkpoints: mean pairwise value against step and
+    accuracy, the paper's Figures 6 and 7) and seed agreement (adjusted Rand index of the
+    groups of the same model trained with different seeds)."""
+    out: list[str] = []
+    n_png = 0
+    for entry, members in series.items():
+        steps = [m for m in members if m.get("step") is not None]
+        labels = {m["label"] for m in members}
+        if len(steps) >= 2 and len(labels) >= 2:
+            out.append(f'<h2 id="dynamics-{_e(_slug(entry))}">Training dynamics: {_e(entry)}</h2>')
+            rows_e = within[within["model_a"].isin([m["model"] for m in steps])]
+            table_rows = []
+            figs = []
+            for measure, p in mv.ordered(list(zip(rows_e["measure"], rows_e["_p"]))):
+                label = mv.label(measure, p)
+                sel = rows_e[(rows_e["measure"] == measure) & (rows_e["_p"] == p)]
+                values = [mean_offdiagonal(sel[sel["model_a"] == m["model"]]) for m in steps]
+                for m, v in zip(steps, values):
+                    table_rows.append([label, m["model"], m["step"], m["metrics"].get("accuracy"),
+                                       m["metrics"].get("f1"), v])
+                for xkey, xlabel in (("step", "training step"), ("accuracy", "evaluation accuracy")):
+                    xs = [m["step"] if xkey == "step" else m["metrics"].get("accuracy") for m in steps]
+                    if any(x is None for x in xs):
+                        continue
+                    png = f"dynamics-{_slug(entry)}-{mv.file_part(measure, p)}-{xkey}.png"
+                    data = plots.png_bytes(plots.curves_png, xs, {label: values}, title=f"{entry}: mean pairwise {label}",
+                                           xlabel=xlabel, ylabel=f"mean {label} over layer pairs")
+                    store.write_bytes(f"report/{png}", data)
+                    n_png += 1
+                    figs.append(f'<figure><img src="{_e(quote(png))}" alt="{_e(entry)} dynamics">'
+                                f"<figcaption>{_e(label)} against {_e(xlabel)}</figcaption></figure>")
+            out.append(f'<div class="figs">{"".join(figs)}</div>')
+            out.append(_table(["measure", "model", "step", "accuracy", "F1", "mean pairwise value"], table_rows,
+                              num={2, 3, 4, 5}))
+        seeds = {}
+        for m in members:
+            seeds.setdefault(m["label"], []).append(m)
+        agree = [ms for ms in seeds.values() if len({m["seed"] for m in ms}) >= 2]
+        if agree and groups is not None:
+            rows = _seed_agreement(agree, groups, mv)
+            if rows:
+                out.append(f'<h2 id="seeds-{_e(_slug(entry))}">Seed agreement: {_e(entry)}</h2>')
+                out.append('<p class="muted">Adjusted Rand index between the groups found for each pair of '
+                           "training seeds (1: the same grouping, about 0: chance).</p>")
+                out.append(_table(["measure", "checkpoint", "seeds", "pairs", "mean ARI", "min ARI"], rows,
+                                  num={3, 4, 5}))
+    return out, n_png
+
+
+def seed_ari(labels: list[list[int]]) -> list[float]:
+    """Adjusted Rand index of every pair of groupings of the same layers."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    return [float(adjusted_rand_score(a, b)) for a, b in combinations(labels, 2)]
+
+
+def _seed_agreement(agree: list[list[dict]], groups: Any, mv: _MeasureVariants) -> list[list[Any]]:
+    rows = []
+    for members in agree:
+        ids = [m["model"] for m in members]
+        g = groups[groups["model"].isin(ids)]
+        for (measure, p), gm in g.groupby(["measure", "_p"], sort=False):
+            labelings = []
+            for mid in ids:
+                one = gm[gm["model"] == mid].sort_values("layer_index")
+                if len(one):
+                    labelings.append(one["group"].astype(int).tolist())
+            if len(labelings) < 2 or len({len(x) for x in labelings}) != 1:
+                continue
+            aris = seed_ari(labelings)
+            rows.append([mv.label(measure, p), members[0]["label"], ", ".join(str(m["seed"]) for m in members),
+                         len(aris), sum(aris) / len(aris), min(aris)])
+    return rows
 
 
 def _seconds(v: Any) -> Any:

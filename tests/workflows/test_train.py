@@ -42,6 +42,9 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(a, c)
 
+    html = (tmp_path / cfg.study / cfg.resolved_run_id / "report" / "index.html").read_text()
+    assert "Seed agreement: m" in html and "Training dynamics" not in html  # one label: no dynamics
+
     stamp = run.read_json("train/tiny/seed-0/done.json")
     again = run_study(cfg, show_progress=False)
     assert again.tiles_skipped == again.tiles_total
