@@ -49,7 +49,73 @@ def _run_modsum(job: TrainJob, seed: int, out: Path, device: str) -> None:
     (out / "state.pt").unlink(missing_ok=True)
 
 
-RUNNERS: dict[str, Callable[[TrainJob, int, Path, str], None]] = {"modsum": _run_modsum}
+def _spec(cls, job: TrainJob, **fixed):
+    """The kind's spec dataclass from the job's params; a bad key names the valid ones."""
+    import dataclasses
+
+    from layergw.registry import suggest
+
+    valid = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    params = {k: v for k, v in job.params.items() if k not in ("train", "eval", "data")}
+    for key in params:
+        if key not in valid:
+            raise ConfigError(f"train job {job.id!r} ({job.kind}): no parameter {key!r}{suggest(key, valid)}; "
+                              f"valid: {', '.join(valid)}")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    try:
+        return cls(**params, **fixed)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"train job {job.id!r} ({job.kind}): {e}") from None
+
+
+def _text(job: TrainJob, which: str, default: dict) -> object:
+    from layergw.data.text import load_text
+
+    spec = job.params.get(which, default)
+    if not isinstance(spec, dict) or "source" not in spec:
+        raise ConfigError(f"train job {job.id!r}: params.{which} must be a mapping with at least 'source' "
+                          f"(load_text arguments, e.g. {{source: sst2, split: train, max_rows: 4000}}), got {spec!r}")
+    return load_text(**spec)
+
+
+def _run_finetune(job: TrainJob, seed: int, out: Path, device: str) -> None:
+    """Sequence-classification fine-tuning (layergw.finetune): a checkpoint per saved step."""
+    from layergw.finetune import FineTuneSpec, finetune
+
+    spec = _spec(FineTuneSpec, job, id=out.name, seed=seed, device=device)
+    train = _text(job, "train", {"source": "sst2", "split": "train"})
+    evaluation = _text(job, "eval", {"source": "sst2", "split": "dev"})
+    finetune(spec, train, evaluation, out.parent)
+    for metrics_path in out.glob("step-*/metrics.json"):
+        m = json.loads(metrics_path.read_text())
+        m.setdefault("accuracy", m.get("eval_accuracy"))
+        m.setdefault("f1", m.get("eval_f1"))
+        metrics_path.write_text(json.dumps(m, indent=1, sort_keys=True))
+
+
+def _run_image(job: TrainJob, seed: int, out: Path, device: str) -> None:
+    """ResNet9 on an image classification set (layergw.image_training)."""
+    from layergw.image_training import ImageTrainSpec, train_image_classifier
+
+    spec = _spec(ImageTrainSpec, job, model_id=job.id, seed=seed, device=device)
+    record = train_image_classifier(spec, out / "final", overwrite=True)
+    _write_metrics(out / "final", {"step": spec.epochs, "accuracy": record["final_test_acc"],
+                                   "train_accuracy": record["final_train_acc"]})
+
+
+def _run_lm(job: TrainJob, seed: int, out: Path, device: str) -> None:
+    """A small causal LM on local text (layergw.lm_training)."""
+    from layergw.lm_training import CausalLMSpec, train_causal_lm
+
+    spec = _spec(CausalLMSpec, job, model_id="final", seed=seed)
+    data = _text(job, "data", {"source": "yelp", "split": "dev", "max_rows": 20000})
+    record = train_causal_lm(spec, out, list(data.texts))
+    _write_metrics(out / "final", {"step": spec.steps, "perplexity": record.eval_perplexity,
+                                   "unigram_perplexity": record.unigram_perplexity})
+
+
+RUNNERS: dict[str, Callable[[TrainJob, int, Path, str], None]] = {
+    "modsum": _run_modsum, "finetune": _run_finetune, "image": _run_image, "lm": _run_lm}
 
 
 def _write_metrics(folder: Path, metrics: dict) -> None:
