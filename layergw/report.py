@@ -379,6 +379,9 @@ def build_report(store: Any) -> str:
         body.append(f'<div class="figs">{"".join(figs)}</div>')
         n_png += n_cross_png
 
+    skip_sections, n_skip_png = _skip_sections(store, models, points, pairs)
+    body.extend(skip_sections)
+    n_png += n_skip_png
     sections, n_series_png = _series_sections(store, series, within, groups, mv)
     body.extend(sections)
     n_png += n_series_png
@@ -503,6 +506,33 @@ def _diagnostics_section(store: Any, model: str, displays: list[str], rows_m: An
     if not figs:
         return [], 0
     return ["<h3>Diagnostics</h3>", f'<div class="figs">{"".join(figs)}</div>'], n_png
+
+
+def _skip_sections(store: Any, models: list[str], points: Any, pairs: Any) -> tuple[list[str], int]:
+    """The skip-intervention check: the KL matrix and each measure's row-wise Spearman with it."""
+    out, n_png = [], 0
+    for model in models:
+        if not store.exists(f"skip/{model}/agreement.json"):
+            continue
+        info = store.read_json(f"skip/{model}/agreement.json")
+        out.append(f'<h2 id="skip-{_e(_slug(model))}">Skip intervention: {_e(model)}</h2>')
+        out.append("<p class=\"muted\">KL(original ‖ skipped) of the next-token distribution when the residual "
+                   "stream after layer i is fed into block j+1 (positions: "
+                   f"{_e(info.get('positions'))}); each measure's layer matrix is compared with it row by row "
+                   "(Spearman; similarities negated). Higher: the measure ranks layer pairs as their function does.</p>")
+        if store.exists(f"skip/{model}/kl.npy"):
+            _, displays = _layer_names(points, pairs, model)
+            K = store.read_array(f"skip/{model}/kl.npy")
+            if len(displays) == K.shape[0]:
+                png = f"skip-{_slug(model)}-kl.png"
+                store.write_bytes(f"report/{png}", plots.png_bytes(
+                    plots.heatmap_png, K, displays, title=f"{model}: skip KL", kind="distance", measure="KL"))
+                n_png += 1
+                out.append(f'<div class="figs"><figure><img src="{_e(quote(png))}" alt="skip KL">'
+                           "<figcaption>skip KL (nats)</figcaption></figure></div>")
+        rows = [[r["measure"], r["mean"], r["sem"], r["rows_used"], r["rows_nan"]] for r in info.get("rows", [])]
+        out.append(_table(["measure", "mean Spearman", "standard error", "rows used", "rows NaN"], rows, num={1, 2, 3, 4}))
+    return out, n_png
 
 
 def mean_offdiagonal(rows: Any) -> float:

@@ -88,6 +88,17 @@ class TrainJob(Strict):
         return v
 
 
+class SkipSpec(Strict):
+    """The language-model functional check (README, "Skip intervention")."""
+
+    model: str = Field(description="id of a causal LM of family hf with points: blocks")
+    data: dict[str, Any] = Field(default_factory=lambda: {"source": "yelp", "split": "test", "max_rows": 200},
+                                 description="load_text arguments for the probe texts")
+    positions: Literal["all", "last"] = "all"
+    max_length: int = Field(128, ge=2)
+    batch_size: int = Field(8, ge=1)
+
+
 class CrossSpec(Strict):
     """Layers of model ``a`` against layers of model ``b`` (both probed on the same inputs)."""
 
@@ -130,6 +141,7 @@ class StudyConfig(Strict):
     compare: CompareSpec = CompareSpec()
     grouping: GroupingSpec = GroupingSpec()
     targets: TargetsSpec = TargetsSpec()
+    skip: list[SkipSpec] = Field(default_factory=list, description="skip-intervention checks of causal LMs")
     ray: RaySpec = RaySpec()
 
     @field_validator("measures", mode="before")
@@ -154,6 +166,10 @@ class StudyConfig(Strict):
         dup = sorted({j for j in jobs if jobs.count(j) > 1})
         if dup:
             raise ValueError(f"train: duplicate job ids {dup}")
+        for k, s in enumerate(self.skip):
+            if s.model not in ids:
+                raise ValueError(f"skip[{k}].model: unknown model id {s.model!r}{suggest(s.model, ids)}; "
+                                 f"models: {', '.join(ids)}")
         seen = set()
         for k, c in enumerate(self.compare.cross):
             for side in ("a", "b"):

@@ -294,6 +294,12 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         write_targets(cfg, run, manifests)
     groups_skipped = write_groups(cfg, run, manifests)
     timings["group"] = time.perf_counter() - t
+    if cfg.skip and not failures:
+        from workflows.skip import run_skip
+
+        t = time.perf_counter()
+        run_skip(cfg, run, manifests)
+        timings["skip"] = time.perf_counter() - t
     timings["total_before_report"] = time.perf_counter() - t_start
     status = {"run_id": run_id, "study": cfg.study, "code_version": version, "timings": timings,
               "tiles_total": plan.tiles_total, "tiles_skipped": plan.tiles_skipped, "pairs_total": plan.total,
