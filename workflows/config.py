@@ -171,10 +171,13 @@ class StudyConfig(Strict):
                 raise ValueError(f"skip[{k}].model: unknown model id {s.model!r}{suggest(s.model, ids)}; "
                                  f"models: {', '.join(ids)}")
         seen = set()
+        # ids the models expand to: <id>-s<seed> per seed, <id>@<label> per checkpoint of a series
+        known = set(ids) | {f"{m.id}-s{s}" for m in self.models if m.seeds for s in m.seeds}
+        series = tuple(f"{m.id}@" for m in self.models if m.checkpoint.endswith("/*"))
         for k, c in enumerate(self.compare.cross):
             for side in ("a", "b"):
                 mid = getattr(c, side)
-                if mid not in ids:
+                if mid not in known and not mid.startswith(series or ("\0",)):
                     raise ValueError(f"compare.cross[{k}].{side}: unknown model id {mid!r}{suggest(mid, ids)}; "
                                      f"models: {', '.join(ids)}")
             if c.a == c.b:
