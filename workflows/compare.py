@@ -184,7 +184,7 @@ def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
         while pending and len(running) < max_in_flight:
             it = pending.pop()
             running[it.submit()] = it
-        done, _ = ray.wait(list(running), num_returns=1)
+        done, _ = ray.wait(list(running), num_returns=1, timeout=2.0)  # timeout: Ctrl-C stays responsive
         for ref in done:
             it = running.pop(ref)
             try:
