@@ -191,6 +191,12 @@ class ResultStore:
         new._fs_cell = self._fs_cell  # children share one (lazily built) filesystem
         return new
 
+    def parent(self) -> ResultStore:
+        """The store one folder up (``child``'s inverse for one level)."""
+        new = self.child()
+        new._prefix = self._prefix.rstrip("/").rpartition("/")[0] or ("/" if self._scheme == "file" else "")
+        return new
+
     def url(self, path: str = "") -> str:
         """The full URI of ``path`` under the root, without the endpoint query (for messages)."""
         return self._uri_of(self._full(path), with_query=False)

@@ -300,3 +300,11 @@ def test_folders_round_trip_through_the_store(where: str, tmp_path, request) -> 
     assert (out / "sub" / "weights.bin").read_bytes() == (src / "sub" / "weights.bin").read_bytes()
     with pytest.raises(MissingResult, match="nothing stored under .*train/nope"):
         store.download_dir("train/nope", tmp_path / "x")
+
+
+def test_parent_is_the_inverse_of_child(tmp_path) -> None:
+    root = ResultStore(str(tmp_path / "root"))
+    run = root.child("study", "run1")
+    run.write_json("x.json", {"a": 1})
+    assert run.parent().read_json("run1/x.json") == {"a": 1}
+    assert run.parent().parent().url() == root.url()

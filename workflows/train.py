@@ -1,10 +1,12 @@
 """Train stage: jobs that make checkpoints (modular sum, fine-tuning, images, small LMs) run as
-Ray tasks before extraction; their checkpoints live in the run's store.
+Ray tasks before extraction; their checkpoints live in the study's folder of the store.
 
-Layout under the run: ``train/<job>/seed-<s>/<label>/`` per saved checkpoint, ``label``
-``final`` or ``step-<k>``, each with a ``metrics.json`` (at least ``step``; accuracy and F1
-where the job evaluates), and ``train/<job>/seed-<s>/done.json`` written last, so a rerun
-skips finished jobs. Models name them as ``checkpoint: train:<job>`` (the last checkpoint),
+Layout under ``<store>/<study>/``: ``train/<job>/<job hash>/seed-<s>/<label>/`` per saved
+checkpoint, ``label`` ``final`` or ``step-<k>``, each with a ``metrics.json`` (at least
+``step``; accuracy and F1 where the job evaluates), and ``.../seed-<s>/done.json`` written
+last, so a rerun skips finished jobs. The folder is the study's, not a run's: a run with
+another probe set or other points reuses the trained checkpoints; a changed job (another
+hash) trains again. Models name them as ``checkpoint: train:<job>`` (the last checkpoint),
 ``train:<job>/<label>`` or ``train:<job>/*`` (every checkpoint: a training-dynamics series).
 """
 from __future__ import annotations
@@ -27,8 +29,13 @@ PREFIX = "train:"
 _STEP = re.compile(r"^step-(\d+)$")
 
 
-def seed_dir(job: str, seed: int) -> str:
-    return f"train/{job}/seed-{seed}"
+def seed_dir(job_key: str, seed: int) -> str:
+    """``job_key`` is ``<job id>/<job hash>`` (see :func:`job_key`)."""
+    return f"train/{job_key}/seed-{seed}"
+
+
+def job_key(job: TrainJob) -> str:
+    return f"{job.id}/{job_fingerprint(job)}"
 
 
 # -- what each kind of job runs ------------------------------------------------------------
@@ -128,8 +135,10 @@ def _write_metrics(folder: Path, metrics: dict) -> None:
 
 @ray.remote(num_cpus=1)
 def train_task(store, job: TrainJob, seed: int) -> dict:
-    """Run one job for one seed unless its ``done.json`` exists; return that record."""
-    base = seed_dir(job.id, seed)
+    """Run one job for one seed unless its ``done.json`` exists; return that record.
+
+    ``store`` is the study's folder (the parent of the run folders)."""
+    base = seed_dir(job_key(job), seed)
     if store.exists(f"{base}/done.json"):
         return {**store.read_json(f"{base}/done.json"), "skipped": True}
     import torch
@@ -145,7 +154,7 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
         with tempfile.TemporaryDirectory(prefix=f"layergw-train-{job.id}-") as tmp:
             RUNNERS[job.kind](job, seed, Path(tmp), device)
             store.upload_dir(tmp, base)
-    labels = list_labels(store, job.id, seed)
+    labels = list_labels(store, job_key(job), seed)
     if not labels:
         raise RuntimeError(f"train job {job.id!r} seed {seed} saved no checkpoint with metrics.json under {store.url(base)}")
     record = {"job": job.id, "kind": job.kind, "seed": seed, "labels": labels, "device": device,
@@ -157,12 +166,13 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
 
 def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
     """Every (job, seed) of the config, in parallel; raises naming the jobs that failed."""
+    study = run.parent()
     refs = {}
     for job in cfg.train:
         gpus = job.num_gpus if job.num_gpus is not None else (num_gpus if job.kind != "modsum" else 0.0)
         task = train_task.options(num_gpus=gpus) if gpus else train_task
         for seed in job.seeds:
-            refs[f"{job.id}/seed-{seed}"] = task.remote(run, job, seed)
+            refs[f"{job.id}/seed-{seed}"] = task.remote(study, job, seed)
     out, failed = {}, []
     for key, ref in refs.items():
         try:
@@ -175,9 +185,9 @@ def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
     return out
 
 
-def list_labels(store, job: str, seed: int) -> list[str]:
+def list_labels(store, key: str, seed: int) -> list[str]:
     """Saved checkpoint labels of one job and seed, in training order (step, then final)."""
-    base = seed_dir(job, seed)
+    base = seed_dir(key, seed)
     labels = {p[len(base) + 1:].split("/")[0] for p in store.list_files(base, "metrics.json")
               if p.count("/") == base.count("/") + 2}
     return sorted(labels, key=_label_order)
@@ -208,6 +218,8 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
     """
     models: list[ModelSpec] = []
     series: dict[str, list[dict]] = {}
+    study = run.parent()
+    keys = {j.id: job_key(j) for j in cfg.train}
     for spec in cfg.models:
         seeds = spec.seeds if spec.seeds else [spec.seed]
         members = []
@@ -218,10 +230,10 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
                 members.append({"model": sid, "seed": seed, "label": spec.checkpoint_label, "step": None, "metrics": {}})
                 continue
             job, label = parse_ref(spec.checkpoint)
-            labels = list_labels(run, job, seed)
+            labels = list_labels(study, keys[job], seed)
             if not labels:
                 raise ConfigError(f"model {spec.id!r}: train job {job!r} has no checkpoints for seed {seed} "
-                                  f"under {run.url(seed_dir(job, seed))}")
+                                  f"under {study.url(seed_dir(keys[job], seed))}")
             if label is None:
                 chosen = [labels[-1]]
             elif label == "*":
@@ -233,9 +245,9 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
                                   f"saved: {', '.join(labels)}")
             for lab in chosen:
                 mid = f"{sid}@{lab}" if label == "*" else sid
-                metrics = run.read_json(f"{seed_dir(job, seed)}/{lab}/metrics.json")
+                metrics = study.read_json(f"{seed_dir(keys[job], seed)}/{lab}/metrics.json")
                 models.append(spec.model_copy(update={
-                    "id": mid, "seed": seed, "seeds": None, "checkpoint": f"{PREFIX}{job}/seed-{seed}/{lab}",
+                    "id": mid, "seed": seed, "seeds": None, "checkpoint": f"{PREFIX}{keys[job]}/seed-{seed}/{lab}",
                     "checkpoint_label": lab}))
                 members.append({"model": mid, "seed": seed, "label": lab, "step": metrics.get("step"),
                                 "metrics": metrics})
@@ -244,7 +256,9 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
 
 
 def local_checkpoint(store, checkpoint: str, family: str, workdir: Path) -> str:
-    """The local checkpoint a family loads for a resolved ``train:<job>/seed-<s>/<label>``."""
+    """The local checkpoint a family loads for a resolved ``train:<job>/<hash>/seed-<s>/<label>``;
+    ``store`` is the run's folder."""
+    store = store.parent()
     prefix = "train/" + checkpoint[len(PREFIX):]
     local = store.local_path()
     folder = local / prefix if local is not None else store.download_dir(prefix, workdir / prefix)

@@ -40,7 +40,9 @@ def test_lm_job_then_skip_check_reports_agreement_for_every_measure(study_config
         assert math.isnan(r["mean"]) or -1.0 <= r["mean"] <= 1.0
     html = (tmp_path / "store" / cfg.study / cfg.resolved_run_id / "report" / "index.html").read_text()
     assert "Skip intervention: lm" in html
-    assert run.read_json("train/lm/seed-0/final/metrics.json")["step"] == 4
+    from workflows.train import job_key, seed_dir
+
+    assert run.parent().read_json(f"{seed_dir(job_key(cfg.train[0]), 0)}/final/metrics.json")["step"] == 4
 
 
 def test_skip_must_name_a_model(study_config, tmp_path) -> None:

@@ -21,14 +21,18 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
     from layergw.store import ResultStore
     from workflows.study import run_study
 
+    from workflows.train import job_key, seed_dir
+
     cfg = _cfg(study_config, tmp_path)
     run_study(cfg, show_progress=False)
-    run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)
+    study = ResultStore(cfg.store).child(cfg.study)
+    run = study.child(cfg.resolved_run_id)
+    key = job_key(cfg.train[0])
     for seed in (0, 1):
-        done = run.read_json(f"train/tiny/seed-{seed}/done.json")
+        done = study.read_json(f"{seed_dir(key, seed)}/done.json")
         assert done["labels"] == ["final"] and done["kind"] == "modsum"
-        assert run.exists(f"train/tiny/seed-{seed}/final/tiny.safetensors")
-        assert run.read_json(f"train/tiny/seed-{seed}/final/metrics.json")["step"] == 3
+        assert study.exists(f"{seed_dir(key, seed)}/final/tiny.safetensors")
+        assert study.read_json(f"{seed_dir(key, seed)}/final/metrics.json")["step"] == 3
     series = run.read_json("series.json")
     assert [m["model"] for m in series["m"]] == ["m-s0", "m-s1"]
     assert [m["seed"] for m in series["m"]] == [0, 1]
@@ -45,10 +49,14 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
     html = (tmp_path / cfg.study / cfg.resolved_run_id / "report" / "index.html").read_text()
     assert "Seed agreement: m" in html and "Training dynamics" not in html  # one label: no dynamics
 
-    stamp = run.read_json("train/tiny/seed-0/done.json")
+    stamp = study.read_json(f"{seed_dir(key, 0)}/done.json")
     again = run_study(cfg, show_progress=False)
     assert again.tiles_skipped == again.tiles_total
-    assert run.read_json("train/tiny/seed-0/done.json") == stamp
+    # another probe set is another run, but the trained checkpoints are the study's: no retraining
+    other = _cfg(study_config, tmp_path, probe={"n": 21, "seed": 0})
+    assert other.resolved_run_id != cfg.resolved_run_id
+    run_study(other, show_progress=False)
+    assert study.read_json(f"{seed_dir(key, 0)}/done.json") == stamp
 
 
 def test_a_train_reference_must_name_a_job_and_its_seeds(study_config, tmp_path) -> None:
