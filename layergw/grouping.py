@@ -134,8 +134,9 @@ def to_affinity(M: np.ndarray, kind: str, transform: str = "reverse") -> np.ndar
         A = 1 - D / max(D); the farthest pair gets 0. All-zero D gives A = 1.
       - ``"gaussian"``: A = exp(-D^2 / (2 sigma^2)), sigma = median off-diagonal
         distance (the largest one if the median is 0; A = 1 if all are 0).
-    Similarities (``kind="similarity"``, e.g. CKA in [0, 1]): A = clip(S, 0, None),
-    ``transform`` is not used. The diagonal is set to 1. Any NaN off the diagonal (a
+    Similarities (``kind="similarity"``, e.g. CKA in [0, 1]): A = clip(S, 0, None), divided
+    by its largest off-diagonal entry when that exceeds 1 (unbounded similarities such as
+    mutual information); ``transform`` is not used. The diagonal is set to 1. Any NaN off the diagonal (a
     missing or failed pair) is a ValueError saying how many pairs are missing.
     """
     _check_kind(kind)
@@ -154,6 +155,9 @@ def to_affinity(M: np.ndarray, kind: str, transform: str = "reverse") -> np.ndar
         )
     if kind == "similarity":
         A = np.clip(M, 0.0, None)
+        top = A[off].max() if L > 1 else 0.0
+        if top > 1.0:
+            A = np.clip(A / top, 0.0, 1.0)
     else:
         D = np.clip(M, 0.0, None)
         d = D[off]

@@ -197,3 +197,13 @@ def test_to_rows_match_groups_schema():
     assert {r["params"] for r in g.to_rows("m", "gw", [f"l{i}" for i in range(7)])} == {None}
     with pytest.raises(ValueError, match="params"):
         g.to_rows("m", "gw", [f"l{i}" for i in range(7)], params=3)
+
+
+def test_unbounded_similarities_are_scaled_into_an_affinity_and_grouped():
+    from layergw.grouping import group_layers, to_affinity
+
+    S = np.array([[9.0, 4.0, 0.2, 0.1], [4.0, 9.0, 0.3, 0.2], [0.2, 0.3, 9.0, 5.0], [0.1, 0.2, 5.0, 9.0]])
+    A = to_affinity(S, "similarity")
+    assert A.max() == 1.0 and A.min() >= 0.0 and A[2, 3] == 1.0 and A[0, 1] == pytest.approx(0.8)
+    g = group_layers(S, "similarity", k_max=3)
+    assert g.labels.tolist() in ([0, 0, 1, 1], [1, 1, 0, 0])
