@@ -162,6 +162,10 @@ class StudyConfig(Strict):
         keys = [m.key for m in self.measures]
         if len(set(keys)) != len(keys):
             raise ValueError("measures: the same measure with the same params is listed twice")
+        for i, m in enumerate(self.models):
+            if m.seeds is not None and not m.checkpoint.startswith("train:"):
+                raise ValueError(f"models[{i}] ({m.id}): seeds needs a train:<job> checkpoint (one model per seed "
+                                 f"the job trains); for checkpoints you have, list one model per seed with its seed")
         jobs = [j.id for j in self.train]
         dup = sorted({j for j in jobs if jobs.count(j) > 1})
         if dup:

@@ -81,3 +81,8 @@ def test_job_ids_are_checked_and_jobs_enter_the_run_id(study_config, tmp_path) -
     b = _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "modsum", "params": {**_TINY, "max_epochs": 4},
                                              "seeds": [0, 1]}])
     assert a.resolved_run_id != b.resolved_run_id
+
+
+def test_seeds_without_a_train_job_is_refused(study_config, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"models\[0\] \(m\): seeds needs a train:<job> checkpoint"):
+        study_config({}, tmp_path, models=[{"id": "m", "checkpoint": "builtin:model_0", "seeds": [0, 1]}])
