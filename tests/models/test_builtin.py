@@ -27,3 +27,39 @@ def test_model_0_is_trained_to_the_papers_accuracy():
 def test_unknown_builtin_lists_the_shipped_ones():
     with pytest.raises(ValueError, match="builtin:model_L"):
         models.resolve_checkpoint("builtin:model_X")
+
+
+@pytest.mark.parametrize("mid", ["model_0", "model_E", "model_L"])
+def test_shipped_weights_have_the_accuracies_their_record_states(mid):
+    """The JSON beside each checkpoint must describe those weights, not an earlier export."""
+    import numpy as np
+    import torch
+
+    adapter = models.get("modsum", checkpoint=f"builtin:{mid}")
+    data, record = adapter.data, adapter.record
+    with torch.no_grad():
+        pred = adapter.model(torch.as_tensor(data.inputs))[0].argmax(-1).numpy()
+    correct = pred == data.targets[:, -1]
+    final = record["phases"][-1]
+    assert final["targets"] == [data.target_names()[-1]]
+    assert np.isclose(correct[data.train_idx].mean(), record["final_train_acc"], atol=1e-6)
+    assert np.isclose(correct[data.val_idx].mean(), record["final_val_acc"], atol=1e-6)
+
+
+def test_gw_to_the_target_ranks_model_0_output_first_with_max_scaling_on_the_last_token():
+    """Positive control for the targets table: Model 0 reads c linearly from its last
+    Resid-Post at 100% accuracy, so GW between the one-hot c and that point must be the
+    smallest of its 31 points (max-scaled distances, last token; n = 160)."""
+    import numpy as np
+
+    from layergw import measures
+    from layergw.data.modsum import probe_indices
+
+    adapter = models.get("modsum", checkpoint="builtin:model_0")
+    idx = probe_indices(adapter.n_inputs(), 160, seed=0)
+    reps = adapter.extract(idx, models.with_pooling(adapter.points(), "last"))
+    gw = measures.get("gw", normalize="max", init="product")
+    target = gw.prepare(adapter.targets(idx)["c"], label="c")
+    values = {name: gw.compare(gw.prepare(X, label=name), target).value
+              for name, X in reps.items() if np.ptp(X, axis=0).max() > 0}  # the '=' token's Resid-Pre is constant
+    assert min(values, key=values.get) == "blocks.0.hook_resid_post"
