@@ -172,6 +172,7 @@ def train_modsum(
             rec = PhaseRecord(**state["current"])
             start_epoch = state["epoch"] + 1
         t0 = time.perf_counter() - rec.seconds
+        t_resumed = time.perf_counter()
 
         def save(epoch: int, rec: PhaseRecord = rec, heads: nn.Module = heads, opt: torch.optim.Optimizer = opt) -> None:
             rec.seconds = time.perf_counter() - t0
@@ -194,8 +195,10 @@ def train_modsum(
                 rec.train_loss = float(loss.item())
                 rec.epochs = epoch
                 rec.history.append({"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc})
-                msg = (f"{spec.model_id} phase {phase + 1}/{len(plan)} epoch {epoch} loss {rec.train_loss:.4g} "
-                       f"train {rec.train_acc:.4f} val {rec.val_acc:.4f}")
+                per_epoch = (time.perf_counter() - t_resumed) / (epoch - start_epoch + 1)
+                msg = (f"{spec.model_id} phase {phase + 1}/{len(plan)} epoch {epoch}/{spec.max_epochs} "
+                       f"loss {rec.train_loss:.4g} train {rec.train_acc:.4f} val {rec.val_acc:.4f} "
+                       f"(at most {_duration((spec.max_epochs - epoch) * per_epoch)} left in this phase)")
                 log.info(msg)
                 if progress:
                     progress(msg)
@@ -216,6 +219,11 @@ def train_modsum(
     model.eval()
     return model.cpu(), _record(spec, cfg, [asdict(r) for r in records], time.perf_counter() - started, device,
                                 complete=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
 
 
 def _record(spec: ModSumTrainSpec, cfg: ModSumConfig, phases: list[dict], seconds: float, device: str,

@@ -140,3 +140,12 @@ def test_model_0_preset_reaches_the_papers_accuracy(tmp_path):
     spec = ModSumTrainSpec(**{**spec.__dict__, "extra_epochs": 0})
     _, record = train_modsum(spec, state_path=tmp_path / "s.pt")
     assert record["final_train_acc"] == 1.0 and record["final_val_acc"] >= 0.99
+
+
+def test_progress_names_the_epoch_cap_and_the_time_left():
+    spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=4, **{**SMALL, "eval_every": 2})
+    seen = []
+    train_modsum(spec, progress=seen.append)
+    assert len(seen) == 2
+    assert "epoch 2/4" in seen[0] and "left in this phase" in seen[0]
+    assert seen[1].endswith("(at most 0m00s left in this phase)")
