@@ -643,7 +643,40 @@ def _groups_section(groups: Any, model: str, displays: list[str], mv: _MeasureVa
             f"silhouette {_e(_fmt(first['k_silhouette']))}; seed {_e(_fmt(seed))})</p>"
         )
         out.append(_table(["group", "layers"], [[grp, rng] for grp, rng in _group_ranges(rows, displays)], num={0}))
+        note = _outlier_note(rows, displays)
+        if note:
+            out.append(f"<p class=\"note\">{_e(note)}</p>")
     return out
+
+
+def outlier_groups(labels: Any, n_layers: int) -> list[int]:
+    """Groups of at most 5% of the layers, in models of 20 layers or more.
+
+    Spectral clustering on a "reverse" affinity often spends a group on one or a few of
+    many layers whose distances to all others are extreme; such a split marks outliers,
+    not a functional unit. In small models (a 12-block BERT) one layer can be a unit.
+    """
+    limit = _outlier_limit(n_layers)
+    sizes = np.bincount(np.asarray(labels, dtype=int))
+    return [int(g) for g, s in enumerate(sizes) if 0 < s <= limit]
+
+
+def _outlier_limit(n_layers: int) -> int:
+    return int(0.05 * n_layers) if n_layers >= 20 else 0
+
+
+def _outlier_note(rows: Any, displays: list[str]) -> str:
+    rows = rows.sort_values("layer_index")
+    small = outlier_groups(rows["group"].to_numpy(), len(rows))
+    if not small:
+        return ""
+    parts = []
+    for g in small:
+        sel = rows[rows["group"] == g]
+        names = [str(d) if not _null(d) else str(ly) for d, ly in zip(sel["display"], sel["layer"])]
+        parts.append(f"group {g} ({', '.join(names)})")
+    return (f"{'; '.join(parts)}: at most {_outlier_limit(len(rows))} of {len(rows)} layers each; "
+            "the clustering split off outliers here rather than dividing the network into units.")
 
 
 def _targets_section(targets: Any, model: str, mv: _MeasureVariants) -> list[str]:

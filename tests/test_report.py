@@ -263,3 +263,38 @@ def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tm
     assert n_png == 2 and "Training dynamics: ft" in "".join(html)
     assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
     assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)
+
+
+def test_outlier_groups_are_tiny_groups_of_large_models_only():
+    from layergw.report import outlier_groups
+
+    assert outlier_groups([0] * 91 + [1] * 2, 93) == [1]
+    assert outlier_groups([0] * 88 + [1] * 5, 93) == []  # 5 > 4 = 5% of 93
+    assert outlier_groups([0] * 11 + [1], 12) == []  # a 12-block model's last block can be a unit
+
+
+def test_report_says_when_a_grouping_only_splits_off_an_outlier(tmp_path):
+    L = 30
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(L, 4))
+    D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+    D[7, :] = D[:, 7] = 50.0  # one layer far from all others
+    np.fill_diagonal(D, 0.0)
+    g = group_layers(D, "distance", k_max=4)
+    assert g.k == 2 and np.bincount(g.labels).min() == 1
+    store = make_run(tmp_path / "run")
+    names = [f"l{i}" for i in range(L)]
+    rows = g.to_rows("big", "gw", names, [f"L{i}" for i in range(L)], params="{}")
+    store.write_table("groups.parquet", results.table(rows, results.GROUPS))
+    store.write_table("points.parquet", results.table(
+        [{"model": "big", "layer": n, "layer_index": i, "display": f"L{i}", "block": i, "role": "x", "dim": 4}
+         for i, n in enumerate(names)], results.POINTS))
+    rows_p = [{"study": "s", "run_id": "r", "model_a": "big", "seed_a": 0, "checkpoint_a": "final", "layer_a": names[i],
+               "layer_a_index": i, "model_b": "big", "seed_b": 0, "checkpoint_b": "final", "layer_b": names[j],
+               "layer_b_index": j, "measure": "gw", "params": "{}", "kind": "distance", "value": float(D[i, j]),
+               "n_samples": 8, "iterations": 1, "converged": True, "seconds": 0.0, "error": None,
+               "config_hash": "h", "code_version": "0"} for i in range(L) for j in range(i + 1, L)]
+    store.write_table("pairs/big/gw/tile-0-0.parquet", results.table(rows_p, results.PAIRS))
+    page = (tmp_path / "run" / "report" / "index.html").read_text() if build_report(store) else ""
+    section = page[page.index("big"):]
+    assert "group 1 (L7)" in section and "split off outliers" in section
