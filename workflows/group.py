@@ -24,6 +24,25 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
         raise ValueError(f"no pair results under pairs/{model}/{measure.key}")
     kind = pair_kind(pairs, model, measure.name)
     M = pair_matrix(pairs, model, measure.name, len(names))
-    g = group_layers(M, kind, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
+    try:
+        g = group_layers(M, kind, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
+    except ValueError as e:
+        why = failed_pairs_summary(pairs, model, measure.name)
+        raise ValueError(f"{e}; {why}" if why else str(e)) from e
     return g.to_rows(model, measure.name, names, [display[i] for i in range(len(names))],
                      params=measure_params(measure))
+
+
+def failed_pairs_summary(pairs, model: str, measure: str) -> str:
+    """What the stored failures of one model's grid say, most frequent first: a failure such
+    as unequal widths is deterministic, and a rerun will not fill it."""
+    df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pairs
+    sel = df[(df["model_a"] == model) & (df["model_b"] == model) & (df["measure"] == measure) & df["error"].notna()]
+    if not len(sel):
+        return ""
+    errors = sel["error"].astype(str).str.replace(r"^\w+(Error|Exception): ", "", regex=True)
+    shapes = errors.str.replace(r"\d+", "N", regex=True)
+    top = []
+    for shape, n in shapes.value_counts().head(2).items():
+        top.append(f"{n} like '{errors[shapes == shape].iloc[0][:200]}'")
+    return f"{len(sel)} of them failed rather than went missing, and a rerun repeats such failures: {'; '.join(top)}"
