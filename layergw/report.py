@@ -649,6 +649,28 @@ def _groups_section(groups: Any, model: str, displays: list[str], mv: _MeasureVa
     return out
 
 
+def groups_summary(groups: Any) -> list[str]:
+    """One line per model and measure variant of a GROUPS table: k, how it was chosen,
+    the group sizes in depth order, and whether the split only isolates outliers."""
+    if groups is None or not len(groups):
+        return []
+    df = groups.to_pandas() if hasattr(groups, "to_pandas") else groups
+    df = _with_pkey(df)
+    mv = _MeasureVariants(list(zip(df["measure"], df["_p"])))
+    lines = []
+    for (model, measure, p), rows in df.groupby(["model", "measure", "_p"], sort=False, dropna=False):
+        rows = rows.sort_values("layer_index")
+        first = rows.iloc[0]
+        sizes = rows["group"].value_counts().sort_index().tolist()
+        line = (f"{model} {mv.label(measure, p)}: k={_fmt(first['k'])} by {first['selection']} "
+                f"(eigengap {_fmt(first['k_eigengap'])}, silhouette {_fmt(first['k_silhouette'])}), "
+                f"sizes {'/'.join(map(str, sizes))}")
+        if outlier_groups(rows["group"].to_numpy(), len(rows)):
+            line += ", outlier split"
+        lines.append(line)
+    return lines
+
+
 def outlier_groups(labels: Any, n_layers: int) -> list[int]:
     """Groups of at most 5% of the layers, in models of 20 layers or more.
 

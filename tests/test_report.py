@@ -298,3 +298,17 @@ def test_report_says_when_a_grouping_only_splits_off_an_outlier(tmp_path):
     page = (tmp_path / "run" / "report" / "index.html").read_text() if build_report(store) else ""
     section = page[page.index("big"):]
     assert "group 1 (L7)" in section and "split off outliers" in section
+
+
+def test_groups_summary_gives_k_selection_and_sizes_per_model_and_variant():
+    from layergw.report import groups_summary
+
+    D = _matrix(6, "distance")
+    rows = []
+    for params in ('{"normalize": "none"}', '{"normalize": "mean"}'):
+        g = group_layers(D, "distance", k_max=3)
+        rows += g.to_rows("m", "gw", [f"l{i}" for i in range(6)], None, params=params)
+    lines = groups_summary(results.table(rows, results.GROUPS))
+    assert lines == [f"m gw (normalize={v}): k=2 by eigengap (eigengap 2, silhouette 2), sizes 3/3"
+                     for v in ("none", "mean")]
+    assert groups_summary(None) == []

@@ -23,8 +23,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_study(cfg, store_uri=args.store, address=args.address, show_progress=not args.no_progress)
     skipped = f" ({result.tiles_skipped} of {result.tiles_total} tiles were already done)" if result.tiles_skipped else ""
     print(f"run finished{skipped}: {result.run_uri}")
+    _print_groups(result.run_uri)
     print(f"report: {result.report_uri}")
     return 0
+
+
+def _print_groups(run_uri: str) -> None:
+    from layergw.report import groups_summary
+    from layergw.store import ResultStore
+
+    run = ResultStore(run_uri)
+    if run.exists("groups.parquet"):
+        for line in groups_summary(run.read_table("groups.parquet")):
+            print(f"groups: {line}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
