@@ -24,8 +24,9 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
     the target is read from ``reps/<model>/targets/<target>.npy`` in ``store``. The layer
     is the first argument of ``compare`` and the target the second, as probe measures
     (``target = True``) expect. Rank 1 is the best value (lowest for a distance, highest
-    for a similarity); equal values keep the layers' order; a layer without a value has
-    rank None.
+    for a similarity); equal values share the better rank (1, 2, 2, 4), since Resid-Post
+    of one block and Resid-Pre of the next are the same tensor and probes often tie at 0
+    error; a layer without a value has rank None.
     """
     from threadpoolctl import threadpool_limits
 
@@ -47,8 +48,9 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
                          "measure": measure_name, "params": params_json, "value": value, "rank": None})
     better_high = m.kind == "similarity"
     ranked = sorted((r for r in rows if r["value"] is not None), key=lambda r: r["value"], reverse=better_high)
-    for rank, r in enumerate(ranked, start=1):
-        r["rank"] = rank
+    for place, r in enumerate(ranked, start=1):
+        tied = place > 1 and r["value"] == ranked[place - 2]["value"]
+        r["rank"] = ranked[place - 2]["rank"] if tied else place
     return rows
 
 

@@ -79,6 +79,21 @@ def test_similarity_ranks_highest_first(store, layers_and_target):
     assert values == sorted(values, reverse=True)
 
 
+def test_equal_values_share_the_better_rank(store, layers_and_target):
+    """A point repeated under another name (Resid-Post of block l is Resid-Pre of block
+    l+1) must not rank behind itself."""
+    reps, points, _ = layers_and_target
+    reps = reps + [reps[EXACT].copy(), reps[0].copy()]
+    points = points + [{"layer": "copy.exact", "layer_index": 5, "display": "C"},
+                       {"layer": "copy.noise", "layer_index": 6, "display": "N"}]
+    rows = rows_for(store, "gw", {"normalize": "mean"}, reps, points)
+    rank = {r["layer_index"]: r["rank"] for r in rows}
+    assert rows[5]["value"] == rows[EXACT]["value"] and rank[5] == rank[EXACT] == 1
+    assert rows[6]["value"] == rows[0]["value"] and rank[6] == rank[0] > 1
+    for r in rows:  # competition ranking: one more than the number of strictly better layers
+        assert r["rank"] == 1 + sum(o["value"] < r["value"] for o in rows)
+
+
 def test_failed_layers_and_bad_targets_get_no_rank(store, layers_and_target, caplog):
     reps, points, _ = layers_and_target
     m = measures.get("linear_probe")
