@@ -303,6 +303,7 @@ def build_report(store: Any) -> str:
     if cross is not None:
         summary.append(["cross-model pair rows", len(cross)])
     body.append(_table(["run", "value"], summary, num={1}))
+    body.extend(_models_section(store, models))
     toc = "".join(f'<li><a href="#model-{_e(_slug(m))}">{_e(m)}</a></li>' for m in models)
     if cross is not None:
         toc += '<li><a href="#cross">Cross-model comparisons</a></li>'
@@ -669,6 +670,30 @@ def groups_summary(groups: Any) -> list[str]:
             line += ", outlier split"
         lines.append(line)
     return lines
+
+
+TRAINING_FACTS = (("final_train_acc", "train accuracy"), ("final_val_acc", "validation accuracy"),
+                  ("final_test_acc", "test accuracy"), ("complete", "training complete"), ("epochs", "epochs"))
+
+
+def _models_section(store: Any, models: list[str]) -> list[str]:
+    """One row per model from its extraction manifest: family, points, n and how far its
+    training got, so a grouping is read beside the accuracy of the model it came from."""
+    rows = []
+    for model in models:
+        manifest = _opt_json(store, f"reps/{model}/done.json")
+        if not isinstance(manifest, dict):
+            continue
+        facts = manifest.get("describe") or {}
+        values = [facts.get(key) for key, _ in TRAINING_FACTS]
+        values = [{True: "yes", False: "no"}[v] if isinstance(v, bool) else v for v in values]
+        rows.append([model, facts.get("family"), len(manifest.get("points", [])), manifest.get("n"), *values])
+    if not rows:
+        return []
+    keep = [i for i in range(4, 4 + len(TRAINING_FACTS)) if any(r[i] is not None for r in rows)]
+    header = ["model", "family", "points", "n"] + [TRAINING_FACTS[i - 4][1] for i in keep]
+    rows = [r[:4] + [r[i] for i in keep] for r in rows]
+    return ["<h2>Models</h2>", _table(header, rows, num=set(range(2, len(header))))]
 
 
 def outlier_groups(labels: Any, n_layers: int) -> list[int]:

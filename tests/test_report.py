@@ -312,3 +312,30 @@ def test_groups_summary_gives_k_selection_and_sizes_per_model_and_variant():
     assert lines == [f"m gw (normalize={v}): k=2 by eigengap (eigengap 2, silhouette 2), sizes 3/3"
                      for v in ("none", "mean")]
     assert groups_summary(None) == []
+
+
+def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
+    """A grouping is only as meaningful as the model: the report shows each model's
+    accuracies from its extraction manifest, and leaves out facts no model has."""
+    store = make_run(tmp_path / "run")
+    store.write_json("reps/modsum-L/done.json", {
+        "model": "modsum-L", "n": 32, "points": [{}] * 6,
+        "describe": {"family": "modsum", "final_train_acc": 1.0, "final_val_acc": 0.737, "complete": False,
+                     "epochs": 15500}})
+    store.write_json("reps/bert/base/done.json", {"model": "bert/base", "n": 32, "points": [{}] * 4,
+                                                   "describe": {"family": "hf"}})
+    build_report(store)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    section = page[page.index("<h2>Models</h2>"):]
+    section = section[:section.index("</table>")]
+    header = re.findall(r"<th>(.*?)</th>", section)
+    assert header == ["model", "family", "points", "n", "train accuracy", "validation accuracy",
+                      "training complete", "epochs"]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]]
+    assert cells == [["modsum-L", "modsum", "6", "32", "1", "0.737", "no", "15500"],
+                     ["bert/base", "hf", "4", "32", "", "", "", ""]]
+
+
+def test_models_table_is_absent_without_manifests(tmp_path):
+    build_report(make_run(tmp_path / "run"))
+    assert "<h2>Models</h2>" not in (tmp_path / "run" / "report" / "index.html").read_text()

@@ -47,4 +47,6 @@ class ModSumAdapter:
 
     def describe(self) -> dict:
         return {"family": "modsum", "task": self.data.task, "final_train_acc": self.record.get("final_train_acc"),
-                "final_val_acc": self.record.get("final_val_acc"), "model_config": self.record.get("model_config")}
+                "final_val_acc": self.record.get("final_val_acc"), "complete": self.record.get("complete"),
+                "epochs": sum(p.get("epochs", 0) for p in self.record.get("phases", [])) or None,
+                "model_config": self.record.get("model_config")}

@@ -17,6 +17,9 @@ def test_builtin_checkpoint_loads_with_all_points_and_its_training_record(mid, n
     record = json.loads((models.BUILTIN_DIR / f"{mid}.json").read_text())
     assert record["model_id"] == mid and isinstance(record["complete"], bool)
     assert record["phases"] and all(0.0 <= p["val_acc"] <= 1.0 for p in record["phases"])
+    facts = adapter.describe()  # what the report's Models table shows
+    assert facts["complete"] is record["complete"] and facts["final_val_acc"] == record["final_val_acc"]
+    assert facts["epochs"] == sum(p["epochs"] for p in record["phases"])
 
 
 def test_model_0_is_trained_to_the_papers_accuracy():
