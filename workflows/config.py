@@ -115,6 +115,8 @@ class CompareSpec(Strict):
 class GroupingSpec(Strict):
     select: Literal["eigengap", "silhouette"] = "eigengap"
     k_max: int = Field(8, ge=2)
+    k: int | None = Field(None, ge=2, description="a fixed number of groups (selection 'fixed'); the eigengap "
+                          "and silhouette choices are still recorded")
     transform: Literal["reverse", "gaussian"] = "reverse"
     seed: int = 0
 

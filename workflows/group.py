@@ -25,7 +25,7 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
     kind = pair_kind(pairs, model, measure.name)
     M = pair_matrix(pairs, model, measure.name, len(names))
     try:
-        g = group_layers(M, kind, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
+        g = group_layers(M, kind, k=spec.k, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
     except ValueError as e:
         why = failed_pairs_summary(pairs, model, measure.name)
         raise ValueError(f"{e}; {why}" if why else str(e)) from e

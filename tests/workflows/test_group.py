@@ -41,3 +41,36 @@ def test_grouping_with_failed_pairs_says_what_failed_and_that_a_rerun_repeats_it
     assert "5 of them failed" in msg and "a rerun repeats" in msg
     assert "euclidean needs equal widths: X has d=8 columns but Y has d=4" in msg
     assert "ValueError:" not in msg
+
+
+def _two_block_store(tmp_path, L: int = 8) -> ResultStore:
+    store = ResultStore(str(tmp_path / "two"))
+    lab = np.repeat([0, 1], L // 2)
+    rows = [{"study": "s", "run_id": "r", "model_a": "m", "seed_a": 0, "checkpoint_a": "final",
+             "layer_a": f"l{i}", "layer_a_index": i, "model_b": "m", "seed_b": 0, "checkpoint_b": "final",
+             "layer_b": f"l{j}", "layer_b_index": j, "measure": "rsm", "params": "{}", "kind": "distance",
+             "value": (0.1 if lab[i] == lab[j] else 1.0) + 0.01 * abs(i - j), "n_samples": 8, "iterations": 0,
+             "converged": True, "seconds": 0.0, "error": None, "config_hash": "h", "code_version": "0"}
+            for i in range(L) for j in range(i + 1, L)]
+    store.write_table("pairs/m/rsm/tile-0-0.parquet", results.table(rows, results.PAIRS))
+    return store
+
+
+def test_a_fixed_k_overrides_the_selection_and_keeps_both_choices_on_record(tmp_path):
+    store = _two_block_store(tmp_path)
+    names = [f"l{i}" for i in range(8)]
+    chosen = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), GroupingSpec())
+    fixed = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), GroupingSpec(k=3))
+    assert {r["k"] for r in chosen} == {2} and {r["selection"] for r in chosen} == {"eigengap"}
+    assert {r["k"] for r in fixed} == {3} and {r["selection"] for r in fixed} == {"fixed"}
+    assert len({r["group"] for r in fixed}) == 3
+    assert {(r["k_eigengap"], r["k_silhouette"]) for r in fixed} == {(r["k_eigengap"], r["k_silhouette"]) for r in chosen}
+
+
+def test_fixed_k_below_two_is_refused_naming_the_key():
+    from workflows.config import ConfigError, validate
+
+    cfg = {"study": "s", "models": [{"id": "m", "family": "modsum", "checkpoint": "builtin:model_0"}],
+           "grouping": {"k": 1}}
+    with pytest.raises(ConfigError, match=r"grouping\.k: Input should be greater than or equal to 2 \(got 1\)"):
+        validate(cfg, "x.yaml")
