@@ -69,6 +69,19 @@ def check_plan(cfg: StudyConfig) -> None:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None
 
 
+def check_group_count(cfg: StudyConfig, manifests: dict[str, dict]) -> None:
+    """A fixed ``grouping.k`` must fit every model: fail after extraction, when the points
+    are known, rather than after the comparisons."""
+    k = cfg.grouping.k
+    if k is None:
+        return
+    small = {mid: len(m["points"]) for mid, m in manifests.items() if len(m["points"]) < k}
+    if small:
+        listed = ", ".join(f"{mid} ({n})" for mid, n in small.items())
+        raise ConfigError(f"grouping.k={k} is more groups than these models have points: {listed}; "
+                          f"use a k of at most {min(small.values())}, or leave k unset to choose it")
+
+
 def check_layout(run, cfg: StudyConfig) -> None:
     """A run folder keeps one tiling: tiles of another size would overlap finished ones."""
     layout = {"tile_size": cfg.compare.tile_size}
@@ -273,6 +286,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     manifests = run_extract(cfg.models, cfg.probe, run, num_gpus=gpus)
     run.write_table("points.parquet", table([r for m in manifests.values() for r in m["points"]], POINTS))
     timings["extract"] = time.perf_counter() - t
+    check_group_count(cfg, manifests)
 
     t = time.perf_counter()
     cache = GeometryCache(run)

@@ -487,3 +487,20 @@ def test_changing_tile_size_under_an_explicit_run_id_is_refused(tiny_checkpoints
     with pytest.raises(ConfigError, match="tile_size=8.*has 4"):
         run_study(second, show_progress=False)
     _assert_complete_pairs(_pairs(_run_store(second)), second, tiny_layers)
+
+
+@pytest.mark.ray
+def test_a_fixed_k_larger_than_a_model_fails_before_any_comparison(tiny_checkpoints, tiny_layers, study_config,
+                                                                   ray_local, tmp_path) -> None:
+    from layergw.store import ResultStore
+    from workflows.config import ConfigError
+    from workflows.study import run_study
+
+    small = min(tiny_layers, key=tiny_layers.get)
+    k = tiny_layers[small] + 1
+    cfg = study_config(tiny_checkpoints, tmp_path / "store", measures=["rsm"], grouping={"k": k})
+    with pytest.raises(ConfigError, match=rf"grouping.k={k} is more groups than these models have points: "
+                                          rf"{small} \({tiny_layers[small]}\)"):
+        run_study(cfg, show_progress=False)
+    run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)
+    assert not run.exists("pairs")
