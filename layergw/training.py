@@ -138,6 +138,10 @@ def train_modsum(
     if state:
         model.load_state_dict(state["model"])
         records = [PhaseRecord(**r) for r in state["records"]]
+        if _continues_past_cap(records, state, spec):
+            records.pop()
+            log.info("%s: phase %d stopped at its cap of %d epochs short of the goal; continuing to %d",
+                     spec.model_id, state["phase"] + 1, state["epoch"], spec.max_epochs)
         log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, state_path, state["phase"] + 1, state["epoch"])
     started = time.perf_counter() - (state["seconds"] if state else 0.0)
     for phase, (blocks, sizes, names) in enumerate(plan):
@@ -219,6 +223,16 @@ def train_modsum(
     model.eval()
     return model.cpu(), _record(spec, cfg, [asdict(r) for r in records], time.perf_counter() - started, device,
                                 complete=True)
+
+
+def _continues_past_cap(records: list[PhaseRecord], state: dict, spec: ModSumTrainSpec) -> bool:
+    """Whether a raised ``max_epochs`` reopens the state's last finished phase: it stopped at
+    a lower cap without reaching the goal. Only the last phase can go on; an earlier one would
+    change what the later phases were trained on."""
+    if not records or state["phase"] != len(records) - 1:
+        return False
+    last = records[-1]
+    return last.reached_goal_at is None and last.epochs == state["epoch"] < spec.max_epochs
 
 
 def _duration(seconds: float) -> str:

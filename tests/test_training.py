@@ -99,6 +99,39 @@ def _check_resume(tmp_path):
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
 
 
+def test_a_raised_epoch_cap_continues_the_last_phase_as_if_never_stopped(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec4 = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=4, **SMALL)
+        spec6 = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=6, **SMALL)
+        straight, _ = train_modsum(spec6)
+        state = tmp_path / "m.state.pt"
+        _, first = train_modsum(spec4, state_path=state)
+        assert first["complete"] and first["phases"][0]["epochs"] == 4
+        again, same = train_modsum(spec4, state_path=state)  # same cap: nothing more to do
+        assert same["phases"][0]["epochs"] == 4
+        continued, record = train_modsum(spec6, state_path=state)
+        assert record["complete"] and [p["epochs"] for p in record["phases"]] == [6]
+        assert [h["epoch"] for h in record["phases"][0]["history"]] == [1, 2, 3, 4, 5, 6]
+        for k, v in straight.state_dict().items():
+            torch.testing.assert_close(continued.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+        # layer-wise: only the last phase goes on; block 1 stays as phase 1 left it
+        lw4 = ModSumTrainSpec("l", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=4, **SMALL)
+        lw6 = ModSumTrainSpec("l", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=6, **SMALL)
+        state = tmp_path / "l.state.pt"
+        before, _ = train_modsum(lw4, state_path=state)
+        after, record = train_modsum(lw6, state_path=state)
+        assert [p["epochs"] for p in record["phases"]] == [4, 6]
+        for k, v in before.state_dict().items():
+            if k.startswith("blocks.0.") or k in ("W_E", "W_pos"):
+                torch.testing.assert_close(after.state_dict()[k], v, rtol=0, atol=0, msg=k)
+        assert not torch.equal(after.state_dict()["blocks.1.mlp.W_in.weight"], before.state_dict()["blocks.1.mlp.W_in.weight"])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_state_of_another_spec_is_refused(tmp_path):
     spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **SMALL)
     state = tmp_path / "s.pt"
