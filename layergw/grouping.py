@@ -151,7 +151,8 @@ def to_affinity(M: np.ndarray, kind: str, transform: str = "reverse") -> np.ndar
         n_missing = int((bad | bad.T)[np.triu_indices(L, 1)].sum())
         raise ValueError(
             f"{n_missing} of {L * (L - 1) // 2} layer pairs are missing or not finite (NaN); "
-            "rerun or drop the failed pairs before grouping"
+            "spectral grouping needs every pair (a rerun computes missing pairs; a pair that failed "
+            "needs another measure or other layers)"
         )
     if kind == "similarity":
         A = np.clip(M, 0.0, None)
