@@ -679,21 +679,19 @@ TRAINING_FACTS = (("final_train_acc", "train accuracy"), ("final_val_acc", "vali
 def _models_section(store: Any, models: list[str]) -> list[str]:
     """One row per model from its extraction manifest: family, points, n and how far its
     training got, so a grouping is read beside the accuracy of the model it came from."""
-    rows = []
-    for model in models:
-        manifest = _opt_json(store, f"reps/{model}/done.json")
-        if not isinstance(manifest, dict):
-            continue
-        facts = manifest.get("describe") or {}
-        values = [facts.get(key) for key, _ in TRAINING_FACTS]
-        values = [{True: "yes", False: "no"}[v] if isinstance(v, bool) else v for v in values]
-        rows.append([model, facts.get("family"), len(manifest.get("points", [])), manifest.get("n"), *values])
-    if not rows:
+    manifests = [(m, _opt_json(store, f"reps/{m}/done.json")) for m in models]
+    manifests = [(m, man, man.get("describe") or {}) for m, man in manifests if isinstance(man, dict)]
+    if not manifests:
         return []
-    keep = [i for i in range(4, 4 + len(TRAINING_FACTS)) if any(r[i] is not None for r in rows)]
-    header = ["model", "family", "points", "n"] + [TRAINING_FACTS[i - 4][1] for i in keep]
-    rows = [r[:4] + [r[i] for i in keep] for r in rows]
+    facts = [(key, label) for key, label in TRAINING_FACTS if any(d.get(key) is not None for _, _, d in manifests)]
+    rows = [[m, d.get("family"), len(man.get("points", [])), man.get("n"), *(_yes_no(d.get(k)) for k, _ in facts)]
+            for m, man, d in manifests]
+    header = ["model", "family", "points", "n", *(label for _, label in facts)]
     return ["<h2>Models</h2>", _table(header, rows, num=set(range(2, len(header))))]
+
+
+def _yes_no(v: Any) -> Any:
+    return ("yes" if v else "no") if isinstance(v, bool) else v
 
 
 def outlier_groups(labels: Any, n_layers: int) -> list[int]:

@@ -109,7 +109,7 @@ def test_a_raised_epoch_cap_continues_the_last_phase_as_if_never_stopped(tmp_pat
         state = tmp_path / "m.state.pt"
         _, first = train_modsum(spec4, state_path=state)
         assert first["complete"] and first["phases"][0]["epochs"] == 4
-        again, same = train_modsum(spec4, state_path=state)  # same cap: nothing more to do
+        _, same = train_modsum(spec4, state_path=state)  # same cap: nothing more to do
         assert same["phases"][0]["epochs"] == 4
         continued, record = train_modsum(spec6, state_path=state)
         assert record["complete"] and [p["epochs"] for p in record["phases"]] == [6]
