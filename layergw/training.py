@@ -3,6 +3,11 @@
 Full-batch AdamW as in the paper (lr 1e-3, weight decay 2). The paper runs 26,000
 epochs; ``max_epochs`` caps a phase and ``extra_epochs`` ends it that many epochs after
 the accuracy goal is first met, so a CPU run stops once the model is done.
+
+The paper is silent on the loss precision and the learning-rate schedule; its reference
+(Zhong et al.'s code) computes the loss in float64 and warms the rate up linearly over
+10 steps, the first at rate 0. ``loss_dtype`` and ``warmup_epochs`` choose these; the
+``*_ref`` presets use the reference's model layout and both.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from layergw.data.modsum import ModSumData, make_modsum
-from layergw.models.modsum import ModSumConfig, ModSumTransformer
+from layergw.models.modsum import ModSumConfig, ModSumTransformer, make_head
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,15 @@ class ModSumTrainSpec:
     n_heads: int = 4
     d_head: int = 32
     d_mlp: int = 512
+    layout: str = "eq_causal"
+    loss_dtype: Literal["float32", "float64"] = "float32"
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
+        if self.loss_dtype not in ("float32", "float64"):
+            raise ValueError(f"loss_dtype must be 'float32' or 'float64', got {self.loss_dtype!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.scheme not in ("end_to_end", "layerwise"):
             raise ValueError(f"scheme must be 'end_to_end' or 'layerwise', got {self.scheme!r}")
         if self.n_blocks < 1:
@@ -90,6 +102,17 @@ def phase_plan(spec: ModSumTrainSpec, data: ModSumData) -> list[tuple[list[int],
     return plan
 
 
+def model_config(spec: ModSumTrainSpec, data: ModSumData, plan: list) -> ModSumConfig:
+    return ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
+                        d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]), layout=spec.layout,
+                        n_ctx=ModSumConfig.context_length(spec.layout))
+
+
+def _lr_factor(spec: ModSumTrainSpec, epoch: int) -> float:
+    """Linear warm-up over ``warmup_epochs`` steps from rate 0 at epoch 1, as the reference."""
+    return min((epoch - 1) / spec.warmup_epochs, 1.0) if spec.warmup_epochs else 1.0
+
+
 def _labels(data: ModSumData, names: list[str]) -> torch.Tensor:
     cols = []
     tnames = data.target_names()
@@ -127,8 +150,7 @@ def train_modsum(
     if spec.scheme == "layerwise" and spec.n_blocks < 2:
         raise ValueError("layer-wise training needs n_blocks >= 2")
     plan = phase_plan(spec, data)
-    cfg = ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
-                       d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]))
+    cfg = model_config(spec, data, plan)
     model = ModSumTransformer(cfg).to(device)
     x = torch.as_tensor(data.inputs, device=device)
     tr = torch.as_tensor(data.train_idx, device=device)
@@ -149,7 +171,7 @@ def train_modsum(
             continue
         y = _labels(data, names).to(device)
         final = phase == len(plan) - 1
-        heads = model.heads if final else nn.ModuleList(nn.Linear(cfg.d_model, s) for s in sizes).to(device)
+        heads = model.heads if final else nn.ModuleList(make_head(cfg, s) for s in sizes).to(device)
         first, last = blocks[0], blocks[-1] + 1
         params = [p for b in blocks for p in model.blocks[b].parameters()] + list(heads.parameters())
         if first == 0:
@@ -185,9 +207,12 @@ def train_modsum(
                                     "records": [asdict(r) for r in records], "current": asdict(rec),
                                     "seconds": time.perf_counter() - started})
 
+        loss_dtype = getattr(torch, spec.loss_dtype)
         for epoch in range(start_epoch, spec.max_epochs + 1):
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * _lr_factor(spec, epoch)
             logits = forward()
-            loss = sum(nn.functional.cross_entropy(lg[tr], y[tr, i]) for i, lg in enumerate(logits))
+            loss = sum(nn.functional.cross_entropy(lg[tr].to(loss_dtype), y[tr, i]) for i, lg in enumerate(logits))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -265,8 +290,7 @@ def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumT
         raise ValueError(f"no training state at {state_path}")
     data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
     plan = phase_plan(spec, data)
-    cfg = ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
-                       d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]))
+    cfg = model_config(spec, data, plan)
     model = ModSumTransformer(cfg)
     model.load_state_dict(state["model"])
     model.eval()
@@ -290,7 +314,8 @@ def load_state(path: str | Path, spec: ModSumTrainSpec) -> dict | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     ours = {k: v for k, v in asdict(spec).items() if k not in RESUMABLE_FIELDS}
-    theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["spec"].items() if k not in RESUMABLE_FIELDS}
+    saved = {**asdict(ModSumTrainSpec(model_id=spec.model_id)), **state["spec"]}  # fields added since default
+    theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k not in RESUMABLE_FIELDS}
     diff = sorted(k for k in ours if ours[k] != theirs.get(k))
     if diff:
         raise ValueError(f"training state {path} was saved for another spec (differs in {', '.join(diff)}); "
@@ -336,3 +361,6 @@ PRESETS: dict[str, ModSumTrainSpec] = {
     "model_E": ModSumTrainSpec("model_E", task="f_mod3", n_blocks=3, scheme="end_to_end", extra_epochs=1000),
     "model_L": ModSumTrainSpec("model_L", task="f_mod3", n_blocks=3, scheme="layerwise", extra_epochs=1000),
 }
+_REFERENCE = {"layout": "reference", "loss_dtype": "float64", "warmup_epochs": 10}
+PRESETS.update({f"{k}_ref": ModSumTrainSpec(**{**asdict(v), "model_id": f"{k}_ref", **_REFERENCE})
+                for k, v in list(PRESETS.items())})

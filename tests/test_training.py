@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from layergw.data.modsum import make_modsum
+from layergw.models.modsum import ModSumTransformer
 from layergw.training import (
+    PRESETS,
     ModSumTrainSpec,
     load_checkpoint,
+    load_state,
+    model_config,
     phase_plan,
     save_checkpoint,
     train_modsum,
@@ -182,3 +186,42 @@ def test_progress_names_the_epoch_cap_and_the_time_left():
     assert len(seen) == 2
     assert "epoch 2/4" in seen[0] and "left in this phase" in seen[0]
     assert seen[1].endswith("(at most 0m00s left in this phase)")
+
+
+def test_warmup_starts_at_rate_zero_as_the_reference():
+    spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=1, warmup_epochs=10, **SMALL)
+    torch.manual_seed(spec.seed)
+    untrained = ModSumTransformer(model_config(spec, make_modsum("f_mod"), [([0], [59], ["c"])]))
+    trained, _ = train_modsum(spec)
+    for k, v in untrained.state_dict().items():
+        torch.testing.assert_close(trained.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    moved, _ = train_modsum(ModSumTrainSpec(**{**spec.__dict__, "max_epochs": 2}))
+    assert not torch.equal(moved.W_E, untrained.W_E)
+
+
+def test_reference_preset_is_bitwise_repeatable_with_one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = ModSumTrainSpec(**{**PRESETS["model_L_ref"].__dict__, "max_epochs": 2, "eval_every": 1})
+        assert (spec.layout, spec.loss_dtype, spec.warmup_epochs) == ("reference", "float64", 10)
+        first, record = train_modsum(spec)
+        second, _ = train_modsum(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["model_config"]["layout"] == "reference" and len(record["phases"]) == 3
+    for k, v in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_state_saved_before_the_reference_options_still_resumes(tmp_path):
+    spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **SMALL)
+    state_path = tmp_path / "m.state.pt"
+    train_modsum(spec, state_path=state_path)
+    state = torch.load(state_path, weights_only=False)
+    for k in ("layout", "loss_dtype", "warmup_epochs"):
+        del state["spec"][k]
+    torch.save(state, state_path)
+    assert load_state(state_path, spec)["epoch"] == 2
+    with pytest.raises(ValueError, match="layout"):
+        load_state(state_path, ModSumTrainSpec(**{**spec.__dict__, "layout": "reference"}))

@@ -108,3 +108,51 @@ def test_last_pooling_takes_the_answer_position_and_last_attention_row(model3):
     assert np.isfinite(last["blocks.0.attn.hook_attn_scores.h0"]).all()
     meaned = {p.name: p.pooling for p in with_pooling(model3.representation_points(), "mean")}
     assert meaned["blocks.0.attn.hook_pattern.h0"] == "tril" and meaned["blocks.0.hook_resid_post"] == "mean"
+
+
+@pytest.fixture(scope="module")
+def ref_model():
+    torch.manual_seed(0)
+    return ModSumTransformer(ModSumConfig(n_blocks=2, head_sizes=(17,), layout="reference", n_ctx=2))
+
+
+def test_reference_layout_reads_two_tokens_without_mask(ref_model):
+    x = torch.as_tensor(make_modsum("f_mod3").inputs[:40])
+    with torch.no_grad():
+        first_pos = ref_model.blocks[0](ref_model.embed(x))[:, 0]
+        swapped = x.clone()
+        swapped[:, 1] = (swapped[:, 1] + 1) % 59
+        first_pos_b = ref_model.blocks[0](ref_model.embed(swapped))[:, 0]
+    assert ref_model.W_E.shape[0] == 59 and ref_model.embed(x).shape[1] == 2
+    assert not torch.allclose(first_pos, first_pos_b), "without a mask position 0 sees b"
+    assert all(h.bias is None for h in ref_model.heads)
+    assert torch.count_nonzero(ref_model.blocks[0].mlp.W_in.bias) == 0
+
+
+def test_reference_layout_takes_every_attention_entry(ref_model):
+    pts = ref_model.representation_points()
+    assert len(pts) == 62 and all(p.pooling == "flatten" for p in pts)
+    data = make_modsum("f_mod3")
+    x = torch.as_tensor(data.inputs[::31])
+    reps = extract(ref_model, pts, [lambda: ref_model(x)])
+    pattern = reps["blocks.1.attn.hook_pattern.h2"]
+    assert pattern.shape[1] == 4
+    np.testing.assert_allclose(pattern[:, :2].sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(pattern[:, 2:].sum(1), 1.0, rtol=1e-6)
+    assert reps["blocks.0.attn.hook_q.h0"].shape[1] == 2 * 32
+
+
+def test_reference_init_scales_follow_the_reference():
+    torch.manual_seed(1)
+    m = ModSumTransformer(ModSumConfig(n_blocks=1, head_sizes=(59,), layout="reference", n_ctx=2, d_mlp=2048))
+    # entries randn / sqrt(fan): std 1/sqrt(d_mlp) for W_in, 1/sqrt(d_model) for W_out, 1/sqrt(classes) unembed
+    assert m.blocks[0].mlp.W_in.weight.std().item() == pytest.approx(2048 ** -0.5, rel=0.02)
+    assert m.blocks[0].mlp.W_out.weight.std().item() == pytest.approx(128 ** -0.5, rel=0.02)
+    assert m.heads[0].weight.std().item() == pytest.approx(59 ** -0.5, rel=0.05)
+
+
+def test_layout_and_context_length_must_agree():
+    with pytest.raises(ValueError, match="layout 'reference' reads 2 tokens"):
+        ModSumConfig(layout="reference")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        ModSumConfig(layout="pizza")
