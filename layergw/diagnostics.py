@@ -1,38 +1,32 @@
-"""Diagnostic figures of one model's layer representations (the paper's experiment 2).
+"""Diagnostics of one model's layer representations (the paper's experiment 2): compute only.
 
 Pure functions over ``reps: list[np.ndarray]`` (each (n, d_l), the same n inputs, in depth
-order) and display ``labels``:
+order); :mod:`layergw.plots` draws what they return.
 
 - ``distance_histograms``: per layer, the histogram of its pairwise Euclidean distances on
   common bin edges, and the KL divergence between consecutive layers' histograms
-  (the paper's Figure 2); drawn by ``distance_histograms_png``.
+  (the paper's Figure 2).
 - ``neighbour_jaccard``: L×L mean Jaccard overlap of every sample's k nearest neighbours
-  in two layers (the paper's Table 5, t-SNE neighbourhoods); drawn by ``jaccard_png``.
-- ``permutation_closeness`` and ``transport_plan_png``: how close a GW coupling is to a
-  permutation, and the coupling as an image (the paper's Figure 11). The caller gets the
-  coupling from ``measures.get("gw", return_coupling=True).compare(...).coupling``.
-- ``consecutive_distances`` and ``line_png``: the distance between each layer and the
-  previous one from an L×L measure matrix (the paper's vision section).
-
-NumPy and SciPy only; figures are drawn like ``layergw.plots`` (an explicit matplotlib
-``Figure`` on an Agg canvas, no pyplot), so ``plots.png_bytes(fn, ...)`` works for each
-``*_png`` function.
+  in two layers (the paper's Table 5, t-SNE neighbourhoods).
+- ``permutation_closeness``: how close a GW coupling is to a permutation (the paper's
+  Figure 11 draws the coupling).
+- ``consecutive_distances``: the distance between each layer and the previous one from an
+  L×L measure matrix (the paper's vision section).
+- ``diagnostic_tables``: all of them as rows of ``layergw.results.DIAGNOSTICS``, with the
+  GW transport plan across the largest step: what the diagnose stage stores.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from scipy.spatial.distance import cdist, pdist
 
-from layergw.measures.base import check_representation
-from layergw.plots import _save, _tick_step
+from layergw.measures.base import Measure, check_representation
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +35,6 @@ KL_EPSILON = 1e-6
 # Rows of the distance matrix computed at once by the neighbour search (bounds memory
 # to about _KNN_CHUNK * n float64 values).
 _KNN_CHUNK = 1024
-# Largest image side (cells) of a drawn transport plan; bigger plans are max-pooled.
-_PLAN_CELLS = 400
 
 
 # ---------------------------------------------------------------------------- validation
@@ -66,14 +58,6 @@ def _check_reps(reps: Any, *, min_layers: int = 2) -> list[np.ndarray]:
                 "taken on the same inputs"
             )
     return out
-
-
-def _check_labels(labels: Any, count: int, what: str) -> list[str]:
-    if isinstance(labels, str) or not isinstance(labels, Sequence):
-        raise ValueError(f"labels must be a list of {count} display names, got {type(labels).__name__}")
-    if len(labels) != count:
-        raise ValueError(f"labels has {len(labels)} names for {count} {what}")
-    return [str(s) for s in labels]
 
 
 def _check_square(M: Any, name: str) -> np.ndarray:
@@ -149,71 +133,6 @@ def distance_histograms(
     }
 
 
-def distance_histograms_png(
-    result: dict[str, Any],
-    labels: Sequence[str],
-    path_or_buffer: str | IO[bytes],
-    *,
-    title: str,
-) -> None:
-    """Draw ``distance_histograms`` output: densities per layer and consecutive KL.
-
-    Left panel: each layer's histogram as a density line over the common bins, coloured
-    by depth (viridis, shallow dark to deep yellow; a legend when L <= 12, else a depth
-    colorbar). Right panel: KL(p_l || p_{l+1}) at each layer l+1, i.e. how much the
-    distance distribution changed from the previous layer.
-    """
-    try:
-        edges = np.asarray(result["edges"], dtype=np.float64)
-        counts = np.asarray(result["counts"], dtype=np.float64)
-        kl = np.asarray(result["kl_consecutive"], dtype=np.float64)
-    except (KeyError, TypeError) as e:
-        raise ValueError(
-            f"result must be the dict distance_histograms returns (edges, counts, kl_consecutive); got {e!r}"
-        ) from e
-    if counts.ndim != 2 or edges.shape != (counts.shape[1] + 1,) or kl.shape != (counts.shape[0] - 1,):
-        raise ValueError(
-            f"result has inconsistent shapes: edges {edges.shape}, counts {counts.shape}, "
-            f"kl_consecutive {kl.shape} (expected (bins+1,), (L, bins), (L-1,))"
-        )
-    L = counts.shape[0]
-    names = _check_labels(labels, L, "layers")
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
-    widths = np.diff(edges)
-    centres = (edges[:-1] + edges[1:]) / 2
-    density = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) / widths
-    fig = Figure(figsize=(12.0, 4.8))
-    ax, ax_kl = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for l in range(L):
-        ax.plot(centres, density[l], color=cmap(l / max(L - 1, 1)), linewidth=1.0, label=names[l])
-    scale = {"mean": "/ mean distance", "max": "/ max distance"}.get(str(result.get("normalize")), "")
-    ax.set_xlabel(f"pairwise distance {scale}".strip())
-    ax.set_ylabel("density")
-    ax.set_title("intra-layer distance distributions", fontsize=9)
-    if L <= 12:
-        ax.legend(fontsize=7)
-    else:
-        sm = ScalarMappable(cmap=cmap, norm=Normalize(0, L - 1))
-        fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04).set_label("layer index (depth)")
-    x = np.arange(1, L)
-    ax_kl.plot(x, kl, marker="o", color="#3b6ea5")
-    step = _tick_step(L - 1, 40)
-    ax_kl.set_xticks(list(x[::step]))
-    fontsize = 8 if L <= 25 else 6
-    ax_kl.set_xticklabels([names[i] for i in x[::step]], rotation=90, fontsize=fontsize)
-    ax_kl.set_ylabel("KL(previous || this) [nats]")
-    ax_kl.set_title(f"KL between consecutive layers (epsilon={result.get('epsilon', KL_EPSILON):g})", fontsize=9)
-    if L - 1 <= 12:
-        for xi, v in zip(x, kl):
-            ax_kl.annotate(f"{v:.3g}", (xi, v), textcoords="offset points", xytext=(0, 4),
-                           ha="center", fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path_or_buffer)
-
-
 # ---------------------------------------------------------------- neighbour Jaccard overlap
 
 
@@ -261,40 +180,6 @@ def neighbour_jaccard(reps: Sequence[np.ndarray], *, k: int = 5) -> np.ndarray:
     return J
 
 
-def jaccard_png(
-    J: np.ndarray,
-    labels: Sequence[str],
-    path_or_buffer: str | IO[bytes],
-    *,
-    title: str,
-) -> None:
-    """Heatmap of a ``neighbour_jaccard`` matrix on a fixed 0..1 colour scale.
-
-    Values are written in the cells when L <= 16 (as in the paper's Table 5).
-    """
-    J = _check_square(J, "J")
-    L = J.shape[0]
-    names = _check_labels(labels, L, "rows of J")
-    side = float(np.clip(3.0 + 0.11 * L, 5.0, 16.0))
-    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(J, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-    step = _tick_step(L, 60)
-    fontsize = 8 if L <= 25 else 5
-    ax.set_xticks(list(range(0, L, step)))
-    ax.set_yticks(list(range(0, L, step)))
-    ax.set_xticklabels(names[::step], rotation=90, fontsize=fontsize)
-    ax.set_yticklabels(names[::step], fontsize=fontsize)
-    if L <= 16:
-        for a in range(L):
-            for b in range(L):
-                ax.text(b, a, f"{J[a, b]:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if J[a, b] > 0.6 else "white")
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("mean Jaccard of k-NN sets")
-    _save(fig, path_or_buffer)
-
-
 # ---------------------------------------------------------------------- transport plans
 
 
@@ -340,64 +225,6 @@ def permutation_closeness(T: np.ndarray) -> dict[str, float]:
     }
 
 
-def _max_pool(T: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
-    """Max over b×b blocks so that no side exceeds ``cells`` (keeps single entries visible)."""
-    b = max(1, math.ceil(max(T.shape) / cells))
-    if b == 1:
-        return T, 1
-    r, c = math.ceil(T.shape[0] / b) * b, math.ceil(T.shape[1] / b) * b
-    padded = np.zeros((r, c))
-    padded[: T.shape[0], : T.shape[1]] = T
-    return padded.reshape(r // b, b, c // b, b).max(axis=(1, 3)), b
-
-
-def transport_plan_png(
-    T: np.ndarray,
-    path_or_buffer: str | IO[bytes],
-    *,
-    title: str,
-    order: np.ndarray | None = None,
-) -> None:
-    """Draw a coupling T (rows: samples in layer A, columns: the same samples in layer B).
-
-    Each entry is shown as T_ij / (row mass of i), so 1 means row i sends all its mass
-    to column j; a permutation shows one bright cell per row, the identity a diagonal.
-    ``order`` (a permutation of range(n), square T only) reorders rows and columns alike,
-    e.g. samples sorted by class so that blocks show. Plans larger than 400 cells a side
-    are max-pooled over b×b blocks (said in the axis label) so single entries stay
-    visible. The x label gives ``permutation_closeness``.
-    """
-    T = _check_plan(T)
-    if order is not None:
-        order = np.asarray(order)
-        n = T.shape[0]
-        if T.shape[0] != T.shape[1]:
-            raise ValueError(f"order needs a square T (the same samples on both axes), got shape {T.shape}")
-        if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
-            raise ValueError(f"order must be a permutation of range({n}), got shape {order.shape}")
-        T = T[np.ix_(order, order)]
-    close = permutation_closeness(T)
-    row = T.sum(axis=1, keepdims=True)
-    R = np.divide(T, row, out=np.zeros_like(T), where=row > 0)
-    img, b = _max_pool(R, _PLAN_CELLS)
-    fig = Figure(figsize=(6.6, 6.0))
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(img, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
-                   extent=(-0.5, T.shape[1] - 0.5, T.shape[0] - 0.5, -0.5))
-    pooled = f" (max over {b}×{b} blocks)" if b > 1 else ""
-    ax.set_ylabel("sample in layer A" + (" (reordered)" if order is not None else ""))
-    ax.set_xlabel(
-        f"sample in layer B{pooled}\nmax row mass fraction {close['max_row_mass_fraction']:.3f}"
-        f" (1 = permutation, {1 / T.shape[1]:.3g} = product), "
-        f"conditional entropy ratio {close['entropy_ratio']:.3f}",
-        fontsize=8,
-    )
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("T_ij / row mass")
-    fig.tight_layout()
-    _save(fig, path_or_buffer)
-
-
 # ------------------------------------------------------------ consecutive-layer distances
 
 
@@ -413,35 +240,46 @@ def consecutive_distances(matrix: np.ndarray) -> np.ndarray:
     return np.diagonal(M, offset=1).copy()
 
 
-def line_png(
-    values: Sequence[float],
-    labels: Sequence[str],
-    path_or_buffer: str | IO[bytes],
-    *,
-    title: str,
-    ylabel: str,
-) -> None:
-    """Line plot of one value per position (NaN leaves a gap).
+def diagnostic_tables(reps: Sequence[np.ndarray], steps: np.ndarray | None = None,
+                      measure: Measure | None = None, *, k: int = 5) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the four diagnostic tables of one model (``layergw.results.DIAGNOSTICS``).
 
-    ``labels`` has one name per value, or one more (the L layer names behind
-    ``consecutive_distances``): then value i is drawn at labels[i + 1], the layer
-    compared with its previous one.
+    ``steps`` is the model's L×L matrix of the GW variant ``measure`` (from its stored pairs);
+    with it, ``steps`` rows carry each layer's value against the previous one and ``plan``
+    holds the non-zero entries of that variant's transport plan across the largest step.
+    A diagnostic that does not apply (a constant layer for the histograms, n <= k for the
+    neighbours) leaves its table empty, with a log line saying why.
     """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
-    if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) not in (v.size, v.size + 1):
-        got = len(labels) if isinstance(labels, Sequence) else type(labels).__name__
-        raise ValueError(f"labels must have {v.size} or {v.size + 1} names for {v.size} values, got {got}")
-    names = [str(s) for s in labels][len(labels) - v.size :]
-    fig = Figure(figsize=(float(np.clip(2.0 + 0.15 * v.size, 6.0, 16.0)), 4.0))
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(v.size)
-    ax.plot(x, v, marker="o", markersize=3, color="#3b6ea5")
-    step = _tick_step(v.size, 60)
-    ax.set_xticks(list(x[::step]))
-    ax.set_xticklabels(names[::step], rotation=90, fontsize=8 if v.size <= 25 else 5)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path_or_buffer)
+    layers = _check_reps(reps)
+    L = len(layers)
+    out: dict[str, list[dict[str, Any]]] = {"histograms": [], "steps": [], "jaccard": [], "plan": []}
+    kl: list[float | None] = [None] * (L - 1)
+    try:
+        h = distance_histograms(layers)
+        edges = h["edges"]
+        for layer, (counts, scale) in enumerate(zip(h["counts"], h["scales"])):
+            out["histograms"] += [{"layer_index": layer, "bin": b, "lo": float(edges[b]), "hi": float(edges[b + 1]),
+                                   "count": int(c), "scale": float(scale), "normalize": h["normalize"],
+                                   "epsilon": h["epsilon"]} for b, c in enumerate(counts)]
+        kl = list(h["kl_consecutive"])
+    except ValueError as e:
+        log.warning("diagnostics: no distance histograms: %s", e)
+    try:
+        J = neighbour_jaccard(layers, k=k)
+        out["jaccard"] = [{"layer_a_index": a, "layer_b_index": b, "value": float(J[a, b]), "k": k}
+                          for a in range(L) for b in range(a + 1, L)]
+    except ValueError as e:
+        log.warning("diagnostics: no neighbour overlap: %s", e)
+    values = consecutive_distances(steps) if steps is not None else np.full(L - 1, np.nan)
+    name = measure.name if measure is not None and steps is not None else None
+    params = measure.params_json if name else None
+    out["steps"] = [{"layer_index": i + 1, "kl": kl[i], "measure": name, "params": params,
+                     "value": None if not np.isfinite(values[i]) else float(values[i])} for i in range(L - 1)]
+    if name and np.isfinite(values).any():
+        i = int(np.nanargmax(values)) + 1
+        solver = dataclasses.replace(measure, return_coupling=True)
+        plan = solver.compare(solver.prepare(layers[i - 1]), solver.prepare(layers[i])).coupling
+        rows, cols = np.nonzero(plan)
+        out["plan"] = [{"layer_a_index": i - 1, "layer_b_index": i, "row": int(r), "col": int(c),
+                        "mass": float(plan[r, c]), "measure": name, "params": params} for r, c in zip(rows, cols)]
+    return out

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from layergw.measures.base import KINDS
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-KINDS = ("distance", "similarity")
 TRANSFORMS = ("reverse", "gaussian")
 SELECTIONS = ("eigengap", "silhouette")
 ASSIGN_LABELS = ("kmeans", "cluster_qr", "discretize")

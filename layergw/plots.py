@@ -1,18 +1,25 @@
-"""PNG figures for the report: L×L pair heatmaps with group boundaries, ranked bars.
+"""PNG figures for the report: L×L pair heatmaps with group boundaries, curves, ranked bars,
+and the diagnostics (distance histograms, neighbour overlap, transport plans, steps).
 
 Matplotlib runs headless (Agg canvas on an explicit Figure, no pyplot state), so this
-works on cluster nodes without a display and never touches the global backend.
+works on cluster nodes without a display and never touches the global backend. Each
+``*_png(..., path_or_buffer, ...)`` draws one figure; :func:`png_bytes` runs one into memory.
 """
 from __future__ import annotations
 
 import io
 import logging
 import math
-from typing import IO, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+
+from layergw.diagnostics import KL_EPSILON, _check_plan, _check_square, permutation_closeness
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +36,14 @@ def _tick_step(n: int, max_ticks: int) -> int:
     return max(1, math.ceil(n / max(1, max_ticks)))
 
 
-def heatmap_png(
+def heatmap_png(M: np.ndarray, labels: Sequence[str], path_or_buffer: str | IO[bytes], **kwargs: Any) -> None:
+    """Write :func:`heatmap_figure` as a PNG."""
+    _save(heatmap_figure(M, labels, **kwargs), path_or_buffer)
+
+
+def heatmap_figure(
     M: np.ndarray,
     labels: Sequence[str],
-    path_or_buffer: str | IO[bytes],
     *,
     title: str,
     boundaries: Sequence[int] = (),
@@ -40,8 +51,8 @@ def heatmap_png(
     max_ticks: int = 100,
     measure: str | None = None,
     col_labels: Sequence[str] | None = None,
-) -> None:
-    """Write an L×L matrix (or, with ``col_labels``, an L×K cross-model matrix) as a PNG heatmap.
+) -> Figure:
+    """An L×L matrix (or, with ``col_labels``, an L×K cross-model matrix) as a heatmap figure.
 
     Layer names label both axes (every k-th when L > ``max_ticks``), the colorbar names
     the measure and kind, group boundaries are lines at i - 0.5 on both axes, and NaN
@@ -89,7 +100,7 @@ def heatmap_png(
         n_missing = int(np.isnan(original[np.triu_indices(L, 1)] if col_labels is None else original).sum())
         ax.set_xlabel(f"grey: {n_missing} missing or failed pairs", fontsize=8)
     fig.tight_layout()
-    _save(fig, path_or_buffer)
+    return fig
 
 
 def _log_if_wide(M: np.ndarray, ratio: float = 1e3, zero: float = 1e-9) -> tuple[np.ndarray, bool]:
@@ -173,3 +184,208 @@ def png_bytes(draw, *args, **kwargs) -> bytes:
     buf = io.BytesIO()
     draw(*args, buf, **kwargs)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ diagnostics
+
+# Largest image side (cells) of a drawn transport plan; bigger plans are max-pooled.
+_PLAN_CELLS = 400
+
+
+def _check_labels(labels: Any, count: int, what: str) -> list[str]:
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise ValueError(f"labels must be a list of {count} display names, got {type(labels).__name__}")
+    if len(labels) != count:
+        raise ValueError(f"labels has {len(labels)} names for {count} {what}")
+    return [str(s) for s in labels]
+
+
+def distance_histograms_png(
+    result: dict[str, Any],
+    labels: Sequence[str],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+) -> None:
+    """Draw ``distance_histograms`` output: densities per layer and consecutive KL.
+
+    Left panel: each layer's histogram as a density line over the common bins, coloured
+    by depth (viridis, shallow dark to deep yellow; a legend when L <= 12, else a depth
+    colorbar). Right panel: KL(p_l || p_{l+1}) at each layer l+1, i.e. how much the
+    distance distribution changed from the previous layer.
+    """
+    try:
+        edges = np.asarray(result["edges"], dtype=np.float64)
+        counts = np.asarray(result["counts"], dtype=np.float64)
+        kl = np.asarray(result["kl_consecutive"], dtype=np.float64)
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            f"result must be the dict distance_histograms returns (edges, counts, kl_consecutive); got {e!r}"
+        ) from e
+    if counts.ndim != 2 or edges.shape != (counts.shape[1] + 1,) or kl.shape != (counts.shape[0] - 1,):
+        raise ValueError(
+            f"result has inconsistent shapes: edges {edges.shape}, counts {counts.shape}, "
+            f"kl_consecutive {kl.shape} (expected (bins+1,), (L, bins), (L-1,))"
+        )
+    L = counts.shape[0]
+    names = _check_labels(labels, L, "layers")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    widths = np.diff(edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    density = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) / widths
+    fig = Figure(figsize=(12.0, 4.8))
+    ax, ax_kl = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for l in range(L):
+        ax.plot(centres, density[l], color=cmap(l / max(L - 1, 1)), linewidth=1.0, label=names[l])
+    scale = {"mean": "/ mean distance", "max": "/ max distance"}.get(str(result.get("normalize")), "")
+    ax.set_xlabel(f"pairwise distance {scale}".strip())
+    ax.set_ylabel("density")
+    ax.set_title("intra-layer distance distributions", fontsize=9)
+    if L <= 12:
+        ax.legend(fontsize=7)
+    else:
+        sm = ScalarMappable(cmap=cmap, norm=Normalize(0, L - 1))
+        fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.04).set_label("layer index (depth)")
+    x = np.arange(1, L)
+    ax_kl.plot(x, kl, marker="o", color="#3b6ea5")
+    step = _tick_step(L - 1, 40)
+    ax_kl.set_xticks(list(x[::step]))
+    fontsize = 8 if L <= 25 else 6
+    ax_kl.set_xticklabels([names[i] for i in x[::step]], rotation=90, fontsize=fontsize)
+    ax_kl.set_ylabel("KL(previous || this) [nats]")
+    ax_kl.set_title(f"KL between consecutive layers (epsilon={result.get('epsilon', KL_EPSILON):g})", fontsize=9)
+    if L - 1 <= 12:
+        for xi, v in zip(x, kl):
+            ax_kl.annotate(f"{v:.3g}", (xi, v), textcoords="offset points", xytext=(0, 4),
+                           ha="center", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
+def jaccard_png(
+    J: np.ndarray,
+    labels: Sequence[str],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+) -> None:
+    """Heatmap of a ``neighbour_jaccard`` matrix on a fixed 0..1 colour scale.
+
+    Values are written in the cells when L <= 16 (as in the paper's Table 5).
+    """
+    J = _check_square(J, "J")
+    L = J.shape[0]
+    names = _check_labels(labels, L, "rows of J")
+    side = float(np.clip(3.0 + 0.11 * L, 5.0, 16.0))
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(J, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    step = _tick_step(L, 60)
+    fontsize = 8 if L <= 25 else 5
+    ax.set_xticks(list(range(0, L, step)))
+    ax.set_yticks(list(range(0, L, step)))
+    ax.set_xticklabels(names[::step], rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(names[::step], fontsize=fontsize)
+    if L <= 16:
+        for a in range(L):
+            for b in range(L):
+                ax.text(b, a, f"{J[a, b]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if J[a, b] > 0.6 else "white")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("mean Jaccard of k-NN sets")
+    _save(fig, path_or_buffer)
+
+
+def _max_pool(T: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
+    """Max over b×b blocks so that no side exceeds ``cells`` (keeps single entries visible)."""
+    b = max(1, math.ceil(max(T.shape) / cells))
+    if b == 1:
+        return T, 1
+    r, c = math.ceil(T.shape[0] / b) * b, math.ceil(T.shape[1] / b) * b
+    padded = np.zeros((r, c))
+    padded[: T.shape[0], : T.shape[1]] = T
+    return padded.reshape(r // b, b, c // b, b).max(axis=(1, 3)), b
+
+
+def transport_plan_png(
+    T: np.ndarray,
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    order: np.ndarray | None = None,
+) -> None:
+    """Draw a coupling T (rows: samples in layer A, columns: the same samples in layer B).
+
+    Each entry is shown as T_ij / (row mass of i), so 1 means row i sends all its mass
+    to column j; a permutation shows one bright cell per row, the identity a diagonal.
+    ``order`` (a permutation of range(n), square T only) reorders rows and columns alike,
+    e.g. samples sorted by class so that blocks show. Plans larger than 400 cells a side
+    are max-pooled over b×b blocks (said in the axis label) so single entries stay
+    visible. The x label gives ``permutation_closeness``.
+    """
+    T = _check_plan(T)
+    if order is not None:
+        order = np.asarray(order)
+        n = T.shape[0]
+        if T.shape[0] != T.shape[1]:
+            raise ValueError(f"order needs a square T (the same samples on both axes), got shape {T.shape}")
+        if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError(f"order must be a permutation of range({n}), got shape {order.shape}")
+        T = T[np.ix_(order, order)]
+    close = permutation_closeness(T)
+    row = T.sum(axis=1, keepdims=True)
+    R = np.divide(T, row, out=np.zeros_like(T), where=row > 0)
+    img, b = _max_pool(R, _PLAN_CELLS)
+    fig = Figure(figsize=(6.6, 6.0))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(img, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
+                   extent=(-0.5, T.shape[1] - 0.5, T.shape[0] - 0.5, -0.5))
+    pooled = f" (max over {b}×{b} blocks)" if b > 1 else ""
+    ax.set_ylabel("sample in layer A" + (" (reordered)" if order is not None else ""))
+    ax.set_xlabel(
+        f"sample in layer B{pooled}\nmax row mass fraction {close['max_row_mass_fraction']:.3f}"
+        f" (1 = permutation, {1 / T.shape[1]:.3g} = product), "
+        f"conditional entropy ratio {close['entropy_ratio']:.3f}",
+        fontsize=8,
+    )
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("T_ij / row mass")
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
+def line_png(
+    values: Sequence[float],
+    labels: Sequence[str],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    ylabel: str,
+) -> None:
+    """Line plot of one value per position (NaN leaves a gap).
+
+    ``labels`` has one name per value, or one more (the L layer names behind
+    ``consecutive_distances``): then value i is drawn at labels[i + 1], the layer
+    compared with its previous one.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {v.shape}")
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) not in (v.size, v.size + 1):
+        got = len(labels) if isinstance(labels, Sequence) else type(labels).__name__
+        raise ValueError(f"labels must have {v.size} or {v.size + 1} names for {v.size} values, got {got}")
+    names = [str(s) for s in labels][len(labels) - v.size :]
+    fig = Figure(figsize=(float(np.clip(2.0 + 0.15 * v.size, 6.0, 16.0)), 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(v.size)
+    ax.plot(x, v, marker="o", markersize=3, color="#3b6ea5")
+    step = _tick_step(v.size, 60)
+    ax.set_xticks(list(x[::step]))
+    ax.set_xticklabels(names[::step], rotation=90, fontsize=8 if v.size <= 25 else 5)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)

@@ -1,14 +1,4 @@
-"""The Parquet schemas of a run's results, and the layout of a run folder.
-
-Run folder (relative to the run root):
-    config.json                      resolved study config
-    run.json                         status, timings, code version
-    points.parquet                   every model's representation points (POINTS)
-    reps/<model>/<index>.npy         extracted representations, float32 (n, d)
-    pairs/<model>/<measure key>/tile-<i0>-<j0>.parquet   one file per finished tile (PAIRS)
-    targets.parquet                  target vs layer values (TARGETS)
-    groups.parquet                   layer groups (GROUPS)
-    report/index.html, report/*.png
+"""The Parquet schemas of a run's results (where each lives: :mod:`layergw.layout`).
 
 A measure *variant* is (``measure``, ``params``): ``params`` is the JSON of the measure
 object's full ``params()`` with sorted keys (``json.dumps(m.params(), sort_keys=True)``),
@@ -99,3 +89,33 @@ def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"rows lack columns {missing} of the schema")
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+# The paper's diagnostics of one model (layout.diagnostics(model, table)): written by the
+# diagnose stage, read by the report, which draws and never computes them.
+
+#: intra-layer pairwise distances, each layer divided by ``scale``, in common bins
+HISTOGRAMS = pa.schema([
+    ("layer_index", pa.int64()), ("bin", pa.int64()), ("lo", pa.float64()), ("hi", pa.float64()),
+    ("count", pa.int64()), ("scale", pa.float64()), ("normalize", pa.string()), ("epsilon", pa.float64()),
+])
+
+#: each layer against the previous one: KL between their distance histograms, and the value of
+#: the GW variant named by ``measure``/``params`` (null without a gw measure)
+STEPS = pa.schema([
+    ("layer_index", pa.int64()), ("kl", pa.float64()), ("measure", pa.string()), ("params", pa.string()),
+    ("value", pa.float64()),
+])
+
+#: mean Jaccard overlap of every sample's k nearest neighbours in two layers (a < b)
+JACCARD = pa.schema([
+    ("layer_a_index", pa.int64()), ("layer_b_index", pa.int64()), ("value", pa.float64()), ("k", pa.int64()),
+])
+
+#: the GW transport plan across the largest step, its non-zero entries
+PLAN = pa.schema([
+    ("layer_a_index", pa.int64()), ("layer_b_index", pa.int64()), ("row", pa.int64()), ("col", pa.int64()),
+    ("mass", pa.float64()), ("measure", pa.string()), ("params", pa.string()),
+])
+
+DIAGNOSTICS = {"histograms": HISTOGRAMS, "steps": STEPS, "jaccard": JACCARD, "plan": PLAN}

@@ -246,7 +246,9 @@ def test_seed_ari_is_one_for_relabelled_groups_and_low_for_unrelated_ones():
 def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tmp_path):
     import pandas as pd
 
-    from layergw.report import _MeasureVariants, _series_sections, _with_pkey, mean_offdiagonal
+    from layergw.report import mean_offdiagonal
+    from layergw.report.study import series_sections
+    from layergw.report.variants import MeasureVariants, with_pkey
     from layergw.store import ResultStore
 
     store = ResultStore(str(tmp_path))
@@ -255,11 +257,11 @@ def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tm
         for i, j in ((0, 1), (0, 2), (1, 2)):
             rows.append({"model_a": f"ft@step-{step}", "model_b": f"ft@step-{step}", "measure": "gw",
                          "params": '{"init": "product"}', "value": scale * (j - i)})
-    within = _with_pkey(pd.DataFrame(rows))
-    mv = _MeasureVariants(list(zip(within["measure"], within["_p"])))
+    within = with_pkey(pd.DataFrame(rows))
+    mv = MeasureVariants(list(zip(within["measure"], within["_p"])))
     series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
                       "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)]}
-    html, n_png = _series_sections(store, series, within, None, mv)
+    html, n_png = series_sections(store, series, within, None, mv)
     assert n_png == 2 and "Training dynamics: ft" in "".join(html)
     assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
     assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)
@@ -320,8 +322,8 @@ def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
     store = make_run(tmp_path / "run")
     store.write_json("reps/modsum-L/done.json", {
         "model": "modsum-L", "n": 32, "points": [{}] * 6,
-        "describe": {"family": "modsum", "final_train_acc": 1.0, "final_val_acc": 0.737, "complete": False,
-                     "epochs": 15500}})
+        "describe": {"family": "modsum", "metrics": {"step": 15500, "accuracy": 0.737, "train_accuracy": 1.0,
+                                                     "split": "validation", "complete": False}}})
     store.write_json("reps/bert/base/done.json", {"model": "bert/base", "n": 32, "points": [{}] * 4,
                                                    "describe": {"family": "hf"}})
     build_report(store)
@@ -329,11 +331,11 @@ def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
     section = page[page.index("<h2>Models</h2>"):]
     section = section[:section.index("</table>")]
     header = re.findall(r"<th>(.*?)</th>", section)
-    assert header == ["model", "family", "points", "n", "train accuracy", "validation accuracy",
-                      "training complete", "epochs"]
+    assert header == ["model", "family", "points", "n", "train accuracy", "held-out accuracy", "held out",
+                      "training complete", "steps"]
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]]
-    assert cells == [["modsum-L", "modsum", "6", "32", "1", "0.737", "no", "15500"],
-                     ["bert/base", "hf", "4", "32", "", "", "", ""]]
+    assert cells == [["modsum-L", "modsum", "6", "32", "1", "0.737", "validation", "no", "15500"],
+                     ["bert/base", "hf", "4", "32", "", "", "", "", ""]]
 
 
 def test_models_table_is_absent_without_manifests(tmp_path):

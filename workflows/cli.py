@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from layergw import layout
+
 log = logging.getLogger("layergw")
 
 
@@ -21,8 +23,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     result = run_study(cfg, store_uri=args.store, address=args.address, show_progress=not args.no_progress)
-    skipped = f" ({result.tiles_skipped} of {result.tiles_total} tiles were already done)" if result.tiles_skipped else ""
-    print(f"run finished{skipped}: {result.run_uri}")
+    reused = f" ({result.tiles_reused} of {result.tiles_total} tiles were already done)" if result.tiles_reused else ""
+    print(f"run finished{reused}: {result.run_uri}")
     _print_groups(result.run_uri)
     print(f"report: {result.report_uri}")
     return 0
@@ -33,8 +35,8 @@ def _print_groups(run_uri: str) -> None:
     from layergw.store import ResultStore
 
     run = ResultStore(run_uri)
-    if run.exists("groups.parquet"):
-        for line in groups_summary(run.read_table("groups.parquet")):
+    if run.exists(layout.GROUPS):
+        for line in groups_summary(run.read_table(layout.GROUPS)):
             print(f"groups: {line}")
 
 
@@ -43,7 +45,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from layergw.store import ResultStore
 
     run = ResultStore(args.run_uri)
-    if not run.exists("points.parquet"):
+    if not run.exists(layout.POINTS):
         raise ValueError(f"{run.url()} is not a layergw run folder (no points.parquet); "
                          f"give the folder that `layergw run` printed")
     print(f"report: {build_report(run)}")
@@ -51,7 +53,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from layergw.training import PRESETS, ModSumTrainSpec, export_state, save_checkpoint, train_modsum
+    from layergw.families.modsum.checkpoint import save_checkpoint
+    from layergw.families.modsum.training import PRESETS, ModSumTrainSpec, export_state, train_modsum
+    from layergw.torchkit.device import resolve_device
 
     if args.preset:
         if args.preset not in PRESETS:
@@ -64,9 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.id and args.preset:
         changes["model_id"] = args.id
     spec = type(spec)(**{**spec.__dict__, **changes})
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     state = Path(args.out) / f"{spec.model_id}.state.pt"
     if args.export:
         model, record = export_state(spec, state)
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", help="result store root URI (default: the config's store, ./runs)")
     r.add_argument("--address", help="Ray address (default: start a local Ray)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. probe.n=128")
+    r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. inputs.n=128")
     r.set_defaults(fn=cmd_run)
 
     rep = sub.add_parser("report", help="rebuild the HTML report of a stored run")
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark suite; results as Parquet")
     b.add_argument("suite", nargs="?", default="gw")
     b.add_argument("--out", default="bench-results")
-    b.add_argument("--sizes", type=int, nargs="+", help="probe sizes n (default: gw 64..512, measures 256 1000)")
+    b.add_argument("--sizes", type=int, nargs="+", help="input counts n (default: gw 64..512, measures 256 1000)")
     b.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     b.set_defaults(fn=cmd_bench)
     return p

@@ -2,12 +2,11 @@
 
 Each layer's geometry is prepared once per measure by a Ray task and shared by object
 reference with every tile that needs it. A tile task compares its pairs with one BLAS
-thread and writes its rows to ``pairs/<model>/<measure>/tile-<i0>-<j0>.parquet`` at
-once; a tile file that exists is finished, so reruns and resumed runs skip it.
+thread and writes its rows to one tile file (``layergw.layout.tile``) at once; a tile
+file that exists is finished, so reruns and resumed runs reuse it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 import ray
+
+from layergw import layout
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,35 @@ def make_cross_tiles(n_a: int, n_b: int, size: int) -> list[Tile]:
             for i0 in range(0, n_a, size) for j0 in range(0, n_b, size)]
 
 
-def tile_path(model: str, measure_key: str, tile: Tile) -> str:
-    return f"pairs/{model}/{measure_key}/tile-{tile.i0:04d}-{tile.j0:04d}.parquet"
+@dataclass(frozen=True)
+class Side:
+    """One side of a tile's pairs: the model, its layer names and which layers' geometry the
+    task receives (in this order)."""
+
+    model: str
+    seed: int
+    checkpoint: str
+    names: tuple[str, ...]
+    layer_ids: tuple[int, ...]
 
 
-def cross_tile_path(model_a: str, model_b: str, measure_key: str, tile: Tile) -> str:
-    return f"cross/{model_a}/{model_b}/{measure_key}/tile-{tile.i0:04d}-{tile.j0:04d}.parquet"
+@dataclass(frozen=True)
+class TileJob:
+    """Everything a tile task needs besides the geometry: where to write, which pairs (i of
+    side a, j of side b), the measure and what every row records."""
+
+    path: str
+    pairs: tuple[tuple[int, int], ...]
+    a: Side
+    b: Side
+    measure: str
+    params: dict
+    n: int
+    study: str
+    run_id: str
+    config_hash: str
+    code_version: str
+    same_model: bool = True  # b's geometry is a's (within one model's grid)
 
 
 @dataclass(frozen=True)
@@ -86,42 +110,39 @@ def prepare_task(store, rep_path: str, name: str, params: dict) -> Any:
 
 
 @ray.remote(num_cpus=1)
-def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list, *geoms) -> dict:
+def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     """Compare every pair of one tile and write the tile's rows in one atomic file.
 
-    Within one model, ``layer_ids`` index ``geoms``. For a cross tile, ``meta["b"]`` holds
-    model b's id, seed, checkpoint, names and layer ids, whose geometry follows a's in ``geoms``.
+    ``geoms`` holds side a's geometry in ``job.a.layer_ids`` order, then (for two models)
+    side b's in ``job.b.layer_ids`` order.
     """
     from threadpoolctl import threadpool_limits
 
     from layergw.results import PAIRS, table
 
-    m = build_measure(meta["measure"], meta["params"])
-    geom = dict(zip(layer_ids, geoms))
-    names = meta["names"]
-    b = meta.get("b") or {"model": meta["model"], "seed": meta["seed"], "checkpoint": meta["checkpoint"],
-                          "names": names}
-    geom_b = dict(zip(b["layer_ids"], geoms[len(layer_ids):])) if "layer_ids" in b else geom
+    m = build_measure(job.measure, job.params)
+    geom_a = dict(zip(job.a.layer_ids, geoms))
+    geom_b = geom_a if job.same_model else dict(zip(job.b.layer_ids, geoms[len(job.a.layer_ids):]))
     rows, errors, t0 = [], 0, time.perf_counter()
     with threadpool_limits(limits=1):
-        for i, j in pairs:
+        for i, j in job.pairs:
             row = {
-                "study": meta["study"], "run_id": meta["run_id"],
-                "model_a": meta["model"], "seed_a": meta["seed"], "checkpoint_a": meta["checkpoint"],
-                "layer_a": names[i], "layer_a_index": i,
-                "model_b": b["model"], "seed_b": b["seed"], "checkpoint_b": b["checkpoint"],
-                "layer_b": b["names"][j], "layer_b_index": j,
-                "measure": meta["measure"], "params": json.dumps(m.params(), sort_keys=True), "kind": m.kind,
-                "value": None, "n_samples": meta["n"], "iterations": None, "converged": None,
-                "seconds": None, "error": None, "config_hash": meta["config_hash"], "code_version": meta["code_version"],
+                "study": job.study, "run_id": job.run_id,
+                "model_a": job.a.model, "seed_a": job.a.seed, "checkpoint_a": job.a.checkpoint,
+                "layer_a": job.a.names[i], "layer_a_index": i,
+                "model_b": job.b.model, "seed_b": job.b.seed, "checkpoint_b": job.b.checkpoint,
+                "layer_b": job.b.names[j], "layer_b_index": j,
+                "measure": job.measure, "params": m.params_json, "kind": m.kind,
+                "value": None, "n_samples": job.n, "iterations": None, "converged": None,
+                "seconds": None, "error": None, "config_hash": job.config_hash, "code_version": job.code_version,
                 "spread": None,
             }
-            failed = [g.message for g in (geom[i], geom_b[j]) if isinstance(g, PrepareFailed)]
+            failed = [g.message for g in (geom_a[i], geom_b[j]) if isinstance(g, PrepareFailed)]
             if failed:
                 row["error"] = "; ".join(failed)
             else:
                 try:
-                    c = m.compare(geom[i], geom_b[j])
+                    c = m.compare(geom_a[i], geom_b[j])
                     row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
                                seconds=float(c.seconds), spread=c.spread)
                     if not np.isfinite(c.value):
@@ -130,8 +151,8 @@ def compare_tile_task(store, path: str, meta: dict, pairs: list, layer_ids: list
                     row["error"] = f"{type(e).__name__}: {e}"
             errors += row["error"] is not None
             rows.append(row)
-    store.write_table(path, table(rows, PAIRS))
-    return {"path": path, "pairs": len(rows), "errors": errors, "seconds": time.perf_counter() - t0}
+    store.write_table(job.path, table(rows, PAIRS))
+    return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": time.perf_counter() - t0}
 
 
 class GeometryCache:
@@ -145,8 +166,8 @@ class GeometryCache:
     def ref(self, model: str, measure, index: int) -> ray.ObjectRef:
         key = (model, measure.key, index)
         if key not in self.refs:
-            path = f"reps/{model}/{index}.npy"
-            self.refs[key] = prepare_task.remote(self.store, path, measure.name, dict(measure.params))
+            self.refs[key] = prepare_task.remote(self.store, layout.rep(model, index), measure.name,
+                                                 dict(measure.params))
             self.prepared += 1
         return self.refs[key]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layergw.registry import suggest
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -46,15 +49,15 @@ class ModelSpec(Strict):
         return v
 
 
-class ProbeSpec(Strict):
-    n: int = Field(256, description="number of probe inputs (seeded subsample)")
+class InputsSpec(Strict):
+    n: int = Field(256, description="number of inputs every model runs (a seeded subsample)")
     seed: int = 0
 
     @field_validator("n")
     @classmethod
     def _n(cls, v: int) -> int:
         if v < 3:
-            raise ValueError(f"probe.n must be at least 3, got {v}")
+            raise ValueError(f"inputs.n must be at least 3, got {v}")
         return v
 
 
@@ -62,23 +65,61 @@ class MeasureSpec(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
+    def resolved(self):
+        """The measure object: every parameter, defaults included (a ValueError for unknown ones)."""
+        from layergw import measures
+
+        return measures.get(self.name, **self.params)
+
     @property
     def key(self) -> str:
-        """Folder-safe name: the measure name plus a short hash of non-default params."""
-        if not self.params:
-            return self.name
-        h = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.name}-{h}"
+        """The variant's folder name: the name and a hash of the full resolved parameters."""
+        return self.resolved().key
+
+    @property
+    def params_json(self) -> str:
+        """The full resolved parameters as stored in result rows' ``params``."""
+        return self.resolved().params_json
+
+
+#: old train-job kinds -> (family, recipe)
+_KIND_RECIPES = {"modsum": ("modsum", "train"), "image": ("resnet9", "train"), "finetune": ("hf", "finetune"),
+                 "lm": ("hf", "lm")}
 
 
 class TrainJob(Strict):
     """A job that makes checkpoints before extraction (README, "Training in a study")."""
 
     id: str = Field(description="job id; models refer to its checkpoints as train:<id>[/<label>|/*]")
-    kind: Literal["modsum", "finetune", "image", "lm"]
-    params: dict[str, Any] = Field(default_factory=dict, description="the kind's training parameters")
+    family: str = Field(description="model family whose recipe trains (modsum, resnet9, hf)")
+    recipe: str | None = Field(None, description="the family's training recipe (hf: finetune or lm); "
+                               "none: the family's default")
+    params: dict[str, Any] = Field(default_factory=dict, description="the recipe's training parameters")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     num_gpus: float | None = Field(None, ge=0, description="GPUs per task; default 1 on a GPU cluster (0 for modsum)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_recipe(cls, data: Any) -> Any:
+        """``kind: finetune`` (before families trained) is ``family: hf, recipe: finetune``; no
+        recipe is the family's default one."""
+        if isinstance(data, dict) and "kind" in data:
+            data = dict(data)
+            kind = data.pop("kind")
+            if kind not in _KIND_RECIPES:
+                raise ValueError(f"kind must be one of {', '.join(_KIND_RECIPES)} (or use family and recipe), "
+                                 f"got {kind!r}")
+            family, recipe = _KIND_RECIPES[kind]
+            log.warning("train job %r: 'kind: %s' is deprecated; write 'family: %s, recipe: %s'",
+                        data.get("id"), kind, family, recipe)
+            data.setdefault("family", family)
+            data.setdefault("recipe", recipe)
+        if isinstance(data, dict) and isinstance(data.get("family"), str):
+            from layergw import families
+
+            data = dict(data)
+            data["recipe"] = families.get(data["family"]).recipe_name(data.get("recipe"))
+        return data
 
     @field_validator("id")
     @classmethod
@@ -138,7 +179,7 @@ class StudyConfig(Strict):
     store: str = Field("./runs", description="root URI: a path, file://, s3://bucket/prefix[?endpoint_override=host:port&scheme=http]")
     train: list[TrainJob] = Field(default_factory=list)
     models: list[ModelSpec]
-    probe: ProbeSpec = ProbeSpec()
+    inputs: InputsSpec = InputsSpec()
     measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")])
     compare: CompareSpec = CompareSpec()
     grouping: GroupingSpec = GroupingSpec()
@@ -146,12 +187,36 @@ class StudyConfig(Strict):
     skip: list[SkipSpec] = Field(default_factory=list, description="skip-intervention checks of causal LMs")
     ray: RaySpec = RaySpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """``probe: {n, seed}`` (before "probe" named only the probe measures) is ``inputs``."""
+        if isinstance(data, dict) and "probe" in data:
+            data = dict(data)
+            if "inputs" in data:
+                raise ValueError("probe and inputs are the same setting (probe is its old name); give only inputs")
+            log.warning("config key 'probe' is deprecated; it is now 'inputs' (the same n and seed)")
+            data["inputs"] = data.pop("probe")
+        return data
+
     @field_validator("measures", mode="before")
     @classmethod
     def _measures(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"name": m} if isinstance(m, str) else m for m in v]
-        return v
+        """Strings become ``{name: ...}``; two spellings of one variant (``gw`` and ``gw`` with its
+        defaults written out) are one measure, kept once in its first spelling."""
+        if not isinstance(v, list):
+            return v
+        out, seen = [], {}
+        for i, m in enumerate(v):
+            m = {"name": m} if isinstance(m, str) else m
+            key = _variant_key(m)
+            if key is not None and key in seen:
+                log.info("measures[%d] is the same variant as measures[%d]; computing it once", i, seen[key])
+                continue
+            if key is not None:
+                seen[key] = i
+            out.append(m)
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
@@ -161,9 +226,6 @@ class StudyConfig(Strict):
             raise ValueError(f"models: duplicate model ids {dup}")
         if not self.models:
             raise ValueError("models: at least one model is needed")
-        keys = [m.key for m in self.measures]
-        if len(set(keys)) != len(keys):
-            raise ValueError("measures: the same measure with the same params is listed twice")
         for i, m in enumerate(self.models):
             if m.seeds is not None and not m.checkpoint.startswith("train:"):
                 raise ValueError(f"models[{i}] ({m.id}): seeds needs a train:<job> checkpoint (one model per seed "
@@ -197,9 +259,11 @@ class StudyConfig(Strict):
         """What determines the representations and the tiling: models (with checkpoint
         fingerprints), probe set, tile size. Defaults are left out so that a new optional
         field does not change existing run ids."""
-        from layergw.models import fingerprint
+        from layergw.families import fingerprint
 
-        d = self.model_dump(include={"models", "probe", "compare"}, exclude_defaults=True)
+        d = self.model_dump(include={"models", "inputs", "compare"}, exclude_defaults=True)
+        if "inputs" in d:
+            d["probe"] = d.pop("inputs")  # its name before the rename: run ids stay
         jobs = {j.id: j for j in self.train}
         d.get("compare", {}).pop("max_in_flight", None)
         d.get("compare", {}).pop("cross", None)  # like measures: adding a cross pair reuses the run
@@ -221,12 +285,25 @@ class StudyConfig(Strict):
 
     def results_hash(self, measure: "MeasureSpec | None" = None) -> str:
         """Hash of what determines one measure's pair values (all measures when none)."""
-        d = {"inputs": self._inputs(), "measures": [m.model_dump() for m in ([measure] if measure else self.measures)]}
+        chosen = [measure] if measure else self.measures
+        d = {"inputs": self._inputs(), "measures": [{"name": m.name, "params": json.loads(m.params_json)} for m in chosen]}
         return _digest(d)[:16]
 
     @property
     def resolved_run_id(self) -> str:
         return self.run_id or self.default_run_id()
+
+
+def _variant_key(m: Any) -> str | None:
+    """A measure entry's resolved key, or None when it is not valid (check_plan reports it)."""
+    from layergw import measures
+
+    if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("params", {}), dict):
+        return None
+    try:
+        return measures.get(m["name"], **m.get("params", {})).key
+    except (ValueError, TypeError):
+        return None
 
 
 def _digest(d: Any) -> str:
@@ -273,7 +350,7 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ConfigError(f"override {item!r} is not key=value (for example probe.n=128)")
+        raise ConfigError(f"override {item!r} is not key=value (for example inputs.n=128)")
     key, raw = item.split("=", 1)
     if not key:
         raise ConfigError(f"override {item!r} has an empty key")
@@ -284,6 +361,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = json.loads(json.dumps(data))
     for item in overrides:
         path, value = parse_override(item)
+        if path[0] == "probe" and "probe" not in data:
+            log.warning("override %r: 'probe' is deprecated; it is now 'inputs'", item)
+            path[0] = "inputs"
         node: Any = data
         for i, part in enumerate(path[:-1]):
             if isinstance(node, list):

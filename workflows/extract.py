@@ -1,80 +1,123 @@
 """Extraction stage: one Ray task per model writes every point's (n, d) float32 to the store.
 
-``reps/<model>/done.json`` is written last, so its presence means the model is complete
-and a rerun skips it.
+The model's manifest (``reps/<model>/done.json``) is written last, so its presence means
+the model is complete and a rerun skips it.
 """
 from __future__ import annotations
 
 import logging
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ray
 
-from workflows.config import ModelSpec, ProbeSpec
+from layergw import layout
+from workflows.config import InputsSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def reps_dir(model_id: str) -> str:
-    return f"reps/{model_id}"
+@dataclass(frozen=True)
+class PointRow:
+    """One extracted representation point (a row of POINTS)."""
+
+    model: str
+    layer: str
+    layer_index: int
+    display: str
+    block: int
+    role: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the extraction of one model produced: its points, n, targets and the model's facts."""
+
+    model: str
+    n: int
+    inputs_seed: int
+    points: tuple[PointRow, ...]
+    targets: tuple[str, ...]
+    device: str
+    seconds: float
+    describe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.layer for p in self.points]
+
+    @property
+    def displays(self) -> dict[int, str]:
+        return {p.layer_index: p.display for p in self.points}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Manifest:
+        d = dict(d)
+        d["inputs_seed"] = d.pop("inputs_seed", d.pop("probe_seed", 0))
+        d.pop("skipped", None)
+        d["points"] = tuple(PointRow(**p) for p in d["points"])
+        d["targets"] = tuple(d["targets"])
+        return cls(**d)
 
 
 @ray.remote(num_cpus=1)
-def extract_model(spec: ModelSpec, probe: ProbeSpec, store) -> dict:
-    """Extract, validate and store one model's representations and targets; return its manifest.
+def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest, bool]:
+    """Extract, validate and store one model's representations and targets; return its
+    manifest and whether it was already there.
 
     Points are numbered by their position among the selected points (depth order), which
     is the model's own numbering when all points are taken.
     """
-    from layergw import measures, models
-    from layergw.data.modsum import probe_indices
+    from layergw import families, measures
+    from layergw.inputs import input_indices
+    from layergw.points import select_points, with_pooling
+    from layergw.torchkit.device import resolve_device
 
-    base = reps_dir(spec.id)
-    if store.exists(f"{base}/done.json"):
-        manifest = store.read_json(f"{base}/done.json")
-        manifest["skipped"] = True
-        return manifest
+    if store.exists(layout.extracted(spec.id)):
+        return Manifest.from_json(store.read_json(layout.extracted(spec.id))), True
     t0 = time.perf_counter()
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device("auto")
+    family = families.get(spec.family)
     checkpoint = spec.checkpoint
     with tempfile.TemporaryDirectory(prefix="layergw-ckpt-") as tmp:
         if checkpoint.startswith("train:"):
             from workflows.train import local_checkpoint
 
-            checkpoint = local_checkpoint(store, checkpoint, spec.family, Path(tmp))
-        adapter = models.get(spec.family, checkpoint=checkpoint, **spec.params)
-    points = models.with_pooling(models.select_points(adapter.points(), spec.points, model=spec.id), spec.pooling)
-    indices = probe_indices(adapter.n_inputs(), probe.n, probe.seed)
-    reps = adapter.extract(indices, points, device=device)
+            checkpoint = local_checkpoint(store, checkpoint, family, Path(tmp))
+        model = family.load(checkpoint, **spec.params)
+    points = with_pooling(select_points(model.points(), spec.points, model=spec.id), spec.pooling)
+    indices = input_indices(model.n_inputs(), inputs.n, inputs.seed)
+    reps = model.extract(indices, points, device=device)
     rows = []
     for k, p in enumerate(points):
         X = reps[p.name]
         measures.check_representation(X, label=f"model {spec.id!r}, point {p.name!r}")
-        store.write_array(f"{base}/{k}.npy", X)
-        rows.append({"model": spec.id, "layer": p.name, "layer_index": k, "display": p.display,
-                     "block": p.block if p.block is not None else -1, "role": p.role, "dim": int(X.shape[1])})
-    targets = adapter.targets(indices) if spec.targets else {}
+        store.write_array(layout.rep(spec.id, k), X)
+        rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
+                             int(X.shape[1])))
+    targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
-        store.write_array(f"{base}/targets/{name}.npy", Y)
-    manifest = {"model": spec.id, "n": int(len(indices)), "probe_seed": probe.seed, "points": rows,
-                "targets": sorted(targets), "device": device, "seconds": time.perf_counter() - t0,
-                "describe": adapter.describe()}
-    store.write_json(f"{base}/done.json", manifest)
-    manifest["skipped"] = False
-    return manifest
+        store.write_array(layout.target_rep(spec.id, name), Y)
+    manifest = Manifest(spec.id, int(len(indices)), inputs.seed, tuple(rows), tuple(sorted(targets)), device,
+                        time.perf_counter() - t0, model.describe())
+    store.write_json(layout.extracted(spec.id), manifest.to_json())
+    return manifest, False
 
 
-def run_extract(specs: list[ModelSpec], probe: ProbeSpec, store, num_gpus: float = 0.0) -> dict[str, dict]:
+def run_extract(specs: list[ModelSpec], inputs: InputsSpec, store, num_gpus: float = 0.0) -> dict[str, Manifest]:
     """Extract every model in parallel; model id -> manifest."""
     task = extract_model.options(num_gpus=num_gpus) if num_gpus else extract_model
-    refs = {s.id: task.remote(s, probe, store) for s in specs}
+    refs = {s.id: task.remote(s, inputs, store) for s in specs}
     out = {}
     for mid, ref in refs.items():
-        out[mid] = ray.get(ref)
-        state = "already extracted, skipped" if out[mid]["skipped"] else f"extracted in {out[mid]['seconds']:.1f}s"
-        log.info("%s: %d points, n=%d, %s", mid, len(out[mid]["points"]), out[mid]["n"], state)
+        out[mid], reused = ray.get(ref)
+        state = "already extracted, reused" if reused else f"extracted in {out[mid].seconds:.1f}s"
+        log.info("%s: %d points, n=%d, %s", mid, len(out[mid].points), out[mid].n, state)
     return out

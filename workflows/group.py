@@ -1,16 +1,8 @@
 """Group stage (driver): stored pair tiles -> L x L matrix -> spectral groups -> GROUPS rows."""
 from __future__ import annotations
 
-import json
-
+from layergw import layout
 from workflows.config import GroupingSpec, MeasureSpec
-
-
-def measure_params(measure: MeasureSpec) -> str:
-    """The measure's full parameters as stored in result rows' ``params`` (as in PAIRS)."""
-    from layergw import measures
-
-    return json.dumps(measures.get(measure.name, **measure.params).params(), sort_keys=True)
 
 
 def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display: dict[int, str],
@@ -19,9 +11,9 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
     from layergw.grouping import group_layers, pair_kind, pair_matrix
     from layergw.results import PAIRS
 
-    pairs = run.read_tables(f"pairs/{model}/{measure.key}", PAIRS)
+    pairs = run.read_tables(layout.pairs_dir(model, measure.key), PAIRS)
     if pairs is None:
-        raise ValueError(f"no pair results under pairs/{model}/{measure.key}")
+        raise ValueError(f"no pair results under {layout.pairs_dir(model, measure.key)}")
     kind = pair_kind(pairs, model, measure.name)
     M = pair_matrix(pairs, model, measure.name, len(names))
     try:
@@ -30,7 +22,7 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
         why = failed_pairs_summary(pairs, model, measure.name)
         raise ValueError(f"{e}; {why}" if why else str(e)) from e
     return g.to_rows(model, measure.name, names, [display[i] for i in range(len(names))],
-                     params=measure_params(measure))
+                     params=measure.params_json)
 
 
 def failed_pairs_summary(pairs, model: str, measure: str) -> str:

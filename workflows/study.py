@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from layergw import layout
 from layergw.registry import suggest
 from workflows.config import ConfigError, MeasureSpec, StudyConfig
+from workflows.extract import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ class RunResult:
     run_uri: str
     report_uri: str
     tiles_total: int = 0
-    tiles_skipped: int = 0
+    tiles_reused: int = 0
     failures: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -33,15 +35,15 @@ class Plan:
     total: int = 0
     done: int = 0
     tiles_total: int = 0
-    tiles_skipped: int = 0
+    tiles_reused: int = 0
 
 
 def check_plan(cfg: StudyConfig) -> None:
     """Fail before any cluster work on an unknown measure, parameter, model family or train job."""
-    from layergw import measures, models
-    from workflows.train import check_refs
+    from layergw import families, measures
+    from workflows.train import check_jobs
 
-    check_refs(cfg)
+    check_jobs(cfg)
 
     specs: list[tuple[str, MeasureSpec]] = [(f"measures[{i}]", m) for i, m in enumerate(cfg.measures)]
     if cfg.targets.enabled:
@@ -57,25 +59,25 @@ def check_plan(cfg: StudyConfig) -> None:
                 "target, so it cannot compare two layers; use it as targets.measure")
     for i, spec in enumerate(cfg.models):
         try:
-            models.MODELS.factory(spec.family)
-            valid = [p for p in models.MODELS.parameters(spec.family) if p != "checkpoint"]
+            family = families.get(spec.family)
+            valid = family.load_parameters()
             for key in spec.params:
                 if key not in valid:
                     raise ValueError(f"model family {spec.family!r} has no parameter {key!r}"
                                      f"{suggest(key, valid)}; valid params: {', '.join(valid) or '(none)'}")
             if not spec.checkpoint.startswith("train:"):
-                models.fingerprint(spec.family, spec.checkpoint)
+                family.fingerprint(spec.checkpoint)
         except ValueError as e:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None
 
 
-def check_group_count(cfg: StudyConfig, manifests: dict[str, dict]) -> None:
+def check_group_count(cfg: StudyConfig, manifests: dict[str, Manifest]) -> None:
     """A fixed ``grouping.k`` must fit every model: fail after extraction, when the points
     are known, rather than after the comparisons."""
     k = cfg.grouping.k
     if k is None:
         return
-    small = {mid: len(m["points"]) for mid, m in manifests.items() if len(m["points"]) < k}
+    small = {mid: len(m.points) for mid, m in manifests.items() if len(m.points) < k}
     if small:
         listed = ", ".join(f"{mid} ({n})" for mid, n in small.items())
         raise ConfigError(f"grouping.k={k} is more groups than these models have points: {listed}; "
@@ -84,15 +86,15 @@ def check_group_count(cfg: StudyConfig, manifests: dict[str, dict]) -> None:
 
 def check_layout(run, cfg: StudyConfig) -> None:
     """A run folder keeps one tiling: tiles of another size would overlap finished ones."""
-    layout = {"tile_size": cfg.compare.tile_size}
-    if run.exists("layout.json"):
-        old = run.read_json("layout.json")
-        if old.get("tile_size") != layout["tile_size"]:
+    tiling = {"tile_size": cfg.compare.tile_size}
+    if run.exists(layout.TILING):
+        old = run.read_json(layout.TILING)
+        if old.get("tile_size") != tiling["tile_size"]:
             raise ConfigError(
                 f"run folder {run.url()} was tiled with compare.tile_size={old.get('tile_size')}, "
-                f"this config has {layout['tile_size']}; use the same tile size, or another run_id")
+                f"this config has {tiling['tile_size']}; use the same tile size, or another run_id")
     else:
-        run.write_json("layout.json", layout)
+        run.write_json(layout.TILING, tiling)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -102,41 +104,46 @@ def _progress_bar(total: int, initial: int, enabled: bool):
                 mininterval=1.0, dynamic_ncols=True)
 
 
-def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id: str, version: str) -> Plan:
+def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list[int]):
+    from workflows.compare import Side
+
+    return Side(model, seed, checkpoint, tuple(man.names), tuple(layer_ids))
+
+
+def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str) -> Plan:
     """Compare work for every model and measure: one item per tile not yet in the store."""
-    from workflows.compare import WorkItem, compare_tile_task, make_tiles, tile_path
+    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_tiles
 
     plan = Plan()
-    hashes = {m.key: cfg.results_hash(m) for m in cfg.measures}
     for spec in cfg.models:
         man = manifests[spec.id]
-        names = [p["layer"] for p in man["points"]]
         for measure in cfg.measures:
-            meta = {"study": cfg.study, "run_id": run_id, "model": spec.id, "seed": spec.seed,
-                    "checkpoint": spec.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
-                    "n": man["n"], "config_hash": hashes[measure.key], "code_version": version, "names": names}
-            done = set(run.list_files(f"pairs/{spec.id}/{measure.key}", ".parquet"))
-            for tile in make_tiles(len(names), cfg.compare.tile_size):
-                path = tile_path(spec.id, measure.key, tile)
+            key = measure.key
+            done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
+            for tile in make_tiles(len(man.points), cfg.compare.tile_size):
+                path = layout.tile(spec.id, key, tile.i0, tile.j0)
                 plan.tiles_total += 1
                 plan.total += len(tile.pairs)
                 if path in done:
-                    plan.tiles_skipped += 1
+                    plan.tiles_reused += 1
                     plan.done += len(tile.pairs)
                     continue
+                side = _side(spec.id, spec.seed, spec.checkpoint_label, man, tile.layers)
+                job = TileJob(path, tile.pairs, side, side, measure.name, dict(measure.params), man.n, cfg.study,
+                              run_id, cfg.results_hash(measure), version)
 
-                def submit(spec=spec, measure=measure, path=path, meta=meta, tile=tile):
-                    geoms = [cache.ref(spec.id, measure, k) for k in tile.layers]
-                    return compare_tile_task.remote(run, path, meta, list(tile.pairs), tile.layers, *geoms)
+                def submit(spec=spec, measure=measure, job=job):
+                    geoms = [cache.ref(spec.id, measure, k) for k in job.a.layer_ids]
+                    return compare_tile_task.remote(run, job, *geoms)
 
-                plan.items.append(WorkItem((spec.id, measure.key), len(tile.pairs), submit, f"{spec.id}/{measure.key} {path}"))
+                plan.items.append(WorkItem((spec.id, key), len(tile.pairs), submit, f"{spec.id}/{key} {path}"))
     return plan
 
 
-def plan_cross(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id: str, version: str,
+def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
                plan: Plan) -> None:
     """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
-    from workflows.compare import WorkItem, compare_tile_task, cross_tile_path, make_cross_tiles
+    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_cross_tiles
 
     specs = {s.id: s for s in cfg.models}
     for c in cfg.compare.cross:
@@ -147,40 +154,36 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, dict], cache, run_id:
                                   f"{', '.join(s for s in specs if s.startswith(mid))}")
         sa, sb = specs[c.a], specs[c.b]
         ma, mb = manifests[c.a], manifests[c.b]
-        if ma["n"] != mb["n"]:
-            raise ConfigError(f"compare.cross ({c.a}, {c.b}): the models were probed on different inputs "
-                              f"(n={ma['n']} vs n={mb['n']}); cross comparisons need the same probe set")
-        names_a = [p["layer"] for p in ma["points"]]
-        names_b = [p["layer"] for p in mb["points"]]
+        if ma.n != mb.n:
+            raise ConfigError(f"compare.cross ({c.a}, {c.b}): the models ran different inputs "
+                              f"(n={ma.n} vs n={mb.n}); cross comparisons need the same input set")
         for measure in cfg.measures:
-            b = {"model": c.b, "seed": sb.seed, "checkpoint": sb.checkpoint_label, "names": names_b}
-            meta = {"study": cfg.study, "run_id": run_id, "model": c.a, "seed": sa.seed,
-                    "checkpoint": sa.checkpoint_label, "measure": measure.name, "params": dict(measure.params),
-                    "n": ma["n"], "config_hash": cfg.results_hash(measure), "code_version": version,
-                    "names": names_a, "b": b}
-            done = set(run.list_files(f"cross/{c.a}/{c.b}/{measure.key}", ".parquet"))
-            for tile in make_cross_tiles(len(names_a), len(names_b), cfg.compare.tile_size):
-                path = cross_tile_path(c.a, c.b, measure.key, tile)
+            key = measure.key
+            done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
+            for tile in make_cross_tiles(len(ma.points), len(mb.points), cfg.compare.tile_size):
+                path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)
                 plan.tiles_total += 1
                 plan.total += len(tile.pairs)
                 if path in done:
-                    plan.tiles_skipped += 1
+                    plan.tiles_reused += 1
                     plan.done += len(tile.pairs)
                     continue
-                rows_a = sorted({i for i, _ in tile.pairs})
-                cols_b = sorted({j for _, j in tile.pairs})
+                job = TileJob(path, tile.pairs,
+                              _side(c.a, sa.seed, sa.checkpoint_label, ma, sorted({i for i, _ in tile.pairs})),
+                              _side(c.b, sb.seed, sb.checkpoint_label, mb, sorted({j for _, j in tile.pairs})),
+                              measure.name, dict(measure.params), ma.n, cfg.study, run_id, cfg.results_hash(measure),
+                              version, same_model=False)
 
-                def submit(measure=measure, path=path, meta=meta, tile=tile, rows_a=rows_a, cols_b=cols_b, c=c):
-                    geoms = [cache.ref(c.a, measure, i) for i in rows_a] + [cache.ref(c.b, measure, j) for j in cols_b]
-                    tile_meta = {**meta, "b": {**meta["b"], "layer_ids": cols_b}}
-                    return compare_tile_task.remote(run, path, tile_meta, list(tile.pairs), rows_a, *geoms)
+                def submit(measure=measure, job=job, c=c):
+                    geoms = ([cache.ref(c.a, measure, i) for i in job.a.layer_ids]
+                             + [cache.ref(c.b, measure, j) for j in job.b.layer_ids])
+                    return compare_tile_task.remote(run, job, *geoms)
 
-                plan.items.append(WorkItem((c.a, measure.key), len(tile.pairs), submit,
-                                           f"{c.a} x {c.b}/{measure.key} {path}",
-                                           also_uses=((c.b, measure.key),)))
+                plan.items.append(WorkItem((c.a, key), len(tile.pairs), submit, f"{c.a} x {c.b}/{key} {path}",
+                                           also_uses=((c.b, key),)))
 
 
-def plan_targets(cfg: StudyConfig, run, manifests: dict[str, dict], cache, plan: Plan) -> None:
+def plan_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, plan: Plan) -> None:
     """Target work: one item per (model, target) whose table is not yet in the store."""
     from layergw.results import TARGETS, table
     from workflows.compare import WorkItem
@@ -189,49 +192,43 @@ def plan_targets(cfg: StudyConfig, run, manifests: dict[str, dict], cache, plan:
     tm = cfg.targets.measure
     for spec in cfg.models:
         man = manifests[spec.id]
-        for target in man["targets"]:
-            out = target_path(spec.id, tm, target)
-            plan.total += len(man["points"])
+        for target in man.targets:
+            out = layout.target_table(spec.id, tm.key, target)
+            plan.total += len(man.points)
             if run.exists(out):
-                plan.done += len(man["points"])
+                plan.done += len(man.points)
                 continue
 
             def submit(spec=spec, target=target, man=man):
-                geoms = [cache.ref(spec.id, tm, p["layer_index"]) for p in man["points"]]
-                return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man["points"], *geoms)
+                geoms = [cache.ref(spec.id, tm, p.layer_index) for p in man.points]
+                return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man.points, *geoms)
 
             def on_done(rows, out=out):
                 run.write_table(out, table(rows, TARGETS))
 
-            plan.items.append(WorkItem((spec.id, tm.key), len(man["points"]), submit,
+            plan.items.append(WorkItem((spec.id, tm.key), len(man.points), submit,
                                        f"target {target} of {spec.id}", on_done, first=True))
 
 
-def target_path(model: str, measure: MeasureSpec, target: str) -> str:
-    return f"targets/{model}/{measure.key}/{target}.parquet"
-
-
-def write_groups(cfg: StudyConfig, run, manifests: dict[str, dict]) -> list[str]:
-    """Group every model under every measure into groups.parquet; return what was skipped and why."""
+def write_groups(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> list[str]:
+    """Group every model under every measure into groups.parquet; return what was left out and why."""
     from layergw.results import GROUPS, table
     from workflows.group import group_rows
 
-    rows, skipped = [], []
+    rows, left_out = [], []
     for spec in cfg.models:
-        points = manifests[spec.id]["points"]
-        display = {p["layer_index"]: p["display"] for p in points}
-        names = [p["layer"] for p in points]
+        man = manifests[spec.id]
         for measure in cfg.measures:
             try:
-                rows += group_rows(run, spec.id, measure, names, display, cfg.grouping)
+                rows += group_rows(run, spec.id, measure, man.names, man.displays, cfg.grouping)
             except ValueError as e:
-                skipped.append(f"groups of {spec.id}/{measure.key}: {e}")
-                log.warning("%s", skipped[-1])
-    run.write_table("groups.parquet", table(rows, GROUPS))
-    return skipped
+                left_out.append(f"groups of {spec.id}/{measure.key}: {e}")
+                log.warning("%s", left_out[-1])
+    run.write_table(layout.GROUPS, table(rows, GROUPS))
+    return left_out
 
 
-def write_targets(cfg: StudyConfig, run, manifests: dict[str, dict]) -> None:
+def write_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> None:
     """Gather this config's per-target tables into targets.parquet."""
     import pyarrow as pa
 
@@ -239,10 +236,11 @@ def write_targets(cfg: StudyConfig, run, manifests: dict[str, dict]) -> None:
 
     if not cfg.targets.enabled:
         return
-    parts = [run.read_table(target_path(spec.id, cfg.targets.measure, t))
-             for spec in cfg.models for t in manifests[spec.id]["targets"]]
+    key = cfg.targets.measure.key
+    parts = [run.read_table(layout.target_table(spec.id, key, t)) for spec in cfg.models
+             for t in manifests[spec.id].targets]
     if parts:
-        run.write_table("targets.parquet", pa.concat_tables([p.select(TARGETS.names).cast(TARGETS) for p in parts]))
+        run.write_table(layout.TARGETS, pa.concat_tables([p.select(TARGETS.names).cast(TARGETS) for p in parts]))
 
 
 def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | None = None,
@@ -252,9 +250,10 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     from layergw.results import POINTS, table
     from layergw.store import ResultStore
     from workflows.compare import GeometryCache, run_items
+    from workflows.diagnose import run_diagnose
     from workflows.extract import run_extract
-    from workflows.train import expand_models, run_train
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
+    from workflows.train import expand_models, run_train
 
     check_plan(cfg)
     timings: dict[str, float] = {}
@@ -265,7 +264,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     run = root.child(cfg.study, run_id)
     check_layout(run, cfg)
     version = code_version()
-    run.write_json("config.json", {"config": cfg.model_dump(mode="json"), "results_hash": cfg.results_hash(),
+    run.write_json(layout.CONFIG, {"config": cfg.model_dump(mode="json"), "results_hash": cfg.results_hash(),
                                    "code_version": version, "run_id": run_id})
     log.info("run %s -> %s", run_id, run.url())
 
@@ -280,11 +279,11 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         timings["train"] = time.perf_counter() - t
     expanded, series = expand_models(cfg, run)
     cfg = cfg.model_copy(update={"models": expanded, "run_id": run_id})
-    run.write_json("series.json", series)
+    run.write_json(layout.SERIES, series)
 
     t = time.perf_counter()
-    manifests = run_extract(cfg.models, cfg.probe, run, num_gpus=gpus)
-    run.write_table("points.parquet", table([r for m in manifests.values() for r in m["points"]], POINTS))
+    manifests = run_extract(cfg.models, cfg.inputs, run, num_gpus=gpus)
+    run.write_table(layout.POINTS, table([asdict(r) for m in manifests.values() for r in m.points], POINTS))
     timings["extract"] = time.perf_counter() - t
     check_group_count(cfg, manifests)
 
@@ -294,9 +293,9 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     plan_cross(cfg, run, manifests, cache, run_id, version, plan)
     if cfg.targets.enabled:
         plan_targets(cfg, run, manifests, cache, plan)
-    if plan.tiles_skipped:
-        log.info("%d of %d tiles already finished in %s, skipping them", plan.tiles_skipped, plan.tiles_total,
-                 run.url("pairs"))
+    if plan.tiles_reused:
+        log.info("%d of %d tiles already finished in %s, reusing them", plan.tiles_reused, plan.tiles_total,
+                 run.url(layout.PAIRS_DIR))
     max_in_flight = cfg.compare.max_in_flight or 2 * cluster_cpus()
     with _progress_bar(plan.total, plan.done, show_progress) as bar:
         failures = run_items(plan.items, cache, max_in_flight, bar.update)
@@ -306,8 +305,12 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     t = time.perf_counter()
     if not failures:
         write_targets(cfg, run, manifests)
-    groups_skipped = write_groups(cfg, run, manifests)
+    groups_left_out = write_groups(cfg, run, manifests)
     timings["group"] = time.perf_counter() - t
+    if not failures:
+        t = time.perf_counter()
+        failures += run_diagnose(cfg, run, manifests)
+        timings["diagnose"] = time.perf_counter() - t
     if cfg.skip and not failures:
         from workflows.skip import run_skip
 
@@ -316,16 +319,16 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         timings["skip"] = time.perf_counter() - t
     timings["total_before_report"] = time.perf_counter() - t_start
     status = {"run_id": run_id, "study": cfg.study, "code_version": version, "timings": timings,
-              "tiles_total": plan.tiles_total, "tiles_skipped": plan.tiles_skipped, "pairs_total": plan.total,
-              "failures": failures, "groups_skipped": groups_skipped,
+              "tiles_total": plan.tiles_total, "tiles_reused": plan.tiles_reused, "pairs_total": plan.total,
+              "failures": failures, "groups_left_out": groups_left_out,
               "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
               "status": "failed" if failures else "complete"}
-    run.write_json("run.json", status)
+    run.write_json(layout.RUN, status)
     t = time.perf_counter()
     report_uri = build_report(run)
     timings["report"] = time.perf_counter() - t
-    run.write_json("run.json", status)
-    result = RunResult(run.uri, report_uri, plan.tiles_total, plan.tiles_skipped, failures, timings)
+    run.write_json(layout.RUN, status)
+    result = RunResult(run.uri, report_uri, plan.tiles_total, plan.tiles_reused, failures, timings)
     if failures:
         raise StudyFailed(f"{len(failures)} task(s) failed; finished work is stored under {run.url()} and a rerun "
                           f"retries only what is missing:\n  " + "\n  ".join(failures[:10]))

@@ -5,23 +5,24 @@ Ray task running it in a worker.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import ray
 
+from layergw import layout
 from workflows.compare import PrepareFailed, build_measure
+from workflows.extract import PointRow
 
 log = logging.getLogger(__name__)
 
 
 def target_rows(store, model: str, target: str, measure_name: str, params: dict,
-                layers: list[dict], geoms: list[Any]) -> list[dict]:
+                layers: list[PointRow], geoms: list[Any]) -> list[dict]:
     """Value of ``measure(layer, target)`` for every layer; rows of the TARGETS schema.
 
     ``geoms[i]`` is the measure's prepared geometry of ``layers[i]`` (or a PrepareFailed);
-    the target is read from ``reps/<model>/targets/<target>.npy`` in ``store``. The layer
+    the target is read from ``layout.target_rep(model, target)`` in ``store``. The layer
     is the first argument of ``compare`` and the target the second, as probe measures
     (``target = True``) expect. Rank 1 is the best value (lowest for a distance, highest
     for a similarity); equal values share the better rank (1, 2, 2, 4), since Resid-Post
@@ -31,8 +32,7 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
     from threadpoolctl import threadpool_limits
 
     m = build_measure(measure_name, params)
-    params_json = json.dumps(m.params(), sort_keys=True)  # as in the pair rows: tells variants apart
-    Y = store.read_array(f"reps/{model}/targets/{target}.npy")
+    Y = store.read_array(layout.target_rep(model, target))
     rows = []
     with threadpool_limits(limits=1):
         gy = m.prepare(Y, label=f"target {target}")
@@ -42,10 +42,10 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
                 try:
                     value = float(m.compare(g, gy).value)
                 except (ValueError, ArithmeticError) as e:
-                    log.warning("target %s vs %s of %s: %s", target, layer["layer"], model, e)
-            rows.append({"model": model, "target": target, "layer": layer["layer"],
-                         "layer_index": layer["layer_index"], "display": layer["display"],
-                         "measure": measure_name, "params": params_json, "value": value, "rank": None})
+                    log.warning("target %s vs %s of %s: %s", target, layer.layer, model, e)
+            rows.append({"model": model, "target": target, "layer": layer.layer,
+                         "layer_index": layer.layer_index, "display": layer.display,
+                         "measure": measure_name, "params": m.params_json, "value": value, "rank": None})
     better_high = m.kind == "similarity"
     ranked = sorted((r for r in rows if r["value"] is not None), key=lambda r: r["value"], reverse=better_high)
     for place, r in enumerate(ranked, start=1):
@@ -56,6 +56,6 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
 
 @ray.remote(num_cpus=1)
 def target_task(store, model: str, target: str, measure_name: str, params: dict,
-                layers: list[dict], *geoms) -> list[dict]:
+                layers: list[PointRow], *geoms) -> list[dict]:
     """Ray task: ``target_rows`` for one (model, target) in a worker."""
     return target_rows(store, model, target, measure_name, params, layers, list(geoms))

@@ -1,12 +1,13 @@
 """Train stage: jobs that make checkpoints (modular sum, fine-tuning, images, small LMs) run as
 Ray tasks before extraction; their checkpoints live in the study's folder of the store.
 
-Layout under ``<store>/<study>/``: ``train/<job>/<job hash>/seed-<s>/<label>/`` per saved
-checkpoint, ``label`` ``final`` or ``step-<k>``, each with a ``metrics.json`` (at least
-``step``; accuracy and F1 where the job evaluates), and ``.../seed-<s>/done.json`` written
-last, so a rerun skips finished jobs. The folder is the study's, not a run's: a run with
-another probe set or other points reuses the trained checkpoints; a changed job (another
-hash) trains again. Models name them as ``checkpoint: train:<job>`` (the last checkpoint),
+A job names a model family and one of its recipes (``Family.recipe``), which writes one
+folder per checkpoint with ``metrics.json`` in the shared ``Metrics`` shape. Layout under
+``<store>/<study>/`` (``layergw.layout.train_seed_dir``): ``train/<job>/<job hash>/seed-<s>/<label>/``
+per saved checkpoint, ``label`` ``final`` or ``step-<k>``, and ``.../seed-<s>/done.json`` written
+last, so a rerun reuses finished jobs. The folder is the study's, not a run's: a run with
+other inputs or other points reuses the trained checkpoints; a changed job (another hash)
+trains again. Models name them as ``checkpoint: train:<job>`` (the last checkpoint),
 ``train:<job>/<label>`` or ``train:<job>/*`` (every checkpoint: a training-dynamics series).
 """
 from __future__ import annotations
@@ -17,11 +18,12 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import ray
 
-from workflows.config import ConfigError, ModelSpec, StudyConfig, TrainJob
+from layergw import layout
+from layergw.families import METRICS_FILE, Family
+from workflows.config import _KIND_RECIPES, ConfigError, ModelSpec, StudyConfig, TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -31,106 +33,11 @@ _STEP = re.compile(r"^step-(\d+)$")
 
 def seed_dir(job_key: str, seed: int) -> str:
     """``job_key`` is ``<job id>/<job hash>`` (see :func:`job_key`)."""
-    return f"train/{job_key}/seed-{seed}"
+    return layout.train_seed_dir(job_key, seed)
 
 
 def job_key(job: TrainJob) -> str:
     return f"{job.id}/{job_fingerprint(job)}"
-
-
-# -- what each kind of job runs ------------------------------------------------------------
-
-
-def _run_modsum(job: TrainJob, seed: int, out: Path, device: str) -> None:
-    from layergw.training import ModSumTrainSpec, save_checkpoint, train_modsum
-
-    try:
-        spec = ModSumTrainSpec(**{"model_id": job.id, **job.params, "seed": seed})
-    except TypeError as e:
-        raise ConfigError(f"train job {job.id!r} (modsum): {e}") from None
-    model, record = train_modsum(spec, device=device, state_path=out / "state.pt", save_every=500)
-    save_checkpoint(model, record, out / "final")
-    last = record["phases"][-1]
-    epochs = sum(p["epochs"] for p in record["phases"])
-    _write_metrics(out / "final", {"step": epochs, "accuracy": last["val_acc"], "train_accuracy": last["train_acc"]})
-    (out / "state.pt").unlink(missing_ok=True)
-
-
-def _spec(cls, job: TrainJob, **fixed):
-    """The kind's spec dataclass from the job's params; a bad key names the valid ones."""
-    import dataclasses
-
-    from layergw.registry import suggest
-
-    valid = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
-    params = {k: v for k, v in job.params.items() if k not in ("train", "eval", "data")}
-    for key in params:
-        if key not in valid:
-            raise ConfigError(f"train job {job.id!r} ({job.kind}): no parameter {key!r}{suggest(key, valid)}; "
-                              f"valid: {', '.join(valid)}")
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    try:
-        return cls(**params, **fixed)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"train job {job.id!r} ({job.kind}): {e}") from None
-
-
-def _text(job: TrainJob, which: str, default: dict) -> object:
-    from layergw.data.text import load_text
-
-    spec = job.params.get(which, default)
-    if not isinstance(spec, dict) or "source" not in spec:
-        raise ConfigError(f"train job {job.id!r}: params.{which} must be a mapping with at least 'source' "
-                          f"(load_text arguments, e.g. {{source: sst2, split: train, max_rows: 4000}}), got {spec!r}")
-    return load_text(**spec)
-
-
-def _run_finetune(job: TrainJob, seed: int, out: Path, device: str) -> None:
-    """Sequence-classification fine-tuning (layergw.finetune): a checkpoint per saved step."""
-    from layergw.finetune import FineTuneSpec, finetune
-
-    spec = _spec(FineTuneSpec, job, id=out.name, seed=seed, device=device)
-    train = _text(job, "train", {"source": "sst2", "split": "train"})
-    evaluation = _text(job, "eval", {"source": "sst2", "split": "dev"})
-    finetune(spec, train, evaluation, out.parent)
-    for metrics_path in out.glob("step-*/metrics.json"):
-        m = json.loads(metrics_path.read_text())
-        m.setdefault("accuracy", m.get("eval_accuracy"))
-        m.setdefault("f1", m.get("eval_f1"))
-        metrics_path.write_text(json.dumps(m, indent=1, sort_keys=True))
-
-
-def _run_image(job: TrainJob, seed: int, out: Path, device: str) -> None:
-    """ResNet9 on an image classification set (layergw.image_training)."""
-    from layergw.image_training import ImageTrainSpec, train_image_classifier
-
-    spec = _spec(ImageTrainSpec, job, model_id=job.id, seed=seed, device=device)
-    record = train_image_classifier(spec, out / "final", overwrite=True)
-    _write_metrics(out / "final", {"step": spec.epochs, "accuracy": record["final_test_acc"],
-                                   "train_accuracy": record["final_train_acc"]})
-
-
-def _run_lm(job: TrainJob, seed: int, out: Path, device: str) -> None:
-    """A small causal LM on local text (layergw.lm_training)."""
-    from layergw.lm_training import CausalLMSpec, train_causal_lm
-
-    spec = _spec(CausalLMSpec, job, model_id="final", seed=seed)
-    data = _text(job, "data", {"source": "yelp", "split": "dev", "max_rows": 20000})
-    record = train_causal_lm(spec, out, list(data.texts))
-    _write_metrics(out / "final", {"step": spec.steps, "perplexity": record.eval_perplexity,
-                                   "unigram_perplexity": record.unigram_perplexity})
-
-
-RUNNERS: dict[str, Callable[[TrainJob, int, Path, str], None]] = {
-    "modsum": _run_modsum, "finetune": _run_finetune, "image": _run_image, "lm": _run_lm}
-
-
-def _write_metrics(folder: Path, metrics: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-
-
-# -- the stage -----------------------------------------------------------------------------
 
 
 @ray.remote(num_cpus=1)
@@ -138,30 +45,36 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
     """Run one job for one seed unless its ``done.json`` exists; return that record.
 
     ``store`` is the study's folder (the parent of the run folders)."""
-    base = seed_dir(job_key(job), seed)
-    if store.exists(f"{base}/done.json"):
-        return {**store.read_json(f"{base}/done.json"), "skipped": True}
-    import torch
+    from layergw import families
+    from layergw.torchkit.device import resolve_device
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    base = seed_dir(job_key(job), seed)
+    done = layout.train_done(job_key(job), seed)
+    if store.exists(done):
+        return {**store.read_json(done), "reused": True}
+    device = resolve_device("auto")
+    recipe = families.get(job.family).recipe(job.recipe)
     t0 = time.perf_counter()
     local = store.local_path()
-    if local is not None:  # work in place: a killed job resumes from what it left
-        out = local / base
-        out.mkdir(parents=True, exist_ok=True)
-        RUNNERS[job.kind](job, seed, out, device)
-    else:
-        with tempfile.TemporaryDirectory(prefix=f"layergw-train-{job.id}-") as tmp:
-            RUNNERS[job.kind](job, seed, Path(tmp), device)
-            store.upload_dir(tmp, base)
+    try:
+        if local is not None:  # work in place: a killed job resumes from what it left
+            out = local / base
+            out.mkdir(parents=True, exist_ok=True)
+            recipe(job.id, job.params, seed, out, device)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"layergw-train-{job.id}-") as tmp:
+                recipe(job.id, job.params, seed, Path(tmp), device)
+                store.upload_dir(tmp, base)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     labels = list_labels(store, job_key(job), seed)
     if not labels:
         raise RuntimeError(f"train job {job.id!r} seed {seed} saved no checkpoint with metrics.json under {store.url(base)}")
-    record = {"job": job.id, "kind": job.kind, "seed": seed, "labels": labels, "device": device,
-              "seconds": time.perf_counter() - t0}
-    store.write_json(f"{base}/done.json", record)
+    record = {"job": job.id, "family": job.family, "recipe": job.recipe, "seed": seed, "labels": labels,
+              "device": device, "seconds": time.perf_counter() - t0}
+    store.write_json(done, record)
     log.info("train job %s seed %d: %d checkpoints in %.0fs", job.id, seed, len(labels), record["seconds"])
-    return {**record, "skipped": False}
+    return {**record, "reused": False}
 
 
 def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
@@ -169,7 +82,7 @@ def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
     study = run.parent()
     refs = {}
     for job in cfg.train:
-        gpus = job.num_gpus if job.num_gpus is not None else (num_gpus if job.kind != "modsum" else 0.0)
+        gpus = job.num_gpus if job.num_gpus is not None else (num_gpus if job.family != "modsum" else 0.0)
         task = train_task.options(num_gpus=gpus) if gpus else train_task
         for seed in job.seeds:
             refs[f"{job.id}/seed-{seed}"] = task.remote(study, job, seed)
@@ -181,14 +94,14 @@ def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
             cause = getattr(e, "cause", None) or e
             failed.append(f"{key}: {type(cause).__name__}: {cause}")
     if failed:
-        raise RuntimeError("train jobs failed (finished ones are kept and skipped on rerun):\n  " + "\n  ".join(failed))
+        raise RuntimeError("train jobs failed (finished ones are kept and reused on rerun):\n  " + "\n  ".join(failed))
     return out
 
 
 def list_labels(store, key: str, seed: int) -> list[str]:
     """Saved checkpoint labels of one job and seed, in training order (step, then final)."""
     base = seed_dir(key, seed)
-    labels = {p[len(base) + 1:].split("/")[0] for p in store.list_files(base, "metrics.json")
+    labels = {p[len(base) + 1:].split("/")[0] for p in store.list_files(base, METRICS_FILE)
               if p.count("/") == base.count("/") + 2}
     return sorted(labels, key=_label_order)
 
@@ -245,7 +158,7 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
                                   f"saved: {', '.join(labels)}")
             for lab in chosen:
                 mid = f"{sid}@{lab}" if label == "*" else sid
-                metrics = study.read_json(f"{seed_dir(keys[job], seed)}/{lab}/metrics.json")
+                metrics = study.read_json(f"{seed_dir(keys[job], seed)}/{lab}/{METRICS_FILE}")
                 models.append(spec.model_copy(update={
                     "id": mid, "seed": seed, "seeds": None, "checkpoint": f"{PREFIX}{keys[job]}/seed-{seed}/{lab}",
                     "checkpoint_label": lab}))
@@ -255,31 +168,40 @@ def expand_models(cfg: StudyConfig, run) -> tuple[list[ModelSpec], dict[str, lis
     return models, series
 
 
-def local_checkpoint(store, checkpoint: str, family: str, workdir: Path) -> str:
+def local_checkpoint(store, checkpoint: str, family: Family, workdir: Path) -> str:
     """The local checkpoint a family loads for a resolved ``train:<job>/<hash>/seed-<s>/<label>``;
     ``store`` is the run's folder."""
     store = store.parent()
-    prefix = "train/" + checkpoint[len(PREFIX):]
+    prefix = f"{layout.TRAIN_DIR}/{checkpoint[len(PREFIX):]}"
     local = store.local_path()
     folder = local / prefix if local is not None else store.download_dir(prefix, workdir / prefix)
-    if family == "hf":
-        return str(folder)
-    weights = sorted(Path(folder).glob("*.safetensors"))
-    if len(weights) != 1:
-        raise ConfigError(f"checkpoint {checkpoint!r}: expected one .safetensors file in {folder}, found "
-                          f"{[w.name for w in weights]}")
-    return str(weights[0])
+    try:
+        return family.checkpoint_in(Path(folder))
+    except ValueError as e:
+        raise ConfigError(f"checkpoint {checkpoint!r}: {e}") from None
 
 
 def job_fingerprint(job: TrainJob) -> str:
     """What determines a job's checkpoints, for run ids."""
     import hashlib
 
-    return hashlib.sha256(json.dumps(job.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    d = job.model_dump(mode="json")
+    kind = {v: k for k, v in _KIND_RECIPES.items()}.get((job.family, job.recipe))
+    if kind is not None:  # the form before families trained: checkpoints trained then are reused
+        d = {"id": d["id"], "kind": kind, "params": d["params"], "seeds": d["seeds"], "num_gpus": d["num_gpus"]}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_refs(cfg: StudyConfig) -> None:
-    """Every ``train:`` checkpoint names a job of the config, with a seed the job trains."""
+def check_jobs(cfg: StudyConfig) -> None:
+    """Every train job names a family and recipe that exist, and every ``train:`` checkpoint
+    names a job of the config, with a seed the job trains."""
+    from layergw import families
+
+    for k, job in enumerate(cfg.train):
+        try:
+            families.get(job.family).recipe_name(job.recipe)
+        except ValueError as e:
+            raise ConfigError(f"train[{k}] ({job.id}): {e}") from None
     jobs = {j.id: j for j in cfg.train}
     for i, spec in enumerate(cfg.models):
         if not spec.checkpoint.startswith(PREFIX):

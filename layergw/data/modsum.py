@@ -73,18 +73,3 @@ def make_modsum(task: str = "f_mod", *, train_fraction: float = 0.8, split_seed:
         split_seed=split_seed,
         train_fraction=train_fraction,
     )
-
-
-def probe_indices(n_total: int, n: int, seed: int) -> np.ndarray:
-    """A seeded subsample of n of n_total inputs, sorted; all of them when n >= n_total."""
-    if n <= 0:
-        raise ValueError(f"probe size n must be positive, got {n}")
-    if n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
-
-
-def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.zeros((len(labels), n_classes), dtype=np.float32)
-    out[np.arange(len(labels)), labels] = 1.0
-    return out

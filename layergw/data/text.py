@@ -137,6 +137,22 @@ def load_text(source: str, *, split: str | None = None, text_column: str = "text
     return data
 
 
+def text_from_params(args: Any, where: str = "data") -> TextData:
+    """:func:`load_text` from a config mapping (``{source: sst2, split: dev, max_rows: 500}``);
+    a non-mapping, a missing ``source`` or an unknown key is a TextSourceError naming ``where``."""
+    import inspect
+
+    valid = list(inspect.signature(load_text).parameters)
+    unknown = sorted(set(args) - set(valid)) if isinstance(args, dict) else []
+    if unknown:
+        raise TextSourceError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    if not isinstance(args, dict) or "source" not in args:
+        raise TextSourceError(f"{where} must be a mapping with at least 'source' (sst2, yelp, a file path or a hub "
+                              f"dataset name; keys: {', '.join(valid)}), e.g. {{source: sst2, split: train, "
+                              f"max_rows: 4000}}; got {args!r}")
+    return load_text(**args)
+
+
 def subsample(data: TextData, max_rows: int, seed: int = 0) -> TextData:
     """A deterministic subsample of ``max_rows`` rows, stratified by label when labelled.
 
@@ -366,4 +382,5 @@ def _load_hub(name: str, split: str | None, text_column: str, label_column: str 
     return TextData(tuple(str(t) for t in ds[text_column]), labels, name, split, names)
 
 
-__all__ = ["TextData", "TextSourceError", "data_dir", "hub_offline_env", "hub_reachable", "load_text", "subsample"]
+__all__ = ["TextData", "TextSourceError", "data_dir", "hub_offline_env", "hub_reachable", "load_text", "subsample",
+           "text_from_params"]

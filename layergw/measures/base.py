@@ -13,6 +13,8 @@ the JSON-serialisable record stored next to every value, and equal parameters gi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
@@ -205,6 +207,17 @@ class Measure:
     def params(self) -> dict[str, Any]:
         """Hyperparameters as a JSON-serialisable dict (recorded with every value)."""
         return dataclasses.asdict(self)
+
+    @property
+    def params_json(self) -> str:
+        """The full parameters as sorted JSON: a variant's identity in every result row."""
+        return json.dumps(self.params(), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """Folder-safe identity of this variant: the name and a hash of the full parameters, so
+        ``gw`` and ``gw`` with its default parameters spelled out are one variant."""
+        return f"{self.name}-{hashlib.sha256(self.params_json.encode()).hexdigest()[:8]}"
 
     def prepare(self, X: Any, label: str = "X") -> Any:
         """Per-layer geometry of X (validated with ``check_representation``); picklable.

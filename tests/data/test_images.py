@@ -1,6 +1,4 @@
 """Image data for ResNet9: digits offline, local folders and .npz files, CIFAR-10 failing fast offline."""
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -149,10 +147,3 @@ def test_image_folder_layouts(tmp_path):
 def test_bad_arguments_are_value_errors_naming_them(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_images(**kwargs)
-
-
-def test_module_imports_neither_torch_nor_datasets():
-    code = ("import sys, layergw.data.images\n"
-            "print(','.join(m for m in ('torch', 'datasets') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

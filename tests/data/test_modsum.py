@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from layergw.data.modsum import chained_targets, make_modsum, one_hot, probe_indices
+from layergw.data.modsum import chained_targets, make_modsum
+from layergw.inputs import one_hot
 
 
 def test_f_mod3_chains_each_step_on_the_previous_with_b():
@@ -28,15 +29,6 @@ def test_split_is_80_20_disjoint_and_reproducible_from_its_seed():
     assert len(d1.train_idx) + len(d1.val_idx) == 3481
     np.testing.assert_array_equal(d1.train_idx, d2.train_idx)
     assert not np.array_equal(d1.train_idx, d3.train_idx)
-
-
-def test_probe_indices_are_a_seeded_sorted_subsample():
-    i1, i2 = probe_indices(3481, 100, seed=1), probe_indices(3481, 100, seed=1)
-    np.testing.assert_array_equal(i1, i2)
-    assert len(set(i1)) == 100 and np.all(np.diff(i1) > 0)
-    assert len(probe_indices(10, 50, seed=0)) == 10
-    with pytest.raises(ValueError, match="positive"):
-        probe_indices(10, 0, seed=0)
 
 
 def test_unknown_task_names_valid_ones():

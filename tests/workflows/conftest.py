@@ -7,7 +7,7 @@ Test modules get these helpers through fixtures (``tiny_layers``, ``tiny_tasks``
 names this package ``workflows``, the same as the real package, so ``import`` of a
 conftest helper is ambiguous.
 
-Everything is kept small (d_model 16, 2 heads -> 19 points per block, probe n <= 32) so the
+Everything is kept small (d_model 16, 2 heads -> 19 points per block, inputs n <= 32) so the
 whole directory runs in a few minutes on a busy 2-core machine.
 """
 from __future__ import annotations
@@ -42,7 +42,8 @@ _SMALL = dict(d_model=16, n_heads=2, d_head=8, d_mlp=32, max_epochs=3, eval_ever
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two tiny trained checkpoints: model id -> checkpoint path without suffix."""
-    from layergw.training import ModSumTrainSpec, save_checkpoint, train_modsum
+    from layergw.families.modsum.checkpoint import save_checkpoint
+    from layergw.families.modsum.training import ModSumTrainSpec, train_modsum
 
     out = tmp_path_factory.mktemp("checkpoints")
     specs = [
@@ -82,12 +83,12 @@ def ray_local() -> Iterator[None]:
 
 
 def config_dict(checkpoints: dict[str, str], store: str | Path, **changes: Any) -> dict:
-    """The plain-dict study config for the tiny checkpoints (probe n=24, gw and cka, tiles of 8)."""
+    """The plain-dict study config for the tiny checkpoints (inputs n=24, gw and cka, tiles of 8)."""
     data: dict[str, Any] = {
         "study": "wf",
         "store": str(store),
         "models": [{"id": mid, "checkpoint": path} for mid, path in checkpoints.items()],
-        "probe": {"n": 24, "seed": 0},
+        "inputs": {"n": 24, "seed": 0},
         "measures": ["gw", "cka"],
         "compare": {"tile_size": 8},
     }

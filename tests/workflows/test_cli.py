@@ -27,7 +27,7 @@ def test_run_then_report_rebuilds_from_stored_results(tiny_checkpoints, tiny_lay
                                                       tmp_path, capsys) -> None:
     cfg = _write_config(tmp_path / "study.yaml", study_dict(tiny_checkpoints, tmp_path / "runs", measures=["gw"]))
     # overrides go before the options here; see test_run_overrides_after_options_are_accepted
-    assert main(["run", cfg, "probe.n=20", "--no-progress"]) == 0
+    assert main(["run", cfg, "inputs.n=20", "--no-progress"]) == 0
     out = capsys.readouterr().out
     run_uri = re.search(r"^run finished.*?: (\S+)$", out, re.M).group(1)
     report_uri = re.search(r"^report: (\S+)$", out, re.M).group(1)
@@ -35,12 +35,12 @@ def test_run_then_report_rebuilds_from_stored_results(tiny_checkpoints, tiny_lay
     assert report.is_file() and report.name == "index.html"
     assert report.parent.parent == _local(run_uri)
     run_dir = _local(run_uri)
-    # the override reached the run: every pair used 20 probe inputs
+    # the override reached the run: every pair used 20 inputs
     import pyarrow.parquet as pq
 
     for tile in (run_dir / "pairs").rglob("tile-*.parquet"):
         assert set(pq.read_table(tile).column("n_samples").to_pylist()) == {20}
-    assert json.loads((run_dir / "config.json").read_text())["config"]["probe"]["n"] == 20
+    assert json.loads((run_dir / "config.json").read_text())["config"]["inputs"]["n"] == 20
     # the groups are summarised on the terminal, one line per model and measure
     group_lines = re.findall(r"^groups: (\S+) gw: k=(\d+) by eigengap", out, re.M)
     assert sorted(m for m, _ in group_lines) == sorted(tiny_checkpoints)
@@ -72,16 +72,16 @@ def test_run_with_a_missing_config_names_the_file(tmp_path, capsys) -> None:
 
 
 def test_run_with_an_invalid_config_names_the_key(tmp_path, capsys) -> None:
-    cfg = _write_config(tmp_path / "bad.yaml", {"models": [{"id": "m", "checkpoint": "x"}], "probee": {"n": 4}})
+    cfg = _write_config(tmp_path / "bad.yaml", {"models": [{"id": "m", "checkpoint": "x"}], "inputz": {"n": 4}})
     assert main(["run", cfg]) == 1
     err = capsys.readouterr().err
-    assert "probee" in err and "did you mean 'probe'" in err
+    assert "inputz" in err and "did you mean 'inputs'" in err
 
 
 def test_run_with_a_bad_override_is_an_error(tmp_path, capsys) -> None:
     cfg = _write_config(tmp_path / "ok.yaml", {"models": [{"id": "m", "checkpoint": "x"}]})
-    assert main(["run", cfg, "probe.n"]) == 1
-    assert "probe.n" in capsys.readouterr().err
+    assert main(["run", cfg, "inputs.n"]) == 1
+    assert "inputs.n" in capsys.readouterr().err
 
 
 def _fake_run_study(monkeypatch) -> list:
@@ -101,20 +101,20 @@ def _fake_run_study(monkeypatch) -> list:
 def test_run_passes_store_address_and_progress_to_the_study(tmp_path, monkeypatch, capsys) -> None:
     calls = _fake_run_study(monkeypatch)
     cfg = _write_config(tmp_path / "ok.yaml", {"models": [{"id": "m", "checkpoint": "x"}]})
-    assert main(["run", cfg, "probe.n=20", "--store", "/elsewhere", "--address", "ray://h:10001", "--no-progress"]) == 0
+    assert main(["run", cfg, "inputs.n=20", "--store", "/elsewhere", "--address", "ray://h:10001", "--no-progress"]) == 0
     (call,) = calls
-    assert call["cfg"].probe.n == 20
+    assert call["cfg"].inputs.n == 20
     assert call["store_uri"] == "/elsewhere" and call["address"] == "ray://h:10001"
     assert call["show_progress"] is False
     assert "report: file:///fake/run/report/index.html" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv_tail", [["--no-progress", "probe.n=20"], ["--store", "/elsewhere", "probe.n=20"]])
+@pytest.mark.parametrize("argv_tail", [["--no-progress", "inputs.n=20"], ["--store", "/elsewhere", "inputs.n=20"]])
 def test_run_overrides_after_options_are_accepted(tmp_path, monkeypatch, argv_tail) -> None:
     calls = _fake_run_study(monkeypatch)
     cfg = _write_config(tmp_path / "ok.yaml", {"models": [{"id": "m", "checkpoint": "x"}]})
     assert main(["run", cfg, *argv_tail]) == 0
-    assert calls[0]["cfg"].probe.n == 20
+    assert calls[0]["cfg"].inputs.n == 20
 
 
 def test_train_needs_an_id_or_preset(capsys) -> None:
@@ -123,7 +123,7 @@ def test_train_needs_an_id_or_preset(capsys) -> None:
 
 
 def test_train_unknown_preset_lists_presets(tmp_path, capsys) -> None:
-    from layergw.training import PRESETS
+    from layergw.families.modsum.training import PRESETS
 
     assert main(["train", "--preset", "model_X", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -144,9 +144,9 @@ def test_train_writes_checkpoint_and_record(tmp_path, capsys) -> None:
     assert record["phases"][-1]["epochs"] == 2
     assert str(out_dir / "t.safetensors") in capsys.readouterr().out
     # the checkpoint loads as a model family checkpoint
-    from layergw import models
+    from layergw import families
 
-    assert len(models.get("modsum", checkpoint=str(out_dir / "t")).points()) > 0
+    assert len(families.get("modsum").load(str(out_dir / "t")).points()) > 0
 
 
 def test_submit_sends_layergw_run_with_the_config_folder_as_working_dir(tmp_path, monkeypatch, capsys) -> None:
@@ -164,9 +164,9 @@ def test_submit_sends_layergw_run_with_the_config_folder_as_working_dir(tmp_path
 
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeClient)
     cfg = _write_config(tmp_path / "study.yaml", {"models": [{"id": "m", "checkpoint": "x"}]})
-    assert main(["submit", cfg, "--address", "http://127.0.0.1:8265", "--store", "s3://b/p", "probe.n=64"]) == 0
+    assert main(["submit", cfg, "--address", "http://127.0.0.1:8265", "--store", "s3://b/p", "inputs.n=64"]) == 0
     assert sent["address"] == "http://127.0.0.1:8265"
-    assert sent["entrypoint"] == "layergw run study.yaml --store s3://b/p probe.n=64"
+    assert sent["entrypoint"] == "layergw run study.yaml --store s3://b/p inputs.n=64"
     assert sent["runtime_env"] == {"working_dir": str(tmp_path)}
     assert "job-1" in capsys.readouterr().out
 

@@ -1,12 +1,11 @@
 """Tiling of the upper triangle of a layer grid, and tile paths."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import pytest
 
-from workflows.compare import Tile, make_tiles, tile_path
+from workflows.compare import make_tiles
 
 
 @pytest.mark.parametrize("n_layers,size", [(1, 1), (2, 1), (5, 1), (5, 2), (7, 3), (8, 8), (19, 8), (38, 8),
@@ -45,21 +44,3 @@ def test_make_tiles_rejects_non_positive_size(size: int) -> None:
         make_tiles(5, size)
 
 
-def test_tile_path_is_deterministic_and_distinct() -> None:
-    tiles = make_tiles(38, 8)
-    paths = [tile_path("model_a", "gw", t) for t in tiles]
-    assert paths == [tile_path("model_a", "gw", t) for t in make_tiles(38, 8)]
-    assert len(set(paths)) == len(paths)
-    for t, p in zip(tiles, paths):
-        assert p.startswith("pairs/model_a/gw/")
-        assert p.endswith(".parquet")
-        nums = [int(x) for x in re.findall(r"\d+", p.rsplit("/", 1)[1])]
-        assert nums == [t.i0, t.j0]
-    assert tile_path("model_a", "gw", tiles[0]) != tile_path("model_b", "gw", tiles[0])
-    assert tile_path("model_a", "gw", tiles[0]) != tile_path("model_a", "gw-1234abcd", tiles[0])
-
-
-def test_tile_path_depends_only_on_origin() -> None:
-    a = Tile(8, 16, ((8, 16),))
-    b = Tile(8, 16, ((8, 16), (9, 17)))
-    assert tile_path("m", "cka", a) == tile_path("m", "cka", b)

@@ -7,13 +7,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflows.config import ConfigError, StudyConfig, apply_overrides, load_config, parse_override, validate
+from workflows.config import (
+    ConfigError,
+    MeasureSpec,
+    StudyConfig,
+    apply_overrides,
+    load_config,
+    parse_override,
+    validate,
+)
 from workflows.study import check_plan
 
 
 def _base(**changes) -> dict:
     data = {"study": "cfgtest", "models": [{"id": "m0", "checkpoint": "builtin:model_0"}],
-            "probe": {"n": 24}, "measures": ["gw", "cka"], "compare": {"tile_size": 8}}
+            "inputs": {"n": 24}, "measures": ["gw", "cka"], "compare": {"tile_size": 8}}
     data.update(changes)
     return data
 
@@ -54,23 +62,23 @@ def test_typo_inside_model_names_dotted_path_and_model_keys() -> None:
 
 def test_overrides_apply_to_nested_keys_and_list_items(tmp_path: Path) -> None:
     path = _write(tmp_path, _base())
-    cfg = load_config(path, ["probe.n=48", "models.0.checkpoint=/some/where/ckpt", "compare.tile_size=3"])
-    assert cfg.probe.n == 48
+    cfg = load_config(path, ["inputs.n=48", "models.0.checkpoint=/some/where/ckpt", "compare.tile_size=3"])
+    assert cfg.inputs.n == 48
     assert cfg.models[0].checkpoint == "/some/where/ckpt"
     assert cfg.compare.tile_size == 3
     # the original file is untouched by overrides
-    assert load_config(path).probe.n == 24
+    assert load_config(path).inputs.n == 24
 
 
 def test_override_values_are_parsed_as_yaml() -> None:
-    assert parse_override("probe.n=48") == (["probe", "n"], 48)
+    assert parse_override("inputs.n=48") == (["inputs", "n"], 48)
     assert parse_override("targets.enabled=false") == (["targets", "enabled"], False)
     assert parse_override("study=") == (["study"], "")
     out = apply_overrides(_base(), ["measures=[rsm]"])
     assert out["measures"] == ["rsm"]
 
 
-@pytest.mark.parametrize("bad", ["probe.n", "=5"])
+@pytest.mark.parametrize("bad", ["inputs.n", "=5"])
 def test_malformed_override_is_an_error(tmp_path: Path, bad: str) -> None:
     path = _write(tmp_path, _base())
     with pytest.raises(ConfigError) as ei:
@@ -86,8 +94,8 @@ def test_override_list_index_out_of_range_is_an_error() -> None:
 def test_override_that_makes_config_invalid_names_the_key(tmp_path: Path) -> None:
     path = _write(tmp_path, _base())
     with pytest.raises(ConfigError) as ei:
-        load_config(path, ["probe.nn=48"])
-    assert "probe.nn" in str(ei.value) and "did you mean 'n'" in str(ei.value)
+        load_config(path, ["inputs.nn=48"])
+    assert "inputs.nn" in str(ei.value) and "did you mean 'n'" in str(ei.value)
 
 
 def test_load_config_missing_file_names_it(tmp_path: Path) -> None:
@@ -114,8 +122,8 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 
 
 def test_bad_values_name_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"probe\.n"):
-        validate(_base(probe={"n": 1}))
+    with pytest.raises(ConfigError, match=r"inputs\.n"):
+        validate(_base(inputs={"n": 1}))
     with pytest.raises(ConfigError, match=r"models"):
         validate(_base(models=[{"id": "a b", "checkpoint": "x"}]))
     with pytest.raises(ConfigError, match=r"duplicate model ids"):
@@ -159,14 +167,14 @@ def test_check_plan_checks_the_targets_measure() -> None:
 
 
 def test_check_plan_unknown_model_family() -> None:
-    from layergw import models
+    from layergw import families
 
     cfg = validate(_base(models=[{"id": "m0", "family": "resnet99", "checkpoint": "x"}]))
     with pytest.raises(ConfigError) as ei:
         check_plan(cfg)
     msg = str(ei.value)
     assert "models[0]" in msg and "m0" in msg and "resnet99" in msg
-    for fam in models.names():
+    for fam in families.names():
         assert fam in msg
 
 
@@ -181,10 +189,10 @@ def test_check_plan_accepts_a_good_config() -> None:
     check_plan(validate(_base(measures=["gw", "cka", {"name": "gw", "params": {"normalize": "max"}}])))
 
 
-def test_default_run_id_ignores_measures_but_not_probe() -> None:
+def test_default_run_id_ignores_measures_but_not_inputs() -> None:
     a = validate(_base(measures=["gw"]))
     b = validate(_base(measures=["gw", "cka", "rsm"]))
-    c = validate(_base(probe={"n": 25}))
+    c = validate(_base(inputs={"n": 25}))
     d = validate(_base(store="/elsewhere", study="other", compare={"tile_size": 8, "max_in_flight": 3}))
     assert re.fullmatch(r"[0-9a-f]{12}", a.default_run_id())
     assert a.default_run_id() == b.default_run_id()
@@ -201,6 +209,13 @@ def test_explicit_run_id_wins() -> None:
     assert validate(_base()).resolved_run_id == validate(_base()).default_run_id()
 
 
-def test_same_measure_twice_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="twice"):
-        validate(_base(measures=["gw", {"name": "gw"}]))
+def test_two_spellings_of_one_measure_variant_are_one_measure(caplog) -> None:
+    with caplog.at_level("INFO"):
+        cfg = validate(_base(measures=["gw", {"name": "gw", "params": {"normalize": "none", "init": "product"}},
+                                       {"name": "gw"}, "cka", {"name": "gw", "params": {"normalize": "max"}}]))
+    assert [(m.name, m.params) for m in cfg.measures] == [("gw", {}), ("cka", {}), ("gw", {"normalize": "max"})]
+    assert "measures[1] is the same variant as measures[0]" in caplog.text
+    spelled = MeasureSpec(name="gw", params={"normalize": "none", "init": "product"})
+    assert spelled.key == MeasureSpec(name="gw").key != MeasureSpec(name="gw", params={"normalize": "max"}).key
+    assert spelled.params_json == MeasureSpec(name="gw").params_json
+    assert cfg.results_hash(spelled) == cfg.results_hash(MeasureSpec(name="gw"))

@@ -52,11 +52,11 @@ def test_cross_grid_is_complete_and_agrees_with_the_model_own_grid(tiny_checkpoi
     for part in ("histograms", "jaccard"):
         assert (report / f"diag-tiny_fmod-{part}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / cfg.study / cfg.resolved_run_id / "report").glob("cross-tiny_fmod-tiny_fmod3-*.png")
-    assert result.tiles_skipped == 0
+    assert result.tiles_reused == 0
 
     # a rerun finds every tile, own and cross, and computes nothing
     again = run_study(cfg, show_progress=False)
-    assert again.tiles_skipped == again.tiles_total
+    assert again.tiles_reused == again.tiles_total
 
 
 def test_cross_config_names_unknown_models_and_keeps_the_run_id(tiny_checkpoints, study_config, tmp_path) -> None:

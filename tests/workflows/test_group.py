@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layergw import results
+from layergw import layout, results
 from layergw.store import ResultStore
 from workflows.config import GroupingSpec, MeasureSpec
 from workflows.group import group_rows
@@ -27,7 +27,7 @@ def _store_pairs(tmp_path) -> ResultStore:
                          "kind": "distance", "value": None if unequal else float(rng.uniform(1, 2)),
                          "n_samples": 8, "iterations": 0, "converged": True, "seconds": 0.0, "error": error,
                          "config_hash": "h", "code_version": "0"})
-    store.write_table("pairs/m/euclidean/tile-0-0.parquet", results.table(rows, results.PAIRS))
+    store.write_table(layout.tile("m", MeasureSpec(name="euclidean").key, 0, 0), results.table(rows, results.PAIRS))
     return store
 
 
@@ -52,7 +52,7 @@ def _two_block_store(tmp_path, L: int = 8) -> ResultStore:
              "value": (0.1 if lab[i] == lab[j] else 1.0) + 0.01 * abs(i - j), "n_samples": 8, "iterations": 0,
              "converged": True, "seconds": 0.0, "error": None, "config_hash": "h", "code_version": "0"}
             for i in range(L) for j in range(i + 1, L)]
-    store.write_table("pairs/m/rsm/tile-0-0.parquet", results.table(rows, results.PAIRS))
+    store.write_table(layout.tile("m", MeasureSpec(name="rsm").key, 0, 0), results.table(rows, results.PAIRS))
     return store
 
 

@@ -31,7 +31,7 @@ def test_each_layer_is_prepared_once_per_measure(tiny_checkpoints, tiny_layers, 
     pair_measures = [n for n in measures.names() if not measures.get(n).target]
     model = "tiny_fmod"
     cfg = study_config({model: tiny_checkpoints[model]}, tmp_path, measures=pair_measures,
-                       probe={"n": 20, "seed": 0}, targets={"enabled": True, "measure": {"name": "gw"}})
+                       inputs={"n": 20, "seed": 0}, targets={"enabled": True, "measure": {"name": "gw"}})
     counting = CountingPrepare(compare.prepare_task)
     monkeypatch.setattr(compare, "prepare_task", counting)
     run_study(cfg, show_progress=False)

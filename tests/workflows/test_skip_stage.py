@@ -20,12 +20,12 @@ def test_lm_job_then_skip_check_reports_agreement_for_every_measure(study_config
     data = {"source": str(texts)}
     cfg = study_config(
         {}, tmp_path / "store",
-        train=[{"id": "lm", "kind": "lm", "params": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 32,
+        train=[{"id": "lm", "family": "hf", "recipe": "lm", "params": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 32,
                                                      "max_length": 16, "steps": 4, "batch_size": 8, "eval_every": 4,
                                                      "data": data}}],
         models=[{"id": "lm", "family": "hf", "checkpoint": "train:lm",
                  "params": {"data": data, "points": "blocks", "max_length": 16}}],
-        measures=["cka", "gw"], targets={"enabled": False}, probe={"n": 24, "seed": 0},
+        measures=["cka", "gw"], targets={"enabled": False}, inputs={"n": 24, "seed": 0},
         skip=[{"model": "lm", "data": {**data, "max_rows": 20}, "max_length": 16}])
     run_study(cfg, show_progress=False)
     run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)

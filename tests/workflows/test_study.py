@@ -83,7 +83,7 @@ def test_run_result_points_at_the_run_folder(local_run, tiny_layers) -> None:
     cfg, result, run = local_run
     assert result.run_uri == run.url()
     assert result.failures == []
-    assert result.tiles_skipped == 0
+    assert result.tiles_reused == 0
     assert result.tiles_total == sum(len(make_tiles(tiny_layers[m.id], 8)) for m in cfg.models) * len(cfg.measures)
     status = run.read_json("run.json")
     assert status["status"] == "complete" and status["run_id"] == cfg.resolved_run_id
@@ -100,7 +100,7 @@ def test_pair_table_is_complete_without_duplicates(local_run, tiny_layers) -> No
     ok = df["error"].isna()
     assert df.loc[ok, "value"].notna().all()
     assert df.loc[~ok, "value"].isna().all()
-    assert (df["n_samples"] == cfg.probe.n).all()
+    assert (df["n_samples"] == cfg.inputs.n).all()
     assert (df["study"] == cfg.study).all() and (df["run_id"] == cfg.resolved_run_id).all()
     for m in cfg.measures:
         assert (df.loc[df["measure"] == m.name, "config_hash"] == cfg.results_hash(m)).all()
@@ -122,13 +122,13 @@ def test_pair_rows_name_the_points_of_the_model(local_run) -> None:
 
 @pytest.mark.ray
 def test_points_table_matches_the_models_points(local_run, tiny_checkpoints, tiny_layers) -> None:
-    from layergw import models
+    from layergw import families
 
     cfg, _, run = local_run
     points = run.read_table("points.parquet").to_pandas()
     for spec in cfg.models:
         mine = points[points["model"] == spec.id].sort_values("layer_index")
-        expected = models.get("modsum", checkpoint=tiny_checkpoints[spec.id]).points()
+        expected = families.get("modsum").load(tiny_checkpoints[spec.id]).points()
         assert len(expected) == tiny_layers[spec.id]
         assert list(mine["layer_index"]) == list(range(len(expected)))
         assert list(mine["layer"]) == [p.name for p in expected]
@@ -136,7 +136,7 @@ def test_points_table_matches_the_models_points(local_run, tiny_checkpoints, tin
         assert list(mine["role"]) == [p.role for p in expected]
         assert list(mine["block"]) == [p.block for p in expected]
         for k, dim in zip(mine["layer_index"], mine["dim"]):
-            assert run.read_array(f"reps/{spec.id}/{k}.npy").shape == (cfg.probe.n, dim)
+            assert run.read_array(f"reps/{spec.id}/{k}.npy").shape == (cfg.inputs.n, dim)
 
 
 @pytest.mark.ray
@@ -190,11 +190,11 @@ def test_rerun_skips_every_tile_and_leaves_files_untouched(local_run, tiny_layer
     before = _tile_files(run.local_path())
     assert len(before) == first.tiles_total
     result = run_study(cfg, show_progress=False)
-    assert result.tiles_skipped == result.tiles_total == first.tiles_total
+    assert result.tiles_reused == result.tiles_total == first.tiles_total
     assert result.run_uri == first.run_uri
     assert _tile_files(run.local_path()) == before
     _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
-    assert run.read_json("run.json")["tiles_skipped"] == result.tiles_total
+    assert run.read_json("run.json")["tiles_reused"] == result.tiles_total
 
 
 @pytest.mark.ray
@@ -217,13 +217,15 @@ def test_adding_a_measure_reuses_the_run_and_computes_only_its_tiles(local_run, 
     result = run_study(new_cfg, show_progress=False)
     new_tiles = sum(len(make_tiles(tiny_layers[m.id], 8)) for m in cfg.models)
     assert result.run_uri == new_run.url()
-    assert result.tiles_skipped == first.tiles_total
-    assert result.tiles_total - result.tiles_skipped == new_tiles
+    assert result.tiles_reused == first.tiles_total
+    assert result.tiles_total - result.tiles_reused == new_tiles
     after = _tile_files(new_run.local_path())
     assert {p: after[p] for p in before} == before
     added = set(after) - set(before)
     assert len(added) == new_tiles
-    assert all(p.split("/")[2] == "rsm" for p in added)
+    from workflows.config import MeasureSpec
+
+    assert all(p.split("/")[2] == MeasureSpec(name="rsm").key for p in added)
     assert {p: p.stat().st_mtime_ns for p in targets_before} == targets_before
     df = _pairs(new_run)
     _assert_complete_pairs(df, new_cfg, tiny_layers)
@@ -255,7 +257,7 @@ def test_run_on_s3_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, st
     assert again.read_tables("pairs").num_rows == _pairs(run).shape[0]
     # a rerun on S3 skips everything
     rerun = run_study(cfg, show_progress=False)
-    assert rerun.tiles_skipped == rerun.tiles_total == result.tiles_total
+    assert rerun.tiles_reused == rerun.tiles_total == result.tiles_total
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -266,7 +268,7 @@ def test_nan_representation_fails_naming_model_and_point(tiny_checkpoints, tiny_
     import torch
 
     from layergw.store import ResultStore
-    from layergw.training import load_checkpoint, save_checkpoint
+    from layergw.families.modsum.checkpoint import load_checkpoint, save_checkpoint
     from workflows.study import run_study
 
     f_mod_id = next(mid for mid, task in tiny_tasks.items() if task == "f_mod")

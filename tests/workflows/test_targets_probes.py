@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from layergw import measures
+from layergw import layout, measures
 from layergw.results import TARGETS, table
 from layergw.store import ResultStore
 from workflows.compare import PrepareFailed
+from workflows.extract import PointRow
 from workflows.targets import target_rows, target_task
 
 N, K, EXACT = 60, 4, 2  # samples, classes, index of the layer that encodes the target
@@ -25,7 +26,7 @@ def layers_and_target():
     reps = [rng.normal(size=(N, 8)) for _ in range(5)]
     reps[EXACT] = T @ rng.normal(size=(K, 8))
     reps[4] = T @ rng.normal(size=(K, 8)) + 1.5 * rng.normal(size=(N, 8))  # partly encodes it
-    points = [{"layer": f"blocks.{i}.hook_resid_post", "layer_index": i, "display": f"B{i}"} for i in range(5)]
+    points = [PointRow("m", f"blocks.{i}.hook_resid_post", i, f"B{i}", i, "Resid-Post", 8) for i in range(5)]
     return reps, points, T
 
 
@@ -33,14 +34,14 @@ def layers_and_target():
 def store(tmp_path, layers_and_target):
     _, _, T = layers_and_target
     s = ResultStore(str(tmp_path))
-    s.write_array("reps/m/targets/c.npy", T.astype(np.float32))  # as extraction stores it
+    s.write_array(layout.target_rep("m", "c"), T.astype(np.float32))  # as extraction stores it
     return s
 
 
 def rows_for(store, name: str, params: dict, reps, points, geoms=None) -> list[dict]:
     m = measures.get(name, **params)
     if geoms is None:
-        geoms = [m.prepare(X, label=p["layer"]) for X, p in zip(reps, points)]
+        geoms = [m.prepare(X, label=p.layer) for X, p in zip(reps, points)]
     return target_rows(store, "m", "c", name, params, points, geoms)
 
 
@@ -84,8 +85,7 @@ def test_equal_values_share_the_better_rank(store, layers_and_target):
     l+1) must not rank behind itself."""
     reps, points, _ = layers_and_target
     reps = reps + [reps[EXACT].copy(), reps[0].copy()]
-    points = points + [{"layer": "copy.exact", "layer_index": 5, "display": "C"},
-                       {"layer": "copy.noise", "layer_index": 6, "display": "N"}]
+    points = points + [PointRow("m", "copy.exact", 5, "C", 5, "copy", 8), PointRow("m", "copy.noise", 6, "N", 6, "copy", 8)]
     rows = rows_for(store, "gw", {"normalize": "mean"}, reps, points)
     rank = {r["layer_index"]: r["rank"] for r in rows}
     assert rows[5]["value"] == rows[EXACT]["value"] and rank[5] == rank[EXACT] == 1
@@ -103,7 +103,7 @@ def test_failed_layers_and_bad_targets_get_no_rank(store, layers_and_target, cap
     assert rows[1]["value"] is None and rows[1]["rank"] is None
     assert sorted(r["rank"] for r in rows if r["rank"] is not None) == [1, 2, 3, 4]
     # a target that is not one-hot: mlp_probe has no value for any layer, and says why
-    store.write_array("reps/m/targets/c.npy", np.linspace(0, 1, N * 2).reshape(N, 2))
+    store.write_array(layout.target_rep("m", "c"), np.linspace(0, 1, N * 2).reshape(N, 2))
     with caplog.at_level(logging.WARNING, logger="workflows.targets"):
         rows = rows_for(store, "mlp_probe", {}, reps, points)
     assert all(r["value"] is None and r["rank"] is None for r in rows)

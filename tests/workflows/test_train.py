@@ -8,10 +8,10 @@ _TINY = {"task": "f_mod", "n_blocks": 1, "d_model": 16, "n_heads": 2, "d_head": 
 
 
 def _cfg(study_config, tmp_path, **changes):
-    base = dict(train=[{"id": "tiny", "kind": "modsum", "params": _TINY, "seeds": [0, 1]}],
+    base = dict(train=[{"id": "tiny", "family": "modsum", "params": _TINY, "seeds": [0, 1]}],
                 models=[{"id": "m", "checkpoint": "train:tiny", "seeds": [0, 1]},
                         {"id": "steps", "checkpoint": "train:tiny/*"}],
-                measures=["cka"], targets={"enabled": False}, probe={"n": 20, "seed": 0})
+                measures=["cka"], targets={"enabled": False}, inputs={"n": 20, "seed": 0})
     base.update(changes)
     return study_config({}, tmp_path, **base)
 
@@ -30,9 +30,10 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
     key = job_key(cfg.train[0])
     for seed in (0, 1):
         done = study.read_json(f"{seed_dir(key, seed)}/done.json")
-        assert done["labels"] == ["final"] and done["kind"] == "modsum"
+        assert done["labels"] == ["final"] and (done["family"], done["recipe"]) == ("modsum", "train")
         assert study.exists(f"{seed_dir(key, seed)}/final/tiny.safetensors")
-        assert study.read_json(f"{seed_dir(key, seed)}/final/metrics.json")["step"] == 3
+        metrics = study.read_json(f"{seed_dir(key, seed)}/final/metrics.json")
+        assert metrics["step"] == 3 and metrics["split"] == "validation" and 0 <= metrics["accuracy"] <= 1
     series = run.read_json("series.json")
     assert [m["model"] for m in series["m"]] == ["m-s0", "m-s1"]
     assert [m["seed"] for m in series["m"]] == [0, 1]
@@ -51,9 +52,9 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
 
     stamp = study.read_json(f"{seed_dir(key, 0)}/done.json")
     again = run_study(cfg, show_progress=False)
-    assert again.tiles_skipped == again.tiles_total
-    # another probe set is another run, but the trained checkpoints are the study's: no retraining
-    other = _cfg(study_config, tmp_path, probe={"n": 21, "seed": 0})
+    assert again.tiles_reused == again.tiles_total
+    # other inputs are another run, but the trained checkpoints are the study's: no retraining
+    other = _cfg(study_config, tmp_path, inputs={"n": 21, "seed": 0})
     assert other.resolved_run_id != cfg.resolved_run_id
     run_study(other, show_progress=False)
     assert study.read_json(f"{seed_dir(key, 0)}/done.json") == stamp
@@ -74,13 +75,32 @@ def test_a_train_reference_must_name_a_job_and_its_seeds(study_config, tmp_path)
 
 def test_job_ids_are_checked_and_jobs_enter_the_run_id(study_config, tmp_path) -> None:
     with pytest.raises(ValueError, match="duplicate job ids"):
-        _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "modsum"}, {"id": "tiny", "kind": "modsum"}])
-    with pytest.raises(ValueError, match="kind"):
-        _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "sorcery"}])
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "family": "modsum"}, {"id": "tiny", "family": "modsum"}])
+    with pytest.raises(ValueError, match="unknown model family 'sorcery'"):
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "family": "sorcery"}])
+    with pytest.raises(ValueError, match="model family 'hf' has no training recipe 'finetun' \\(did you mean 'finetune'"):
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "family": "hf", "recipe": "finetun"}])
     a = _cfg(study_config, tmp_path)
-    b = _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "modsum", "params": {**_TINY, "max_epochs": 4},
+    b = _cfg(study_config, tmp_path, train=[{"id": "tiny", "family": "modsum", "params": {**_TINY, "max_epochs": 4},
                                              "seeds": [0, 1]}])
     assert a.resolved_run_id != b.resolved_run_id
+
+
+def test_the_old_kind_key_still_names_a_family_and_recipe_and_keeps_the_job_hash(study_config, tmp_path,
+                                                                                   caplog) -> None:
+    from workflows.train import job_fingerprint
+
+    with caplog.at_level("WARNING"):
+        old = _cfg(study_config, tmp_path, train=[{"id": "ft", "kind": "finetune", "params": {"checkpoint": "x"}}],
+                   models=[{"id": "m", "checkpoint": "builtin:model_0"}])
+    assert (old.train[0].family, old.train[0].recipe) == ("hf", "finetune")
+    assert "'kind: finetune' is deprecated" in caplog.text
+    new = _cfg(study_config, tmp_path, train=[{"id": "ft", "family": "hf", "params": {"checkpoint": "x"}}],
+               models=[{"id": "m", "checkpoint": "builtin:model_0"}])
+    assert new.train[0].recipe == "finetune"  # the family's default recipe
+    assert job_fingerprint(old.train[0]) == job_fingerprint(new.train[0])
+    with pytest.raises(ValueError, match="kind must be one of modsum, image, finetune, lm"):
+        _cfg(study_config, tmp_path, train=[{"id": "tiny", "kind": "sorcery"}])
 
 
 def test_seeds_without_a_train_job_is_refused(study_config, tmp_path) -> None:

@@ -1,0 +1,173 @@
+"""What the workflows need from a kind of model: the Family protocol, the loaded-model
+protocol, and the one shape of a trained checkpoint's metrics.
+
+A family (``modsum``, ``resnet9``, ``hf``) is a light object (importing it imports no
+torch) that resolves and fingerprints checkpoints, loads a :class:`LoadedModel`, and trains
+with its recipes. Each writes every checkpoint it trains to a folder of its own holding
+``metrics.json`` in the :class:`Metrics` shape, so the study, the report and seed or
+dynamics tables read every family alike.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from layergw.points import RepPoint
+
+METRICS_FILE = "metrics.json"
+
+
+class LoadedModel(Protocol):
+    """A loaded model that names its points, draws probes and extracts representations."""
+
+    def points(self) -> list[RepPoint]: ...
+
+    def n_inputs(self) -> int:
+        """How many inputs the probe set is drawn from."""
+        ...
+
+    def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu") -> dict[str, np.ndarray]:
+        """Point name -> (len(indices), d) float32 for the chosen inputs."""
+        ...
+
+    def targets(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Known target name -> (len(indices), classes) one-hot float32; empty when none."""
+        ...
+
+    def describe(self) -> dict:
+        """JSON-able facts recorded with the run; ``metrics`` holds the :class:`Metrics` of a
+        trained checkpoint (None for an untrained or foreign one)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """How far one trained checkpoint got, the same fields for every family.
+
+    ``accuracy`` is on held-out data (validation, test or dev split, as the recipe names it
+    in ``split``); ``train_accuracy`` on the training data; ``step`` counts optimizer steps
+    (epochs for full-batch training); ``complete`` is False for a checkpoint exported from a
+    training still in progress. ``extra`` keeps a recipe's other figures (epoch, learning
+    rate, baseline perplexity, ...).
+    """
+
+    step: int
+    accuracy: float | None = None
+    train_accuracy: float | None = None
+    f1: float | None = None
+    loss: float | None = None
+    perplexity: float | None = None
+    split: str | None = None
+    complete: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Metrics:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"metrics have unknown fields {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+
+def write_metrics(folder: str | Path, metrics: Metrics) -> Path:
+    """``<folder>/metrics.json``; written last by a recipe, it marks the checkpoint finished."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / METRICS_FILE
+    tmp = path.with_name(f".{METRICS_FILE}.tmp")
+    tmp.write_text(json.dumps(metrics.to_json(), indent=1, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def read_metrics(folder: str | Path) -> Metrics:
+    return Metrics.from_json(json.loads((Path(folder) / METRICS_FILE).read_text()))
+
+
+#: A recipe trains one seed of a job into ``out`` and leaves one folder per checkpoint there
+#: (``final`` or ``step-<k>``), each with ``metrics.json`` written last:
+#: ``recipe(job_id, params, seed, out, device)``. Bad params are a ValueError naming them.
+Recipe = Callable[[str, dict, int, Path, str], None]
+
+
+class Family:
+    """Base of the model families; subclasses set ``name`` and ``recipes`` and implement
+    ``load``, ``resolve`` (a checkpoint string to what ``load`` opens) and ``fingerprint``.
+
+    ``load`` takes ``checkpoint`` and the family's keyword parameters (a study's
+    ``models[].params``); its signature is what config validation checks them against.
+    """
+
+    name: str = ""
+    #: training recipe name -> (dotted "module:function", what it trains); the first is the default
+    recipes: dict[str, tuple[str, str]] = {}
+
+    def load(self, checkpoint: str, **params: Any) -> LoadedModel:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fingerprint(self, checkpoint: str) -> str:  # pragma: no cover - abstract
+        """What identifies a checkpoint's contents, for run ids (a content hash where local)."""
+        raise NotImplementedError
+
+    def load_parameters(self) -> list[str]:
+        """The keyword parameters ``load`` takes besides ``checkpoint``."""
+        return [p for p in inspect.signature(self.load).parameters if p not in ("checkpoint", "params")]
+
+    def checkpoint_in(self, folder: Path) -> str:
+        """The checkpoint string that ``load`` opens for a folder a recipe saved: by default the one
+        ``.safetensors`` file in it."""
+        weights = sorted(Path(folder).glob("*.safetensors"))
+        if len(weights) != 1:
+            raise ValueError(f"{self.name}: expected one .safetensors file in {folder}, found "
+                             f"{[w.name for w in weights]}")
+        return str(weights[0])
+
+    def recipe_name(self, name: str | None) -> str:
+        """A training recipe's name, checked; None is the family's default (its first)."""
+        from layergw.registry import suggest
+
+        if not self.recipes:
+            raise ValueError(f"model family {self.name!r} has no training recipe")
+        name = name or next(iter(self.recipes))
+        if name not in self.recipes:
+            raise ValueError(f"model family {self.name!r} has no training recipe {name!r}"
+                             f"{suggest(name, list(self.recipes))}; recipes: {', '.join(self.recipes)}")
+        return name
+
+    def recipe(self, name: str | None) -> Recipe:
+        """The function of a training recipe (imports the trainer, and with it torch)."""
+        import importlib
+
+        module, _, attr = self.recipes[self.recipe_name(name)][0].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+def spec_from_params(cls: type, params: dict, where: str, *, fixed: dict | None = None,
+                     skip: tuple[str, ...] = ()) -> Any:
+    """A recipe's spec dataclass from a job's ``params``: an unknown key or a bad value is a
+    ValueError naming ``where``, the key and the valid ones. ``fixed`` fields come from the
+    study (id, seed, device); ``skip`` keys are read by the recipe itself (its data)."""
+    import dataclasses
+
+    from layergw.registry import suggest
+
+    fixed = fixed or {}
+    valid = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    given = {k: v for k, v in params.items() if k not in skip}
+    for key in given:
+        if key not in valid:
+            raise ValueError(f"{where}: no parameter {key!r}{suggest(key, valid)}; valid: {', '.join(valid + list(skip))}")
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    try:
+        return cls(**given, **fixed)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None

@@ -1,0 +1,50 @@
+"""A loaded modular-sum transformer: probes are (a, b) pairs, targets c1, c2, c."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from layergw.data.modsum import ModSumData, make_modsum
+from layergw.families.modsum.checkpoint import load_checkpoint, metrics_of
+from layergw.families.modsum.model import ModSumTransformer
+from layergw.points import RepPoint
+from layergw.inputs import one_hot
+from layergw.torchkit.hooks import extract
+
+
+@dataclass
+class ModSumModel:
+    model: ModSumTransformer
+    record: dict
+    data: ModSumData
+
+    @classmethod
+    def load(cls, path: Path) -> ModSumModel:
+        model, record = load_checkpoint(path)
+        spec = record.get("spec", {})
+        data = make_modsum(spec.get("task", "f_mod"), train_fraction=spec.get("train_fraction", 0.8),
+                           split_seed=spec.get("split_seed", 0))
+        return cls(model, record, data)
+
+    def points(self) -> list[RepPoint]:
+        return self.model.representation_points()
+
+    def n_inputs(self) -> int:
+        return len(self.data.inputs)
+
+    def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
+                batch_size: int = 1024) -> dict[str, np.ndarray]:
+        model = self.model.to(device)
+        x = torch.as_tensor(self.data.inputs[indices], device=device)
+        return extract(model, points, [lambda s=s: model(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+
+    def targets(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: one_hot(self.data.targets[indices, i], m)
+                for i, (name, m) in enumerate(zip(self.data.target_names(), self.data.moduli))}
+
+    def describe(self) -> dict:
+        return {"family": "modsum", "task": self.data.task, "model_config": self.record.get("model_config"),
+                "metrics": metrics_of(self.record).to_json() if self.record.get("phases") else None}

@@ -1,0 +1,350 @@
+"""Training of the modular-sum models: end to end, or layer-wise with frozen earlier blocks.
+
+Full-batch AdamW as in the paper (lr 1e-3, weight decay 2). The paper runs 26,000
+epochs; ``max_epochs`` caps a phase and ``extra_epochs`` ends it that many epochs after
+the accuracy goal is first met, so a CPU run stops once the model is done.
+
+The paper is silent on the loss precision and the learning-rate schedule; its reference
+(Zhong et al.'s code) computes the loss in float64 and warms the rate up linearly over
+10 steps, the first at rate 0. ``loss_dtype`` and ``warmup_epochs`` choose these; the
+``*_ref`` presets use the reference's model layout and both.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from layergw.data.modsum import ModSumData, make_modsum
+from layergw.families.base import spec_from_params, write_metrics
+from layergw.families.modsum.checkpoint import metrics_of, save_checkpoint
+from layergw.families.modsum.model import ModSumConfig, ModSumTransformer, make_head
+from layergw.torchkit import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModSumTrainSpec:
+    """Everything that determines a trained modular-sum model."""
+
+    model_id: str
+    task: str = "f_mod"
+    n_blocks: int = 1
+    scheme: Literal["end_to_end", "layerwise"] = "end_to_end"
+    lr: float = 1e-3
+    weight_decay: float = 2.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    max_epochs: int = 26_000
+    extra_epochs: int = 2_000
+    target_val_acc: float = 0.99
+    eval_every: int = 50
+    seed: int = 0
+    split_seed: int = 0
+    train_fraction: float = 0.8
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    layout: str = "eq_causal"
+    loss_dtype: Literal["float32", "float64"] = "float32"
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss_dtype not in ("float32", "float64"):
+            raise ValueError(f"loss_dtype must be 'float32' or 'float64', got {self.loss_dtype!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.scheme not in ("end_to_end", "layerwise"):
+            raise ValueError(f"scheme must be 'end_to_end' or 'layerwise', got {self.scheme!r}")
+        if self.n_blocks < 1:
+            raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
+        if self.max_epochs < 1 or self.eval_every < 1 or self.extra_epochs < 0:
+            raise ValueError("max_epochs and eval_every must be >= 1 and extra_epochs >= 0")
+
+
+@dataclass
+class PhaseRecord:
+    phase: int
+    block: int | None
+    targets: list[str]
+    epochs: int
+    reached_goal_at: int | None
+    train_acc: float
+    val_acc: float
+    train_loss: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def phase_plan(spec: ModSumTrainSpec, data: ModSumData) -> list[tuple[list[int], list[int], list[str]]]:
+    """For each phase: trainable blocks, output sizes and target names.
+
+    End to end is one phase predicting the final ``c``. Layer-wise phase k trains block k
+    to predict (c_k, b), the last block predicts ``c``; with fewer steps than blocks the
+    last step is repeated.
+    """
+    names = data.target_names()
+    if spec.scheme == "end_to_end":
+        return [(list(range(spec.n_blocks)), [data.moduli[-1]], [names[-1]])]
+    plan = []
+    for k in range(spec.n_blocks):
+        step = min(k, len(data.moduli) - 1)
+        if k == spec.n_blocks - 1:
+            plan.append(([k], [data.moduli[-1]], [names[-1]]))
+        else:
+            plan.append(([k], [data.moduli[step], data.p], [names[step], "b"]))
+    return plan
+
+
+def model_config(spec: ModSumTrainSpec, data: ModSumData, plan: list) -> ModSumConfig:
+    return ModSumConfig(p=data.p, n_blocks=spec.n_blocks, d_model=spec.d_model, n_heads=spec.n_heads,
+                        d_head=spec.d_head, d_mlp=spec.d_mlp, head_sizes=tuple(plan[-1][1]), layout=spec.layout,
+                        n_ctx=ModSumConfig.context_length(spec.layout))
+
+
+def _lr_factor(spec: ModSumTrainSpec, epoch: int) -> float:
+    """Linear warm-up over ``warmup_epochs`` steps from rate 0 at epoch 1, as the reference."""
+    return min((epoch - 1) / spec.warmup_epochs, 1.0) if spec.warmup_epochs else 1.0
+
+
+def _labels(data: ModSumData, names: list[str]) -> torch.Tensor:
+    cols = []
+    tnames = data.target_names()
+    for name in names:
+        cols.append(data.inputs[:, 1] if name == "b" else data.targets[:, tnames.index(name)])
+    return torch.as_tensor(np.stack(cols, axis=1))
+
+
+def _accuracy(logits: list[torch.Tensor], y: torch.Tensor) -> float:
+    ok = torch.ones(y.shape[0], dtype=torch.bool)
+    for i, lg in enumerate(logits):
+        ok &= lg.argmax(-1) == y[:, i]
+    return ok.float().mean().item()
+
+
+def train_modsum(
+    spec: ModSumTrainSpec,
+    *,
+    progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
+    on_phase_end: Callable[[int, ModSumTransformer], None] | None = None,
+    state_path: str | Path | None = None,
+    save_every: int = 500,
+) -> tuple[ModSumTransformer, dict]:
+    """Train a modular-sum model; return it and a JSON-able training record.
+
+    With ``state_path``, the full training state (weights, auxiliary heads, optimizer,
+    phase, epoch, history) is saved there every ``save_every`` epochs and at each phase
+    end, and training resumes from it when it exists, so a 26,000-epoch run can be
+    spread over several sessions or machines. ``on_phase_end(phase, model)`` is called
+    after each phase (e.g. to keep snapshots).
+    """
+    torch.manual_seed(spec.seed)
+    data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
+    if spec.scheme == "layerwise" and spec.n_blocks < 2:
+        raise ValueError("layer-wise training needs n_blocks >= 2")
+    plan = phase_plan(spec, data)
+    cfg = model_config(spec, data, plan)
+    model = ModSumTransformer(cfg).to(device)
+    x = torch.as_tensor(data.inputs, device=device)
+    tr = torch.as_tensor(data.train_idx, device=device)
+    va = torch.as_tensor(data.val_idx, device=device)
+    records: list[PhaseRecord] = []
+    state = load_state(state_path, spec) if state_path else None
+    if state:
+        model.load_state_dict(state["model"])
+        records = [PhaseRecord(**r) for r in state["records"]]
+        if _continues_past_cap(records, state, spec):
+            records.pop()
+            log.info("%s: phase %d stopped at its cap of %d epochs short of the goal; continuing to %d",
+                     spec.model_id, state["phase"] + 1, state["epoch"], spec.max_epochs)
+        log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, state_path, state["phase"] + 1, state["epoch"])
+    started = time.perf_counter() - (state["seconds"] if state else 0.0)
+    for phase, (blocks, sizes, names) in enumerate(plan):
+        if phase < len(records):
+            continue
+        y = _labels(data, names).to(device)
+        final = phase == len(plan) - 1
+        heads = model.heads if final else nn.ModuleList(make_head(cfg, s) for s in sizes).to(device)
+        first, last = blocks[0], blocks[-1] + 1
+        params = [p for b in blocks for p in model.blocks[b].parameters()] + list(heads.parameters())
+        if first == 0:
+            params += [model.W_E, model.W_pos]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        if first > 0:
+            with torch.no_grad():
+                frozen_resid = model.run_blocks(model.embed(x), 0, first)
+
+        def forward() -> list[torch.Tensor]:
+            resid = frozen_resid if first > 0 else model.embed(x)
+            out = model.run_blocks(resid, first, last)[:, -1]
+            return [h(out) for h in heads]
+
+        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
+        rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
+        start_epoch = 1
+        if state and state["phase"] == phase:
+            heads.load_state_dict(state["heads"])
+            opt.load_state_dict(state["optimizer"])
+            rec = PhaseRecord(**state["current"])
+            start_epoch = state["epoch"] + 1
+        t0 = time.perf_counter() - rec.seconds
+        t_resumed = time.perf_counter()
+
+        def save(epoch: int, rec: PhaseRecord = rec, heads: nn.Module = heads, opt: torch.optim.Optimizer = opt) -> None:
+            rec.seconds = time.perf_counter() - t0
+            save_state(state_path, {"spec": asdict(spec), "phase": phase, "epoch": epoch, "model": model.state_dict(),
+                                    "heads": heads.state_dict(), "optimizer": opt.state_dict(),
+                                    "records": [asdict(r) for r in records], "current": asdict(rec),
+                                    "seconds": time.perf_counter() - started})
+
+        loss_dtype = getattr(torch, spec.loss_dtype)
+        for epoch in range(start_epoch, spec.max_epochs + 1):
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * _lr_factor(spec, epoch)
+            logits = forward()
+            loss = sum(nn.functional.cross_entropy(lg[tr].to(loss_dtype), y[tr, i]) for i, lg in enumerate(logits))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if epoch % spec.eval_every == 0 or epoch == spec.max_epochs:
+                with torch.no_grad():
+                    logits = forward()
+                    rec.train_acc = _accuracy([lg[tr] for lg in logits], y[tr])
+                    rec.val_acc = _accuracy([lg[va] for lg in logits], y[va])
+                rec.train_loss = float(loss.item())
+                rec.epochs = epoch
+                rec.history.append({"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc})
+                per_epoch = (time.perf_counter() - t_resumed) / (epoch - start_epoch + 1)
+                msg = (f"{spec.model_id} phase {phase + 1}/{len(plan)} epoch {epoch}/{spec.max_epochs} "
+                       f"loss {rec.train_loss:.4g} train {rec.train_acc:.4f} val {rec.val_acc:.4f} "
+                       f"(at most {_duration((spec.max_epochs - epoch) * per_epoch)} left in this phase)")
+                log.info(msg)
+                if progress:
+                    progress(msg)
+                if rec.reached_goal_at is None and rec.train_acc == 1.0 and rec.val_acc >= spec.target_val_acc:
+                    rec.reached_goal_at = epoch
+                if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= spec.extra_epochs:
+                    break
+                if state_path and save_every and epoch % save_every == 0:
+                    save(epoch)
+        rec.seconds = time.perf_counter() - t0
+        records.append(rec)
+        if state_path:
+            save(rec.epochs)
+        if on_phase_end:
+            on_phase_end(phase, model)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return model.cpu(), _record(spec, cfg, [asdict(r) for r in records], time.perf_counter() - started, device,
+                                complete=True)
+
+
+def _continues_past_cap(records: list[PhaseRecord], state: dict, spec: ModSumTrainSpec) -> bool:
+    """Whether a raised ``max_epochs`` reopens the state's last finished phase: it stopped at
+    a lower cap without reaching the goal. Only the last phase can go on; an earlier one would
+    change what the later phases were trained on."""
+    if not records or state["phase"] != len(records) - 1:
+        return False
+    last = records[-1]
+    return last.reached_goal_at is None and last.epochs == state["epoch"] < spec.max_epochs
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
+def _record(spec: ModSumTrainSpec, cfg: ModSumConfig, phases: list[dict], seconds: float, device: str,
+            complete: bool) -> dict:
+    return {
+        "model_id": spec.model_id,
+        "spec": asdict(spec),
+        "model_config": cfg.to_dict(),
+        "phases": phases,
+        "complete": complete,
+        "final_train_acc": phases[-1]["train_acc"],
+        "final_val_acc": phases[-1]["val_acc"],
+        "seconds": seconds,
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+
+
+def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumTransformer, dict]:
+    """The model as it stands in a saved training state, with a record marked incomplete
+    when phases remain (``complete: false``, accuracies of the phase in progress)."""
+    state = load_state(state_path, spec)
+    if state is None:
+        raise ValueError(f"no training state at {state_path}")
+    data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
+    plan = phase_plan(spec, data)
+    cfg = model_config(spec, data, plan)
+    model = ModSumTransformer(cfg)
+    model.load_state_dict(state["model"])
+    model.eval()
+    phases = list(state["records"])
+    if len(phases) <= state["phase"]:
+        phases.append(state["current"])
+    return model, _record(spec, cfg, phases, state["seconds"], "cpu", complete=len(state["records"]) == len(plan))
+
+
+RESUMABLE_FIELDS = ("max_epochs", "extra_epochs", "eval_every", "target_val_acc")
+
+
+def load_state(path: str | Path, spec: ModSumTrainSpec) -> dict | None:
+    """A saved training state for this spec, or None when there is none yet.
+
+    A state saved for another model (any field but the stopping rules differs) is an
+    error: resuming it would mix two trainings.
+    """
+    state = checkpoint.load_state(path)
+    if state is None:
+        return None
+    ours = {k: v for k, v in asdict(spec).items() if k not in RESUMABLE_FIELDS}
+    saved = {**asdict(ModSumTrainSpec(model_id=spec.model_id)), **state["spec"]}  # fields added since default
+    theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k not in RESUMABLE_FIELDS}
+    diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if diff:
+        raise ValueError(f"training state {path} was saved for another spec (differs in {', '.join(diff)}); "
+                         f"use another state path or delete it to start over")
+    return state
+
+
+save_state = checkpoint.save_state
+
+
+def recipe(job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
+    """A study's modsum train job: ``out/final/<job>.safetensors`` with its record and metrics.
+
+    The training state stays in ``out/state.pt`` until the checkpoint is written, so a killed
+    job resumes where it stopped.
+    """
+    spec = spec_from_params(ModSumTrainSpec, params, f"train job {job_id!r} (modsum)",
+                            fixed={"model_id": job_id, "seed": seed})
+    model, record = train_modsum(spec, device=device, state_path=out / "state.pt", save_every=500)
+    save_checkpoint(model, record, out / "final")
+    write_metrics(out / "final", metrics_of(record))
+    (out / "state.pt").unlink(missing_ok=True)
+
+
+PRESETS: dict[str, ModSumTrainSpec] = {
+    "model_0": ModSumTrainSpec("model_0", task="f_mod", n_blocks=1, scheme="end_to_end", extra_epochs=1000),
+    "model_E": ModSumTrainSpec("model_E", task="f_mod3", n_blocks=3, scheme="end_to_end", extra_epochs=1000),
+    "model_L": ModSumTrainSpec("model_L", task="f_mod3", n_blocks=3, scheme="layerwise", extra_epochs=1000),
+}
+_REFERENCE = {"layout": "reference", "loss_dtype": "float64", "warmup_epochs": 10}
+PRESETS.update({f"{k}_ref": ModSumTrainSpec(**{**asdict(v), "model_id": f"{k}_ref", **_REFERENCE})
+                for k, v in list(PRESETS.items())})

@@ -1,0 +1,156 @@
+"""The report's sections across models: cross-model heatmaps, the skip intervention,
+training dynamics and seed agreement."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from layergw import layout, plots
+from layergw.report.html import esc, html_table, slug
+from layergw.report.variants import MeasureVariants, layer_names
+
+log = logging.getLogger(__name__)
+
+
+def cross_section(store: Any, cross: Any, points: Any, pairs: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+    """One rectangular heatmap per (model a, model b, measure variant) of the cross tiles."""
+    figs, n_png = [], 0
+    for (a, b), rows_ab in cross.groupby(["model_a", "model_b"], sort=False):
+        _, disp_a = layer_names(points, pairs, a)
+        _, disp_b = layer_names(points, pairs, b)
+        for measure, p in mv.ordered(list(zip(rows_ab["measure"], rows_ab["_p"]))):
+            rows = rows_ab[(rows_ab["measure"] == measure) & (rows_ab["_p"] == p)]
+            caption = f"{a} × {b} — {mv.label(measure, p)}"
+            M = np.full((len(disp_a), len(disp_b)), np.nan)
+            ok = rows["value"].notna()
+            M[rows.loc[ok, "layer_a_index"].astype(int), rows.loc[ok, "layer_b_index"].astype(int)] = rows.loc[ok, "value"]
+            kind = str(rows["kind"].iloc[0])
+            png = f"cross-{slug(a)}-{slug(b)}-{mv.file_part(measure, p)}.png"
+            try:
+                data = plots.png_bytes(plots.heatmap_png, M, disp_a, title=caption, kind=kind, measure=measure,
+                                       col_labels=disp_b)
+            except ValueError as exc:
+                log.warning("report: cross %s: %s", caption, exc)
+                figs.append(f'<figure><figcaption class="warn">{esc(caption)}: {esc(exc)}</figcaption></figure>')
+                continue
+            store.write_bytes(layout.report_file(png), data)
+            n_png += 1
+            n_err = int(rows["error"].notna().sum())
+            figs.append(f'<figure><img src="{esc(quote(png))}" alt="{esc(caption)} heatmap">'
+                        f"<figcaption>{esc(caption)} ({esc(kind)}){f'; {n_err} failed pairs' if n_err else ''}"
+                        "</figcaption></figure>")
+    return figs, n_png
+
+
+def skip_sections(store: Any, models: list[str], points: Any, pairs: Any) -> tuple[list[str], int]:
+    """The skip-intervention check: the KL matrix and each measure's row-wise Spearman with it."""
+    out, n_png = [], 0
+    for model in models:
+        if not store.exists(layout.skip_agreement(model)):
+            continue
+        info = store.read_json(layout.skip_agreement(model))
+        out.append(f'<h2 id="skip-{esc(slug(model))}">Skip intervention: {esc(model)}</h2>')
+        out.append("<p class=\"muted\">KL(original ‖ skipped) of the next-token distribution when the residual "
+                   "stream after layer i is fed into block j+1 (positions: "
+                   f"{esc(info.get('positions'))}); each measure's layer matrix is compared with it row by row "
+                   "(Spearman; similarities negated). Higher: the measure ranks layer pairs as their function does.</p>")
+        if store.exists(layout.skip_kl(model)):
+            _, displays = layer_names(points, pairs, model)
+            K = store.read_array(layout.skip_kl(model))
+            if len(displays) == K.shape[0]:
+                png = f"skip-{slug(model)}-kl.png"
+                store.write_bytes(layout.report_file(png), plots.png_bytes(
+                    plots.heatmap_png, K, displays, title=f"{model}: skip KL", kind="distance", measure="KL"))
+                n_png += 1
+                out.append(f'<div class="figs"><figure><img src="{esc(quote(png))}" alt="skip KL">'
+                           "<figcaption>skip KL (nats)</figcaption></figure></div>")
+        rows = [[r["measure"], r["mean"], r["sem"], r["rows_used"], r["rows_nan"]] for r in info.get("rows", [])]
+        out.append(html_table(["measure", "mean Spearman", "standard error", "rows used", "rows NaN"], rows, num={1, 2, 3, 4}))
+    return out, n_png
+
+
+def mean_offdiagonal(rows: Any) -> float:
+    """Mean value over a model's stored pairs (i < j) with a value: how far apart its layers are."""
+    vals = rows["value"].dropna()
+    return float(vals.mean()) if len(vals) else float("nan")
+
+
+def series_sections(store: Any, series: dict, within: Any, groups: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+    """Training dynamics (a model at several checkpoints: mean pairwise value against step and
+    accuracy, the paper's Figures 6 and 7) and seed agreement (adjusted Rand index of the
+    groups of the same model trained with different seeds)."""
+    out: list[str] = []
+    n_png = 0
+    for entry, members in series.items():
+        steps = [m for m in members if m.get("step") is not None]
+        labels = {m["label"] for m in members}
+        if len(steps) >= 2 and len(labels) >= 2:
+            out.append(f'<h2 id="dynamics-{esc(slug(entry))}">Training dynamics: {esc(entry)}</h2>')
+            rows_e = within[within["model_a"].isin([m["model"] for m in steps])]
+            table_rows = []
+            figs = []
+            for measure, p in mv.ordered(list(zip(rows_e["measure"], rows_e["_p"]))):
+                label = mv.label(measure, p)
+                sel = rows_e[(rows_e["measure"] == measure) & (rows_e["_p"] == p)]
+                values = [mean_offdiagonal(sel[sel["model_a"] == m["model"]]) for m in steps]
+                for m, v in zip(steps, values):
+                    table_rows.append([label, m["model"], m["step"], m["metrics"].get("accuracy"),
+                                       m["metrics"].get("f1"), v])
+                for xkey, xlabel in (("step", "training step"), ("accuracy", "evaluation accuracy")):
+                    xs = [m["step"] if xkey == "step" else m["metrics"].get("accuracy") for m in steps]
+                    if any(x is None for x in xs):
+                        continue
+                    png = f"dynamics-{slug(entry)}-{mv.file_part(measure, p)}-{xkey}.png"
+                    data = plots.png_bytes(plots.curves_png, xs, {label: values}, title=f"{entry}: mean pairwise {label}",
+                                           xlabel=xlabel, ylabel=f"mean {label} over layer pairs")
+                    store.write_bytes(layout.report_file(png), data)
+                    n_png += 1
+                    figs.append(f'<figure><img src="{esc(quote(png))}" alt="{esc(entry)} dynamics">'
+                                f"<figcaption>{esc(label)} against {esc(xlabel)}</figcaption></figure>")
+            out.append(f'<div class="figs">{"".join(figs)}</div>')
+            out.append(html_table(["measure", "model", "step", "accuracy", "F1", "mean pairwise value"], table_rows,
+                              num={2, 3, 4, 5}))
+        seeds = {}
+        for m in members:
+            seeds.setdefault(m["label"], []).append(m)
+        agree = [ms for ms in seeds.values() if len({m["seed"] for m in ms}) >= 2]
+        if agree and groups is not None:
+            rows = seed_agreement(agree, groups, mv)
+            if rows:
+                out.append(f'<h2 id="seeds-{esc(slug(entry))}">Seed agreement: {esc(entry)}</h2>')
+                out.append('<p class="muted">Adjusted Rand index between the groups found for each pair of '
+                           "training seeds (1: the same grouping, about 0: chance).</p>")
+                out.append(html_table(["measure", "checkpoint", "seeds", "pairs", "mean ARI", "min ARI"], rows,
+                                  num={3, 4, 5}))
+    return out, n_png
+
+
+def seed_ari(labels: list[list[int]]) -> list[float]:
+    """Adjusted Rand index of every pair of groupings of the same layers."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    return [float(adjusted_rand_score(a, b)) for a, b in combinations(labels, 2)]
+
+
+def seed_agreement(agree: list[list[dict]], groups: Any, mv: MeasureVariants) -> list[list[Any]]:
+    rows = []
+    for members in agree:
+        ids = [m["model"] for m in members]
+        g = groups[groups["model"].isin(ids)]
+        for (measure, p), gm in g.groupby(["measure", "_p"], sort=False):
+            labelings = []
+            for mid in ids:
+                one = gm[gm["model"] == mid].sort_values("layer_index")
+                if len(one):
+                    labelings.append(one["group"].astype(int).tolist())
+            if len(labelings) < 2 or len({len(x) for x in labelings}) != 1:
+                continue
+            aris = seed_ari(labelings)
+            rows.append([mv.label(measure, p), members[0]["label"], ", ".join(str(m["seed"]) for m in members),
+                         len(aris), sum(aris) / len(aris), min(aris)])
+    return rows
