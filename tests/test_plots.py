@@ -23,6 +23,44 @@ def test_heatmap_writes_png(tmp_path, L):
     assert path.read_bytes().startswith(PNG)
 
 
+def test_group_boundaries_are_drawn_between_the_groups_layers():
+    """A boundary b (the first layer of a group) is a red line between rows and columns b-1 and
+    b, read back from the figure's lines and from its pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from layergw.grouping import boundaries
+
+    labels = np.repeat([0, 1, 2], [4, 3, 5])
+    bounds = boundaries(labels)
+    assert bounds == [4, 7]
+    M = (labels[:, None] != labels[None, :]).astype(float)
+    fig = plots.heatmap_figure(M, [f"l{i}" for i in range(12)], title="t", boundaries=bounds)
+    ax = fig.axes[0]
+    red = [line for line in ax.lines if line.get_color() == "red"]
+    horizontal = sorted(line.get_ydata()[0] for line in red if line.get_ydata()[0] == line.get_ydata()[1])
+    vertical = sorted(line.get_xdata()[0] for line in red if line.get_xdata()[0] == line.get_xdata()[1])
+    assert horizontal == vertical == [3.5, 6.5]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    red_px = (pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    height = pixels.shape[0]
+
+    def red_column(x: float) -> int:  # red pixels in the pixel columns at x (+-1 for rounding)
+        c = int(round(x))
+        return int(red_px[:, c - 1:c + 2].any(axis=1).sum())
+
+    def red_row(y: float) -> int:
+        r = height - int(round(y))
+        return int(red_px[r - 1:r + 2].any(axis=0).sum())
+
+    for b in bounds:
+        x, y = ax.transData.transform((b - 0.5, b - 0.5))
+        assert red_column(x) > 50 and red_row(y) > 50, b
+    x, y = ax.transData.transform((1.0, 1.0))  # the middle of layer 1, inside the first group
+    assert red_column(x) < 5 and red_row(y) < 5
+
+
 def test_heatmap_handles_nan_and_buffer():
     M = np.array([[0, 1, np.nan], [1, 0, 2], [np.nan, 2, 0]])
     buf = io.BytesIO()

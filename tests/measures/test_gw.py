@@ -384,3 +384,31 @@ def test_choice_errors_list_valid_values():
         measures.get("gw", normalize="l2")
     with pytest.raises(ValueError, match="'product', 'identity', 'best'; got 'random'"):
         measures.get("gw", init="random")
+
+
+# -- analytic cases: values known in closed form, not from POT --------------------------------
+
+@pytest.mark.parametrize("a, b", [(1.0, 3.0), (2.0, 0.5), (5.0, 5.0), (0.25, 7.0)])
+def test_two_point_spaces_have_the_closed_form(a, b):
+    """Two points at distance a against two at distance b, uniform weights (each point doubled,
+    since a layer needs 3 rows): a coupling keeping mass t on the matched pairs costs
+    (a - b)^2 / 2 + 8 a b t (1/2 - t), so GW = (a - b)^2 / 2 at t = 1/2. The product coupling
+    (t = 1/4) is a stationary point of that objective: conditional gradient started there stays,
+    at (a^2 + b^2) / 4 + (a - b)^2 / 4 -- the non-convexity the paper's single start hides."""
+    X, Y = np.array([[0.0], [0.0], [a], [a]]), np.array([[0.0], [0.0], [b], [b]])
+    for init in ("identity", "best"):
+        assert measures.get("gw", init=init).score(X, Y) == pytest.approx((a - b) ** 2 / 2, rel=1e-12, abs=1e-12)
+    product = measures.get("gw", init="product").score(X, Y)
+    assert product == pytest.approx((a * a + b * b) / 4 + (a - b) ** 2 / 4, rel=1e-12)
+    assert product >= (a - b) ** 2 / 2
+
+
+@pytest.mark.parametrize("init", ["product", "identity", "best"])
+def test_an_isometric_copy_is_at_distance_zero(init):
+    """GW is 0 exactly for an isometric copy: rotated, reflected and translated, other width."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 6))
+    Q, _ = np.linalg.qr(rng.normal(size=(9, 9)))
+    Y = np.hstack([X, np.zeros((40, 3))]) @ Q + 5.0  # embedded in 9 dimensions, then rotated
+    assert abs(measures.get("gw", init=init).score(X, Y)) < 1e-12
+    assert measures.get("gw", init=init).score(X, 1.5 * Y) > 1e-3  # not for a rescaled copy (raw GW)

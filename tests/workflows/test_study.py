@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -173,13 +174,79 @@ def test_targets_rank_every_layer_for_each_task_target(local_run, tiny_layers, t
     assert set(targets["measure"]) == {cfg.targets.measure.name}
 
 
+class _Sections(HTMLParser):
+    """Each model section of the report page: its heatmap figures (image file and caption)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, list[dict]] = {}
+        self._model: str | None = None
+        self._figure: dict | None = None
+        self._caption = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and a.get("class") == "model":
+            self._model = a["id"].removeprefix("model-")
+            self.sections[self._model] = []
+        elif tag == "figure" and self._model and a.get("class") == "heatmap":
+            self._figure = {"caption": ""}
+            self.sections[self._model].append(self._figure)
+        elif tag == "img" and self._figure is not None:
+            self._figure["src"] = a["src"]
+        elif tag == "figcaption" and self._figure is not None:
+            self._caption = True
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self._model = None
+        elif tag == "figure":
+            self._figure = None
+        elif tag == "figcaption":
+            self._caption = False
+
+    def handle_data(self, data):
+        if self._caption and self._figure is not None:
+            self._figure["caption"] += data
+
+
 @pytest.mark.ray
-def test_report_exists_and_names_both_models(local_run) -> None:
+def test_report_has_a_heatmap_section_per_model_with_one_figure_per_measure(local_run) -> None:
     cfg, result, run = local_run
     assert result.report_uri == run.url("report/index.html")
-    page = run.read_bytes("report/index.html").decode()
-    for spec in cfg.models:
-        assert spec.id in page
+    parser = _Sections()
+    parser.feed(run.read_bytes("report/index.html").decode())
+    assert sorted(parser.sections) == sorted(spec.id for spec in cfg.models)
+    for model, figures in parser.sections.items():
+        assert [f["caption"].split(" (")[0] for f in figures] == [m.name for m in cfg.measures], model
+        for f in figures:
+            assert run.read_bytes(f"report/{f['src']}").startswith(b"\x89PNG")
+            assert model in f["src"]
+
+
+@pytest.mark.ray
+def test_report_rebuilds_from_stored_results_without_solving_and_equals_the_first(local_run, monkeypatch) -> None:
+    import ot
+
+    from layergw.measures.base import Measure
+    from layergw.report import build_report
+
+    cfg, _, run = local_run
+    first = {p: run.read_bytes(p) for p in run.list_files("report")}
+    assert any(p.startswith("report/diag-") for p in first)  # the diagnostics were drawn, from stored tables
+
+    def no_solver(*args, **kwargs):
+        raise AssertionError("the report ran a measure or solver")
+
+    for name in ("prepare", "compare", "score"):
+        monkeypatch.setattr(Measure, name, no_solver)
+    for name in ("gromov_wasserstein", "gromov_wasserstein2"):
+        monkeypatch.setattr(ot.gromov, name, no_solver)
+    monkeypatch.setattr(ot, "emd", no_solver)
+    for p in first:
+        run.delete(p)
+    build_report(run)
+    assert {p: run.read_bytes(p) for p in run.list_files("report")} == first
 
 
 @pytest.mark.ray

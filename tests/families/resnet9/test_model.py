@@ -106,10 +106,18 @@ def test_points_are_table3_in_depth_order(residual):
     assert [p.block for p in points] == [int(p.name.split(".")[0]) for p in points]
 
 
-def test_every_point_hooks_a_module_of_the_network():
+def test_every_point_hooks_a_module_of_its_role():
+    from torch import nn
+
+    from layergw.families.resnet9.model import Add
+
+    kinds = {"Conv2d": nn.Conv2d, "BatchNorm": nn.BatchNorm2d, "ReLU": nn.ReLU, "Residual": Add,
+             "MaxPool": (nn.MaxPool2d, nn.AdaptiveMaxPool2d), "Linear": nn.Linear}
     model = ResNet9()
-    for p in resnet9_points():
-        model.get_submodule(p.hook)
+    hooked = {p.name: model.get_submodule(p.hook) for p in resnet9_points()}
+    for name, module in hooked.items():
+        assert isinstance(module, kinds[name.split(".")[1]]), (name, type(module).__name__)
+    assert len({id(m) for m in hooked.values()}) == len(hooked)  # no two points share a module
 
 
 @pytest.mark.parametrize("size", [32, 16])
