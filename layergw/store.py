@@ -3,6 +3,10 @@
 One class covers a local directory (plain path or ``file://``), ``s3://`` (AWS or any
 S3-compatible server through an explicit endpoint) and ``gs://``. Every write is atomic,
 so a file that exists is complete; that is what lets a rerun skip finished work.
+
+At about 500 lines this module is longer than most: one class carries the atomic-write,
+listing and error protocol over three filesystems, and how a URI and its endpoint become
+a ``pyarrow.fs`` filesystem is kept beside it so one file says what a store URI means.
 """
 
 from __future__ import annotations

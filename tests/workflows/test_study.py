@@ -250,6 +250,25 @@ def test_report_rebuilds_from_stored_results_without_solving_and_equals_the_firs
 
 
 @pytest.mark.ray
+def test_two_spellings_of_one_measure_variant_are_computed_once_in_one_folder(tiny_checkpoints, tiny_layers,
+                                                                               ray_local, study_config,
+                                                                               tmp_path) -> None:
+    from workflows.study import run_study
+
+    one = {"tiny_fmod": tiny_checkpoints["tiny_fmod"]}
+    cfg = study_config(one, tmp_path / "store", measures=["gw", {"name": "gw", "params": {"normalize": "none",
+                                                                                         "init": "product"}}],
+                       targets={"enabled": False}, inputs={"n": 12, "seed": 0})
+    run_study(cfg, show_progress=False)
+    run = _run_store(cfg)
+    assert [p.name for p in (run.local_path() / "pairs" / "tiny_fmod").iterdir()] == [cfg.measures[0].key]
+    df = _pairs(run)
+    L = tiny_layers["tiny_fmod"]
+    assert len(df) == L * (L - 1) // 2 and df["params"].nunique() == 1
+    assert len(run.read_table("groups.parquet").to_pandas().groupby(["measure", "params"])) == 1
+
+
+@pytest.mark.ray
 def test_rerun_skips_every_tile_and_leaves_files_untouched(local_run, tiny_layers) -> None:
     from workflows.study import run_study
 
