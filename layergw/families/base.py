@@ -151,6 +151,17 @@ class Family:
         module, _, attr = self.recipes[self.recipe_name(name)][0].partition(":")
         return getattr(importlib.import_module(module), attr)
 
+def weights_path(checkpoint: str, what: str, hint: str) -> Path:
+    """The ``.safetensors`` file a checkpoint path names (the suffix may be left out); a
+    missing file is a ValueError naming what was looked for and ``hint``."""
+    path = Path(checkpoint).expanduser()
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    if not path.exists():
+        raise ValueError(f"{what} {checkpoint!r} not found (looked for {path}); {hint}")
+    return path
+
+
 def spec_from_params(cls: type, params: dict, where: str, *, fixed: dict | None = None,
                      skip: tuple[str, ...] = ()) -> Any:
     """A recipe's spec dataclass from a job's ``params``: an unknown key or a bad value is a

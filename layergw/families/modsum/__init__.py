@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from layergw.families.base import Family, LoadedModel
+from layergw.families.base import Family, LoadedModel, weights_path
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "modsum"
 
@@ -31,13 +31,8 @@ class ModSumFamily(Family):
                 raise ValueError(f"unknown built-in checkpoint {checkpoint!r}; shipped: "
                                  f"{', '.join('builtin:' + b for b in builtin_checkpoints()) or '(none)'}")
             return path
-        path = Path(checkpoint).expanduser()
-        if path.suffix != ".safetensors":
-            path = path.with_suffix(".safetensors")
-        if not path.exists():
-            raise ValueError(f"checkpoint {checkpoint!r} not found (looked for {path}); "
-                             f"use a path to a .safetensors file with its .json beside it, or builtin:<id>")
-        return path
+        return weights_path(checkpoint, "checkpoint",
+                            "use a path to a .safetensors file with its .json beside it, or builtin:<id>")
 
     def fingerprint(self, checkpoint: str) -> str:
         path = self.resolve(checkpoint)

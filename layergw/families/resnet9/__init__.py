@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layergw.families.base import Family, LoadedModel
+from layergw.families.base import Family, LoadedModel, weights_path
 
 
 class ResNet9Family(Family):
@@ -14,17 +14,15 @@ class ResNet9Family(Family):
     recipes = {"train": ("layergw.families.resnet9.training:recipe",
                          "SGD with Nesterov momentum and a one-cycle schedule (params: ImageTrainSpec)")}
 
+    def resolve(self, checkpoint: str) -> Path:
+        """The weights file of a checkpoint path (``random:<seed>`` has none)."""
+        return weights_path(checkpoint, "ResNet9 checkpoint",
+                            "use a path to a .safetensors file written by layergw's resnet9 training, or random:<seed>")
+
     def fingerprint(self, checkpoint: str) -> str:
         from layergw.families import content_hash
 
-        if checkpoint.startswith("random:"):
-            return checkpoint
-        path = Path(checkpoint).expanduser()
-        path = path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
-        if not path.exists():
-            raise ValueError(f"ResNet9 checkpoint {checkpoint!r} not found (looked for {path}); use a path to a "
-                             f".safetensors file written by layergw's resnet9 training, or random:<seed>")
-        return content_hash(path)
+        return checkpoint if checkpoint.startswith("random:") else content_hash(self.resolve(checkpoint))
 
     def load(self, checkpoint: str, *, data: str | None = None, split: str = "test", size: int | None = None,
              pooling: str = "flatten", residual_points: bool = True) -> LoadedModel:

@@ -24,7 +24,6 @@ Extraction runs the network in eval mode (BatchNorm running statistics).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,13 +104,9 @@ def load(checkpoint: str, *, data: str | None = None, split: str = "test", size:
         record: dict = {"model_id": f"resnet9_random_{seed}", "trained": False, "seed": seed}
         model = None
     else:
-        path = Path(checkpoint).expanduser()
-        if path.suffix != ".safetensors":
-            path = path.with_suffix(".safetensors")
-        if not path.exists():
-            raise ValueError(f"ResNet9 checkpoint {checkpoint!r} not found (looked for {path}); use a path to a "
-                             f".safetensors file written by layergw's resnet9 training, or random:<seed>")
-        model, record = load_checkpoint(path)
+        from layergw.families.resnet9 import ResNet9Family
+
+        model, record = load_checkpoint(ResNet9Family().resolve(checkpoint))
         spec = ImageTrainSpec.from_dict(record["spec"]) if "spec" in record else ImageTrainSpec()
     images = load_images(data or spec.data, split=split, seed=spec.data_seed, test_fraction=spec.test_fraction,
                          size=size or spec.size)
