@@ -321,7 +321,7 @@ def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
     accuracies from its extraction manifest, and leaves out facts no model has."""
     store = make_run(tmp_path / "run")
     store.write_json("reps/modsum-L/done.json", {
-        "model": "modsum-L", "n": 32, "points": [{}] * 6,
+        "model": "modsum-L", "n": 32, "inputs_split": "train", "points": [{}] * 6,
         "describe": {"family": "modsum", "metrics": {"step": 15500, "accuracy": 0.737, "train_accuracy": 1.0,
                                                      "split": "validation", "complete": False}}})
     store.write_json("reps/bert/base/done.json", {"model": "bert/base", "n": 32, "points": [{}] * 4,
@@ -334,7 +334,7 @@ def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
     assert header == ["model", "family", "points", "n", "train accuracy", "held-out accuracy", "held out",
                       "training complete", "steps"]
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]]
-    assert cells == [["modsum-L", "modsum", "6", "32", "1", "0.737", "validation", "no", "15500"],
+    assert cells == [["modsum-L", "modsum", "6", "32 (train)", "1", "0.737", "validation", "no", "15500"],
                      ["bert/base", "hf", "4", "32", "", "", "", "", ""]]
 
 

@@ -52,6 +52,8 @@ class ModelSpec(Strict):
 class InputsSpec(Strict):
     n: int = Field(256, description="number of inputs every model runs (a seeded subsample)")
     seed: int = 0
+    split: Literal["all", "train", "validation"] = Field(
+        "all", description="draw from all inputs, or from the model's training or validation split (modsum)")
 
     @field_validator("n")
     @classmethod

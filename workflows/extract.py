@@ -40,6 +40,7 @@ class Manifest:
     model: str
     n: int
     inputs_seed: int
+    inputs_split: str
     points: tuple[PointRow, ...]
     targets: tuple[str, ...]
     device: str
@@ -61,6 +62,7 @@ class Manifest:
     def from_json(cls, d: dict) -> Manifest:
         d = dict(d)
         d["inputs_seed"] = d.pop("inputs_seed", d.pop("probe_seed", 0))
+        d.setdefault("inputs_split", "all")
         d.pop("skipped", None)
         d["points"] = tuple(PointRow(**p) for p in d["points"])
         d["targets"] = tuple(d["targets"])
@@ -76,7 +78,7 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
     is the model's own numbering when all points are taken.
     """
     from layergw import families, measures
-    from layergw.inputs import input_indices
+    from layergw.inputs import input_indices, split_pool
     from layergw.points import select_points, with_pooling
     from layergw.torchkit.device import resolve_device
 
@@ -93,7 +95,8 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
             checkpoint = local_checkpoint(store, checkpoint, family, Path(tmp))
         model = family.load(checkpoint, **spec.params)
     points = with_pooling(select_points(model.points(), spec.points, model=spec.id), spec.pooling)
-    indices = input_indices(model.n_inputs(), inputs.n, inputs.seed)
+    pool = split_pool(model.splits(), inputs.split, f"model {spec.id!r}")
+    indices = input_indices(model.n_inputs(), inputs.n, inputs.seed, pool)
     reps = model.extract(indices, points, device=device)
     rows = []
     for k, p in enumerate(points):
@@ -105,7 +108,7 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
     targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
         store.write_array(layout.target_rep(spec.id, name), Y)
-    manifest = Manifest(spec.id, int(len(indices)), inputs.seed, tuple(rows), tuple(sorted(targets)), device,
+    manifest = Manifest(spec.id, int(len(indices)), inputs.seed, inputs.split, tuple(rows), tuple(sorted(targets)), device,
                         time.perf_counter() - t0, model.describe())
     store.write_json(layout.extracted(spec.id), manifest.to_json())
     return manifest, False

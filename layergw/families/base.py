@@ -29,7 +29,12 @@ class LoadedModel(Protocol):
     def points(self) -> list[RepPoint]: ...
 
     def n_inputs(self) -> int:
-        """How many inputs the probe set is drawn from."""
+        """How many inputs the input set is drawn from."""
+        ...
+
+    def splits(self) -> dict[str, np.ndarray]:
+        """Named subsets of the inputs (``train``, ``validation``) a study may draw from; empty
+        for a model whose inputs are one split (its data split is then one of its params)."""
         ...
 
     def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu") -> dict[str, np.ndarray]:

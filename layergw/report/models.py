@@ -152,10 +152,16 @@ def models_section(store: Any, models: list[str]) -> list[str]:
     if not manifests:
         return []
     facts = [(key, label) for key, label in TRAINING_FACTS if any(d.get(key) is not None for _, _, d in manifests)]
-    rows = [[m, d.get("family"), len(man.get("points", [])), man.get("n"), *(yes_no(d.get(k)) for k, _ in facts)]
+    rows = [[m, d.get("family"), len(man.get("points", [])), _inputs(man), *(yes_no(d.get(k)) for k, _ in facts)]
             for m, man, d in manifests]
     header = ["model", "family", "points", "n", *(label for _, label in facts)]
     return ["<h2>Models</h2>", html_table(header, rows, num=set(range(2, len(header))))]
+
+
+def _inputs(manifest: dict) -> Any:
+    """n, with the split drawn from when it is not all inputs (``160 (train)``)."""
+    split = manifest.get("inputs_split", "all")
+    return manifest.get("n") if split == "all" else f"{manifest.get('n')} ({split})"
 
 
 def outlier_groups(labels: Any, n_layers: int) -> list[int]:

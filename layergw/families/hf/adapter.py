@@ -169,6 +169,9 @@ class HFModel:
     def n_inputs(self) -> int:
         return len(self.data)
 
+    def splits(self) -> dict[str, np.ndarray]:
+        return {}
+
     def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
                 batch_size: int | None = None) -> dict[str, np.ndarray]:
         """Point name -> (len(indices), d) float32, pooled over each text's real tokens."""

@@ -35,6 +35,10 @@ class ModSumModel:
     def n_inputs(self) -> int:
         return len(self.data.inputs)
 
+    def splits(self) -> dict[str, np.ndarray]:
+        """The training and validation pairs of the checkpoint's own split."""
+        return {"train": self.data.train_idx, "validation": self.data.val_idx}
+
     def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
                 batch_size: int = 1024) -> dict[str, np.ndarray]:
         model = self.model.to(device)

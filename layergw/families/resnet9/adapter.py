@@ -55,6 +55,9 @@ class ResNet9Model:
     def n_inputs(self) -> int:
         return len(self.data)
 
+    def splits(self) -> dict[str, np.ndarray]:
+        return {}
+
     def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
                 batch_size: int = 256) -> dict[str, np.ndarray]:
         """Point name -> (len(indices), d) float32, the network in eval mode, batch by batch."""

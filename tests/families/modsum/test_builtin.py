@@ -1,6 +1,8 @@
 """The checkpoints shipped with layergw for the demo."""
 import json
 
+import numpy as np
+
 import pytest
 
 from layergw import families
@@ -69,3 +71,15 @@ def test_gw_to_the_target_ranks_model_0_output_first_with_max_scaling_on_the_las
     values = {name: gw.compare(gw.prepare(X, label=name), target).value
               for name, X in reps.items() if np.ptp(X, axis=0).max() > 0}  # the '=' token's Resid-Pre is constant
     assert min(values, key=values.get) == "blocks.0.hook_resid_post"
+
+
+def test_a_checkpoints_splits_are_its_own_training_and_validation_pairs():
+    from layergw.data.modsum import make_modsum
+
+    model = families.get("modsum").load("builtin:model_L")
+    splits = model.splits()
+    data = make_modsum("f_mod3", split_seed=0)
+    np.testing.assert_array_equal(splits["train"], data.train_idx)
+    np.testing.assert_array_equal(splits["validation"], data.val_idx)
+    assert len(splits["train"]) + len(splits["validation"]) == model.n_inputs()
+    assert families.get("resnet9").load("random:0", data="digits", size=12).splits() == {}
