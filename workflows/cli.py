@@ -65,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = ModSumTrainSpec(model_id=args.id, task=args.task, n_blocks=args.blocks, scheme=args.scheme)
     changes = {k: v for k, v in {"max_epochs": args.max_epochs, "extra_epochs": args.extra_epochs,
                                  "seed": args.seed, "eval_every": args.eval_every}.items() if v is not None}
+    changes.update(_spec_settings(args.set, ModSumTrainSpec))
     if args.id and args.preset:
         changes["model_id"] = args.id
     spec = type(spec)(**{**spec.__dict__, **changes})
@@ -73,11 +74,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.export:
         model, record = export_state(spec, state)
     else:
-        model, record = train_modsum(spec, device=device, state_path=state, save_every=args.save_every)
+        on_eval = None
+        if args.snapshot_every:
+            from layergw.families.modsum.training import snapshot_saver
+
+            on_eval = snapshot_saver(spec, Path(args.out) / f"{spec.model_id}.snapshots", args.snapshot_every)
+        model, record = train_modsum(spec, device=device, state_path=state, save_every=args.save_every,
+                                     phases=args.phases, on_eval=on_eval)
     path = save_checkpoint(model, record, args.out)
     done = "trained" if record["complete"] else "exported unfinished training of"
     print(f"{done} {spec.model_id}: train acc {record['final_train_acc']:.4f}, "
           f"val acc {record['final_val_acc']:.4f}, {record['seconds']:.0f}s -> {path}")
+    return 0
+
+
+def _spec_settings(items: list[str], cls: type) -> dict:
+    """``KEY=VALUE`` settings of a spec dataclass (YAML values); an unknown key names the valid ones."""
+    import dataclasses
+
+    import yaml
+
+    from layergw.registry import suggest
+
+    valid = [f.name for f in dataclasses.fields(cls)]
+    out = {}
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        if not eq or key not in valid:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(valid)}"
+                             f"{suggest(key, valid) if eq else ''}")
+        value = yaml.safe_load(raw)
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def cmd_handover(args: argparse.Namespace) -> int:
+    from layergw.families.modsum.handover import handover_table
+
+    table = handover_table([Path(p) for p in args.paths], blocks=args.blocks)
+    if args.out:
+        table.to_parquet(args.out)
+    if args.markdown:
+        cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+        print("| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns))
+        print("\n".join("| " + " | ".join(c) + " |" for c in cells))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -138,7 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-every", type=int, default=500, help="epochs between saved training states")
     t.add_argument("--export", action="store_true",
                    help="write the checkpoint from the saved training state as it stands, without training")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any training-spec field, e.g. --set weight_decay=0.5 (repeatable)")
+    t.add_argument("--phases", type=int, help="train only the first this many phases (e.g. 1: block 1 of model_L)")
+    t.add_argument("--snapshot-every", type=int,
+                   help="also keep a checkpoint every this many epochs and at each phase's first goal epoch, "
+                        "in <out>/<id>.snapshots/")
     t.set_defaults(fn=cmd_train)
+
+    h = sub.add_parser("handover", help="how linearly a modular-sum block's output codes what the next block needs")
+    h.add_argument("paths", nargs="+", help="checkpoints (.safetensors with .json) or folders of them (snapshots)")
+    h.add_argument("--blocks", type=int, nargs="+", help="blocks, counted from 0 (default: every block)")
+    h.add_argument("--out", help="also write the table as Parquet")
+    h.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    h.set_defaults(fn=cmd_handover)
 
     s = sub.add_parser("submit", help="submit `layergw run` as a Ray job")
     s.add_argument("config")

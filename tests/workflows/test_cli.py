@@ -149,6 +149,26 @@ def test_train_writes_checkpoint_and_record(tmp_path, capsys) -> None:
     assert len(families.get("modsum").load(str(out_dir / "t")).points()) > 0
 
 
+def test_train_phase_one_with_settings_and_snapshots_then_measure_the_handover(tmp_path, capsys) -> None:
+    out = tmp_path / "ckpt"
+    rc = main(["train", "--id", "l", "--task", "f_mod3", "--blocks", "2", "--scheme", "layerwise", "--max-epochs", "2",
+               "--eval-every", "1", "--device", "cpu", "--out", str(out), "--phases", "1", "--snapshot-every", "2",
+               "--set", "d_model=16", "--set", "n_heads=2", "--set", "d_head=8", "--set", "d_mlp=32",
+               "--set", "weight_decay=0.5", "--set", "layout=reference"])
+    assert rc == 0
+    record = json.loads((out / "l.json").read_text())
+    assert record["complete"] is False and len(record["phases"]) == 1
+    assert (record["spec"]["weight_decay"], record["spec"]["layout"], record["spec"]["d_model"]) == (0.5, "reference", 16)
+    assert sorted(p.name for p in (out / "l.snapshots").iterdir()) == ["p1-e00002.json", "p1-e00002.safetensors"]
+    capsys.readouterr()
+    assert main(["handover", str(out / "l.snapshots"), "--blocks", "0", "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| checkpoint | phase | epoch |") and "best_r2" in lines[0]
+    assert len(lines) == 2 + 2 * 5  # header, rule, two poolings x five quantities
+    assert main(["train", "--id", "x", "--out", str(out), "--set", "weight_decai=1"]) == 1
+    assert "did you mean 'weight_decay'" in capsys.readouterr().err
+
+
 def test_submit_sends_layergw_run_with_the_config_folder_as_working_dir(tmp_path, monkeypatch, capsys) -> None:
     import ray.job_submission
 

@@ -52,3 +52,15 @@ class ModSumModel:
     def describe(self) -> dict:
         return {"family": "modsum", "task": self.data.task, "model_config": self.record.get("model_config"),
                 "metrics": metrics_of(self.record).to_json() if self.record.get("phases") else None}
+
+
+def block_outputs(model: ModSumModel, block: int) -> dict[str, np.ndarray]:
+    """A block's output (its Resid-Post) for every input of the task, as the next block reads
+    it (``flatten``: every position) and at the last position (``last``: what a head reads)."""
+    from layergw.points import select_points, with_pooling
+
+    if not 0 <= block < model.model.cfg.n_blocks:
+        raise ValueError(f"block must be in 0..{model.model.cfg.n_blocks - 1}, got {block}")
+    (point,) = select_points(model.points(), [f"blocks.{block}.hook_resid_post"])
+    every = np.arange(model.n_inputs())
+    return {pooling: model.extract(every, with_pooling([point], pooling))[point.name] for pooling in ("flatten", "last")}

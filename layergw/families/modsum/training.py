@@ -135,8 +135,10 @@ def train_modsum(
     progress: Callable[[str], None] | None = None,
     device: str = "cpu",
     on_phase_end: Callable[[int, ModSumTransformer], None] | None = None,
+    on_eval: Callable[[int, PhaseRecord, ModSumTransformer], None] | None = None,
     state_path: str | Path | None = None,
     save_every: int = 500,
+    phases: int | None = None,
 ) -> tuple[ModSumTransformer, dict]:
     """Train a modular-sum model; return it and a JSON-able training record.
 
@@ -144,13 +146,17 @@ def train_modsum(
     phase, epoch, history) is saved there every ``save_every`` epochs and at each phase
     end, and training resumes from it when it exists, so a 26,000-epoch run can be
     spread over several sessions or machines. ``on_phase_end(phase, model)`` is called
-    after each phase (e.g. to keep snapshots).
+    after each phase and ``on_eval(phase, record, model)`` after each evaluation (to keep
+    snapshots, say). ``phases`` trains only the first that many phases (the record is then
+    marked incomplete): phase 1 of a layer-wise model alone, for instance.
     """
     torch.manual_seed(spec.seed)
     data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
     if spec.scheme == "layerwise" and spec.n_blocks < 2:
         raise ValueError("layer-wise training needs n_blocks >= 2")
     plan = phase_plan(spec, data)
+    if phases is not None and not 1 <= phases <= len(plan):
+        raise ValueError(f"phases must be between 1 and {len(plan)} for {spec.model_id!r}, got {phases}")
     cfg = model_config(spec, data, plan)
     model = ModSumTransformer(cfg).to(device)
     x = torch.as_tensor(data.inputs, device=device)
@@ -167,7 +173,7 @@ def train_modsum(
                      spec.model_id, state["phase"] + 1, state["epoch"], spec.max_epochs)
         log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, state_path, state["phase"] + 1, state["epoch"])
     started = time.perf_counter() - (state["seconds"] if state else 0.0)
-    for phase, (blocks, sizes, names) in enumerate(plan):
+    for phase, (blocks, sizes, names) in enumerate(plan[:phases]):
         if phase < len(records):
             continue
         y = _labels(data, names).to(device)
@@ -234,6 +240,8 @@ def train_modsum(
                     progress(msg)
                 if rec.reached_goal_at is None and rec.train_acc == 1.0 and rec.val_acc >= spec.target_val_acc:
                     rec.reached_goal_at = epoch
+                if on_eval:
+                    on_eval(phase, rec, model)
                 if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= spec.extra_epochs:
                     break
                 if state_path and save_every and epoch % save_every == 0:
@@ -248,7 +256,21 @@ def train_modsum(
         p.requires_grad_(True)
     model.eval()
     return model.cpu(), _record(spec, cfg, [asdict(r) for r in records], time.perf_counter() - started, device,
-                                complete=True)
+                                complete=len(records) == len(plan))
+
+
+def snapshot_saver(spec: ModSumTrainSpec, folder: Path, every: int) -> Callable[[int, PhaseRecord, ModSumTransformer], None]:
+    """An ``on_eval`` hook keeping a checkpoint ``p<phase>-e<epoch>`` every ``every`` epochs
+    and at the epoch a phase first reaches its goal (for what a block hands over in time)."""
+    def save(phase: int, rec: PhaseRecord, model: ModSumTransformer) -> None:
+        if rec.epochs % every and rec.reached_goal_at != rec.epochs:
+            return
+        name = f"p{phase + 1}-e{rec.epochs:05d}"
+        record = {"model_id": name, "spec": asdict(spec), "model_config": model.cfg.to_dict(), "phases": [],
+                  "complete": False, "snapshot": {"phase": phase + 1, "epoch": rec.epochs, "train_acc": rec.train_acc,
+                                                  "val_acc": rec.val_acc, "goal": rec.reached_goal_at == rec.epochs}}
+        save_checkpoint(model, record, folder)
+    return save
 
 
 def _continues_past_cap(records: list[PhaseRecord], state: dict, spec: ModSumTrainSpec) -> bool:

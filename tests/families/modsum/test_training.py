@@ -224,3 +224,30 @@ def test_a_state_saved_before_the_reference_options_still_resumes(tmp_path):
     assert load_state(state_path, spec)["epoch"] == 2
     with pytest.raises(ValueError, match="layout"):
         load_state(state_path, ModSumTrainSpec(**{**spec.__dict__, "layout": "reference"}))
+
+
+def test_training_only_the_first_phase_keeps_snapshots_at_the_goal_and_on_schedule(tmp_path):
+    from dataclasses import replace
+
+    from layergw.families.modsum.checkpoint import load_checkpoint
+    from layergw.families.modsum.training import snapshot_saver
+
+    spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=4, **SMALL)
+    seen = []
+    saver = snapshot_saver(spec, tmp_path, every=3)
+
+    def keep(phase, rec, model):
+        seen.append((phase, replace(rec, history=[])))
+        saver(phase, rec, model)
+
+    model, record = train_modsum(spec, phases=1, on_eval=keep)
+    assert [p["phase"] for p in record["phases"]] == [0] and record["complete"] is False
+    assert [r.epochs for _, r in seen] == [1, 2, 3, 4] and {p for p, _ in seen} == {0}
+    assert sorted(p.stem for p in tmp_path.glob("*.safetensors")) == ["p1-e00003"]  # on schedule
+    saver(0, replace(seen[1][1], reached_goal_at=2), model)  # the epoch a phase first reaches its goal
+    assert sorted(p.stem for p in tmp_path.glob("*.safetensors")) == ["p1-e00002", "p1-e00003"]
+    snap, meta = load_checkpoint(tmp_path / "p1-e00003")
+    assert meta["snapshot"]["epoch"] == 3 and meta["complete"] is False
+    assert meta["snapshot"]["goal"] is False and load_checkpoint(tmp_path / "p1-e00002")[1]["snapshot"]["goal"]
+    with pytest.raises(ValueError, match="phases must be between 1 and 2"):
+        train_modsum(spec, phases=3)
