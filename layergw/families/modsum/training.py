@@ -55,18 +55,35 @@ class ModSumTrainSpec:
     layout: str = "eq_causal"
     loss_dtype: Literal["float32", "float64"] = "float32"
     warmup_epochs: int = 0
+    #: per phase, replacing ``weight_decay`` / ``extra_epochs`` (departures from the paper, which
+    #: uses one setting for every phase); None: the single setting everywhere
+    phase_weight_decay: tuple[float, ...] | None = None
+    phase_extra_epochs: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.loss_dtype not in ("float32", "float64"):
             raise ValueError(f"loss_dtype must be 'float32' or 'float64', got {self.loss_dtype!r}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        phases = self.n_blocks if self.scheme == "layerwise" else 1
+        for name in ("phase_weight_decay", "phase_extra_epochs"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            object.__setattr__(self, name, tuple(value))
+            if len(value) != phases or any(v < 0 for v in value):
+                raise ValueError(f"{name} must give one value >= 0 per phase ({phases} for this scheme), got {value!r}")
         if self.scheme not in ("end_to_end", "layerwise"):
             raise ValueError(f"scheme must be 'end_to_end' or 'layerwise', got {self.scheme!r}")
         if self.n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
         if self.max_epochs < 1 or self.eval_every < 1 or self.extra_epochs < 0:
             raise ValueError("max_epochs and eval_every must be >= 1 and extra_epochs >= 0")
+
+    def phase_setting(self, name: str, phase: int) -> float:
+        """``weight_decay`` or ``extra_epochs`` of one phase (its per-phase value when given)."""
+        per_phase = getattr(self, f"phase_{name}")
+        return getattr(self, name) if per_phase is None else per_phase[phase]
 
 
 @dataclass
@@ -196,7 +213,9 @@ def train_modsum(
             out = model.run_blocks(resid, first, last)[:, -1]
             return [h(out) for h in heads]
 
-        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
+        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.phase_setting("weight_decay", phase),
+                                betas=spec.betas)
+        extra_epochs = spec.phase_setting("extra_epochs", phase)
         rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
         start_epoch = 1
         if state and state["phase"] == phase:
@@ -242,7 +261,7 @@ def train_modsum(
                     rec.reached_goal_at = epoch
                 if on_eval:
                     on_eval(phase, rec, model)
-                if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= spec.extra_epochs:
+                if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= extra_epochs:
                     break
                 if state_path and save_every and epoch % save_every == 0:
                     save(epoch)
@@ -323,7 +342,7 @@ def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumT
     return model, _record(spec, cfg, phases, state["seconds"], "cpu", complete=len(state["records"]) == len(plan))
 
 
-RESUMABLE_FIELDS = ("max_epochs", "extra_epochs", "eval_every", "target_val_acc")
+RESUMABLE_FIELDS = ("max_epochs", "extra_epochs", "eval_every", "target_val_acc", "phase_extra_epochs")
 
 
 def load_state(path: str | Path, spec: ModSumTrainSpec) -> dict | None:

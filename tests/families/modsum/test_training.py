@@ -251,3 +251,22 @@ def test_training_only_the_first_phase_keeps_snapshots_at_the_goal_and_on_schedu
     assert meta["snapshot"]["goal"] is False and load_checkpoint(tmp_path / "p1-e00002")[1]["snapshot"]["goal"]
     with pytest.raises(ValueError, match="phases must be between 1 and 2"):
         train_modsum(spec, phases=3)
+
+
+def test_a_per_phase_weight_decay_changes_only_its_phase():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = dict(task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=3, **SMALL)
+        uniform, _ = train_modsum(ModSumTrainSpec("m", weight_decay=2.0, **base))
+        second, _ = train_modsum(ModSumTrainSpec("m", weight_decay=2.0, phase_weight_decay=(2.0, 0.0), **base))
+        first, _ = train_modsum(ModSumTrainSpec("m", weight_decay=2.0, phase_weight_decay=(0.0, 2.0), **base))
+    finally:
+        torch.set_num_threads(threads)
+    block0 = [k for k in uniform.state_dict() if k.startswith("blocks.0.")]
+    block1 = [k for k in uniform.state_dict() if k.startswith("blocks.1.")]
+    assert all(torch.equal(uniform.state_dict()[k], second.state_dict()[k]) for k in block0)
+    assert not all(torch.equal(uniform.state_dict()[k], second.state_dict()[k]) for k in block1)
+    assert not all(torch.equal(uniform.state_dict()[k], first.state_dict()[k]) for k in block0)
+    with pytest.raises(ValueError, match=r"phase_weight_decay must give one value >= 0 per phase \(2 for this scheme\)"):
+        ModSumTrainSpec("m", phase_weight_decay=(1.0,), **base)
