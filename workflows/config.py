@@ -165,8 +165,27 @@ class GroupingSpec(Strict):
 
 
 class TargetsSpec(Strict):
+    """Known targets (one-hot) against every point, under each of ``measures`` (the paper's Table 1)."""
+
     enabled: bool = True
-    measure: MeasureSpec = MeasureSpec(name="gw")
+    measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")], min_length=1,
+                                        description="measures or probes ranking the points for each target")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_measure(cls, data: Any) -> Any:
+        """``measure: X`` (one measure) is ``measures: [X]``."""
+        if isinstance(data, dict) and "measure" in data:
+            data = dict(data)
+            if "measures" in data:
+                raise ValueError("give targets.measures or targets.measure (one measure), not both")
+            data["measures"] = [data.pop("measure")]
+        return data
+
+    @field_validator("measures", mode="before")
+    @classmethod
+    def _measures(cls, v: Any) -> Any:
+        return _dedupe_measures(v)
 
 
 class RaySpec(Strict):
@@ -204,21 +223,7 @@ class StudyConfig(Strict):
     @field_validator("measures", mode="before")
     @classmethod
     def _measures(cls, v: Any) -> Any:
-        """Strings become ``{name: ...}``; two spellings of one variant (``gw`` and ``gw`` with its
-        defaults written out) are one measure, kept once in its first spelling."""
-        if not isinstance(v, list):
-            return v
-        out, seen = [], {}
-        for i, m in enumerate(v):
-            m = {"name": m} if isinstance(m, str) else m
-            key = _variant_key(m)
-            if key is not None and key in seen:
-                log.info("measures[%d] is the same variant as measures[%d]; computing it once", i, seen[key])
-                continue
-            if key is not None:
-                seen[key] = i
-            out.append(m)
-        return out
+        return _dedupe_measures(v)
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
@@ -294,6 +299,24 @@ class StudyConfig(Strict):
     @property
     def resolved_run_id(self) -> str:
         return self.run_id or self.default_run_id()
+
+
+def _dedupe_measures(v: Any) -> Any:
+    """Strings become ``{name: ...}``; two spellings of one variant (``gw`` and ``gw`` with its
+    defaults written out) are one measure, kept once in its first spelling."""
+    if not isinstance(v, list):
+        return v
+    out, seen = [], {}
+    for i, m in enumerate(v):
+        m = {"name": m} if isinstance(m, str) else m
+        key = _variant_key(m)
+        if key is not None and key in seen:
+            log.info("measures[%d] is the same variant as measures[%d]; computing it once", i, seen[key])
+            continue
+        if key is not None:
+            seen[key] = i
+        out.append(m)
+    return out
 
 
 def _variant_key(m: Any) -> str | None:

@@ -47,16 +47,16 @@ def check_plan(cfg: StudyConfig) -> None:
 
     specs: list[tuple[str, MeasureSpec]] = [(f"measures[{i}]", m) for i, m in enumerate(cfg.measures)]
     if cfg.targets.enabled:
-        specs.append(("targets.measure", cfg.targets.measure))
+        specs += [(f"targets.measures[{i}]", m) for i, m in enumerate(cfg.targets.measures)]
     for where, m in specs:
         try:
             measure = measures.get(m.name, **m.params)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
-        if measure.target and where != "targets.measure":
+        if measure.target and not where.startswith("targets."):
             raise ConfigError(
                 f"{where}: {m.name!r} is a probe: it reads its second input as a known one-hot "
-                "target, so it cannot compare two layers; use it as targets.measure")
+                "target, so it cannot compare two layers; use it under targets.measures")
     for i, spec in enumerate(cfg.models):
         try:
             family = families.get(spec.family)
@@ -189,25 +189,25 @@ def plan_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, p
     from workflows.compare import WorkItem
     from workflows.targets import target_task
 
-    tm = cfg.targets.measure
-    for spec in cfg.models:
-        man = manifests[spec.id]
-        for target in man.targets:
-            out = layout.target_table(spec.id, tm.key, target)
-            plan.total += len(man.points)
-            if run.exists(out):
-                plan.done += len(man.points)
-                continue
+    for tm in cfg.targets.measures:
+        for spec in cfg.models:
+            man = manifests[spec.id]
+            for target in man.targets:
+                out = layout.target_table(spec.id, tm.key, target)
+                plan.total += len(man.points)
+                if run.exists(out):
+                    plan.done += len(man.points)
+                    continue
 
-            def submit(spec=spec, target=target, man=man):
-                geoms = [cache.ref(spec.id, tm, p.layer_index) for p in man.points]
-                return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man.points, *geoms)
+                def submit(spec=spec, target=target, man=man, tm=tm):
+                    geoms = [cache.ref(spec.id, tm, p.layer_index) for p in man.points]
+                    return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man.points, *geoms)
 
-            def on_done(rows, out=out):
-                run.write_table(out, table(rows, TARGETS))
+                def on_done(rows, out=out):
+                    run.write_table(out, table(rows, TARGETS))
 
-            plan.items.append(WorkItem((spec.id, tm.key), len(man.points), submit,
-                                       f"target {target} of {spec.id}", on_done, first=True))
+                plan.items.append(WorkItem((spec.id, tm.key), len(man.points), submit,
+                                           f"target {target} of {spec.id} ({tm.key})", on_done, first=True))
 
 
 def write_groups(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> list[str]:
@@ -236,9 +236,8 @@ def write_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> None
 
     if not cfg.targets.enabled:
         return
-    key = cfg.targets.measure.key
-    parts = [run.read_table(layout.target_table(spec.id, key, t)) for spec in cfg.models
-             for t in manifests[spec.id].targets]
+    parts = [run.read_table(layout.target_table(spec.id, tm.key, t)) for tm in cfg.targets.measures
+             for spec in cfg.models for t in manifests[spec.id].targets]
     if parts:
         run.write_table(layout.TARGETS, pa.concat_tables([p.select(TARGETS.names).cast(TARGETS) for p in parts]))
 

@@ -160,8 +160,15 @@ def test_check_plan_unknown_parameter_names_valid_parameters() -> None:
 
 def test_check_plan_checks_the_targets_measure() -> None:
     cfg = validate(_base(targets={"measure": {"name": "nope"}}))
-    with pytest.raises(ConfigError, match=r"^targets\.measure"):
+    with pytest.raises(ConfigError, match=r"^targets\.measures\[0\]"):
         check_plan(cfg)
+    cfg = validate(_base(targets={"measures": ["gw", "mlp_probe", {"name": "gw", "params": {"init": "product"}},
+                                               {"name": "nope"}]}))
+    assert [m.name for m in cfg.targets.measures] == ["gw", "mlp_probe", "nope"]
+    with pytest.raises(ConfigError, match=r"^targets\.measures\[2\]: unknown measure 'nope'"):
+        check_plan(cfg)
+    with pytest.raises(ConfigError, match="targets.measures or targets.measure"):
+        validate(_base(targets={"measure": "gw", "measures": ["cka"]}))
     # with targets off, the same bad target measure is not used and not an error
     check_plan(validate(_base(targets={"enabled": False, "measure": {"name": "nope"}})))
 

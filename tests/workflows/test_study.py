@@ -171,7 +171,7 @@ def test_targets_rank_every_layer_for_each_task_target(local_run, tiny_layers, t
             values = t["value"].to_numpy()
             assert [int(r) for r in t["rank"]] == [1 + int((values < v).sum()) for v in values], target
             assert t.loc[t["rank"] == 1, "value"].iloc[0] == t["value"].min()
-    assert set(targets["measure"]) == {cfg.targets.measure.name}
+    assert set(targets["measure"]) == {m.name for m in cfg.targets.measures}
 
 
 class _Sections(HTMLParser):
@@ -258,9 +258,12 @@ def test_two_spellings_of_one_measure_variant_are_computed_once_in_one_folder(ti
     one = {"tiny_fmod": tiny_checkpoints["tiny_fmod"]}
     cfg = study_config(one, tmp_path / "store", measures=["gw", {"name": "gw", "params": {"normalize": "none",
                                                                                          "init": "product"}}],
-                       targets={"enabled": False}, inputs={"n": 12, "seed": 0})
+                       targets={"measures": ["gw", "linear_probe"]}, inputs={"n": 12, "seed": 0})
     run_study(cfg, show_progress=False)
     run = _run_store(cfg)
+    targets = run.read_table("targets.parquet").to_pandas()  # one table per target and targets measure
+    assert sorted(targets.groupby(["target", "measure"]).size().items()) == [
+        (("c", "gw"), tiny_layers["tiny_fmod"]), (("c", "linear_probe"), tiny_layers["tiny_fmod"])]
     assert [p.name for p in (run.local_path() / "pairs" / "tiny_fmod").iterdir()] == [cfg.measures[0].key]
     df = _pairs(run)
     L = tiny_layers["tiny_fmod"]
