@@ -117,6 +117,26 @@ def symmetrize(M: np.ndarray) -> np.ndarray:
     return S
 
 
+def _symmetric(M: np.ndarray, kind: str) -> np.ndarray:
+    S = symmetrize(M)
+    if kind == "similarity":
+        np.fill_diagonal(S, 1.0)  # symmetrize zeroes the diagonal; a similarity's self-similarity is 1
+    return S
+
+
+def dissimilarity(M: np.ndarray, kind: str) -> np.ndarray:
+    """A symmetric, non-negative, zero-diagonal dissimilarity of layers: distances as they are
+    (negatives clipped), similarities as 1 - their affinity (``to_affinity``). Missing pairs are
+    a ValueError, as for grouping."""
+    _check_kind(kind)
+    S = _symmetric(M, kind)
+    D = np.clip(S, 0.0, None) if kind == "distance" else 1.0 - to_affinity(S, kind)
+    if kind == "distance" and not np.isfinite(D).all():
+        to_affinity(S, kind)  # raises, counting the missing pairs
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -283,23 +303,36 @@ class Grouping:
         dict is dumped that way). None (the default) stores null, read as "the only
         variant of ``measure``".
         """
-        if len(layers) != len(self.labels):
-            raise ValueError(f"layers has {len(layers)} names for {len(self.labels)} labels")
-        if isinstance(params, dict):
-            params = json.dumps(params, sort_keys=True)
-        elif params is not None and not isinstance(params, str):
-            raise ValueError(f"params must be a JSON string, a dict or None, got {type(params).__name__}")
-        displays = list(layers) if displays is None else list(displays)
-        starts = set(self.boundaries)
-        return [
-            {
-                "model": model, "measure": measure, "params": params, "method": self.method, "selection": self.selection,
-                "k": int(self.k), "k_eigengap": int(self.k_eigengap), "k_silhouette": int(self.k_silhouette),
-                "layer": layers[i], "layer_index": i, "display": displays[i], "group": int(self.labels[i]),
-                "boundary": i in starts, "seed": int(self.seed),
-            }
-            for i in range(len(layers))
-        ]
+        return group_table_rows(self.labels, model, measure, layers, displays, params, method=self.method,
+                                selection=self.selection, k=self.k, k_eigengap=self.k_eigengap,
+                                k_silhouette=self.k_silhouette, seed=self.seed)
+
+
+def group_table_rows(labels: np.ndarray, model: str, measure: str, layers: list[str], displays: list[str] | None,
+                     params: str | dict | None, *, method: str, selection: str, k: int,
+                     k_eigengap: int | None = None, k_silhouette: int | None = None, seed: int | None = None,
+                     strengths: dict[int, float] | None = None) -> list[dict]:
+    """One GROUPS row per layer of one grouping; ``strengths`` maps boundary layers to their
+    strength (contiguous segmentation)."""
+    if len(layers) != len(labels):
+        raise ValueError(f"layers has {len(layers)} names for {len(labels)} labels")
+    if isinstance(params, dict):
+        params = json.dumps(params, sort_keys=True)
+    elif params is not None and not isinstance(params, str):
+        raise ValueError(f"params must be a JSON string, a dict or None, got {type(params).__name__}")
+    displays = list(layers) if displays is None else list(displays)
+    starts = set(boundaries(labels))
+    strengths = strengths or {}
+    as_int = lambda v: None if v is None else int(v)  # noqa: E731
+    return [
+        {
+            "model": model, "measure": measure, "params": params, "method": method, "selection": selection,
+            "k": int(k), "k_eigengap": as_int(k_eigengap), "k_silhouette": as_int(k_silhouette),
+            "layer": layers[i], "layer_index": i, "display": displays[i], "group": int(labels[i]),
+            "boundary": i in starts, "seed": as_int(seed), "strength": strengths.get(i),
+        }
+        for i in range(len(layers))
+    ]
 
 
 def group_layers(
@@ -339,13 +372,8 @@ def group_layers(
     if k is not None and (not isinstance(k, (int, np.integer)) or not 1 <= k <= L):
         raise ValueError(f"k must be an integer in 1..{L} (the number of layers), got {k!r}")
 
-    S = symmetrize(M)
-    if kind == "similarity":
-        # symmetrize zeroes the diagonal; a similarity's self-similarity is 1
-        np.fill_diagonal(S, 1.0)
-    A = to_affinity(S, kind, transform)
-    dist = np.clip(S, 0.0, None) if kind == "distance" else 1.0 - A
-    np.fill_diagonal(dist, 0.0)
+    A = to_affinity(_symmetric(M, kind), kind, transform)
+    dist = dissimilarity(M, kind)
 
     ks = list(range(2, min(k_max, L - 1) + 1))
     eigenvalues = normalized_laplacian_eigenvalues(A)

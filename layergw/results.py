@@ -75,11 +75,12 @@ GROUPS = pa.schema([
     ("group", pa.int64()),
     ("boundary", pa.bool_()),
     ("seed", pa.int64()),
+    ("strength", pa.float64()),
 ])
 
 
 #: Columns added after the first release: rows may lack them (null), older files do too.
-OPTIONAL = frozenset({"spread"})
+OPTIONAL = frozenset({"spread", "strength"})
 
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
     {"registry", "points", "inputs", "layout", "results", "store", "data"},
     {"measures"},
-    {"grouping", "diagnostics"},
+    {"grouping", "segmentation", "diagnostics"},
     {"torchkit"},
     {"families"},
     {"interventions"},

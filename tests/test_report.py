@@ -305,14 +305,19 @@ def test_report_says_when_a_grouping_only_splits_off_an_outlier(tmp_path):
 def test_groups_summary_gives_k_selection_and_sizes_per_model_and_variant():
     from layergw.report import groups_summary
 
+    from layergw.segmentation import segment_depth
+
     D = _matrix(6, "distance")
     rows = []
     for params in ('{"normalize": "none"}', '{"normalize": "mean"}'):
         g = group_layers(D, "distance", k_max=3)
         rows += g.to_rows("m", "gw", [f"l{i}" for i in range(6)], None, params=params)
+    s = segment_depth(D, "distance", k_max=3)
+    rows += s.to_rows("m", "gw", [f"l{i}" for i in range(6)], None, params='{"normalize": "none"}')
     lines = groups_summary(results.table(rows, results.GROUPS))
-    assert lines == [f"m gw (normalize={v}): k=2 by eigengap (eigengap 2, silhouette 2), sizes 3/3"
-                     for v in ("none", "mean")]
+    assert lines == [f"m gw (normalize={v}) spectral: k=2 by eigengap (eigengap 2, silhouette 2), sizes 3/3"
+                     for v in ("none", "mean")] + [
+        f"m gw (normalize=none) segment: k=2 by knee (boundary strengths {s.strengths[0]:.2f}), sizes 3/3"]
     assert groups_summary(None) == []
 
 

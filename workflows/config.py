@@ -156,6 +156,9 @@ class CompareSpec(Strict):
 
 
 class GroupingSpec(Strict):
+    methods: list[Literal["spectral", "segment"]] = Field(
+        default_factory=lambda: ["spectral", "segment"], min_length=1,
+        description="spectral clustering (the paper's), and contiguous segments along depth (dynamic programming)")
     select: Literal["eigengap", "silhouette"] = "eigengap"
     k_max: int = Field(8, ge=2)
     k: int | None = Field(None, ge=2, description="a fixed number of groups (selection 'fixed'); the eigengap "

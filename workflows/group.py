@@ -1,4 +1,5 @@
-"""Group stage (driver): stored pair tiles -> L x L matrix -> spectral groups -> GROUPS rows."""
+"""Group stage (driver): stored pair tiles -> L x L matrix -> spectral groups and contiguous
+segments along depth -> GROUPS rows."""
 from __future__ import annotations
 
 from layergw import layout
@@ -10,19 +11,27 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
     """Group one model's layers under one measure variant from the tiles in the run folder."""
     from layergw.grouping import group_layers, pair_kind, pair_matrix
     from layergw.results import PAIRS
+    from layergw.segmentation import segment_depth
 
     pairs = run.read_tables(layout.pairs_dir(model, measure.key), PAIRS)
     if pairs is None:
         raise ValueError(f"no pair results under {layout.pairs_dir(model, measure.key)}")
     kind = pair_kind(pairs, model, measure.name)
     M = pair_matrix(pairs, model, measure.name, len(names))
+    displays = [display[i] for i in range(len(names))]
+    rows = []
     try:
-        g = group_layers(M, kind, k=spec.k, k_max=spec.k_max, select=spec.select, transform=spec.transform, seed=spec.seed)
+        for method in spec.methods:
+            if method == "spectral":
+                g = group_layers(M, kind, k=spec.k, k_max=spec.k_max, select=spec.select, transform=spec.transform,
+                                 seed=spec.seed)
+            else:
+                g = segment_depth(M, kind, k=spec.k, k_max=spec.k_max)
+            rows += g.to_rows(model, measure.name, names, displays, params=measure.params_json)
     except ValueError as e:
         why = failed_pairs_summary(pairs, model, measure.name)
         raise ValueError(f"{e}; {why}" if why else str(e)) from e
-    return g.to_rows(model, measure.name, names, [display[i] for i in range(len(names))],
-                     params=measure.params_json)
+    return rows
 
 
 def failed_pairs_summary(pairs, model: str, measure: str) -> str:

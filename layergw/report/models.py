@@ -103,17 +103,23 @@ def groups_section(groups: Any, model: str, displays: list[str], mv: MeasureVari
     keys = ["measure", "_p", "method", "selection", "seed"]
     for key, rows in g.groupby(keys, sort=False, dropna=False):
         measure, p, method, selection, seed = key
-        first = rows.iloc[0]
-        out.append(
-            f"<p><b>{esc(mv.label(measure, p))}</b>: {esc(method)}, k = {esc(fmt(first['k']))} "
-            f"(selection {esc(selection)}; eigengap {esc(fmt(first['k_eigengap']))}, "
-            f"silhouette {esc(fmt(first['k_silhouette']))}; seed {esc(fmt(seed))})</p>"
-        )
+        out.append(f"<p><b>{esc(mv.label(measure, p))}</b>: {esc(method)}, {esc(_how(rows))}</p>")
         out.append(html_table(["group", "layers"], [[grp, rng] for grp, rng in group_ranges(rows, displays)], num={0}))
         note = _outlier_note(rows, displays)
         if note:
             out.append(f"<p class=\"note\">{esc(note)}</p>")
     return out
+
+
+def _how(rows: Any) -> str:
+    """k and how it was chosen: the eigengap and silhouette choices of spectral grouping, the
+    boundary strengths of a segmentation."""
+    first = rows.iloc[0]
+    how = f"k={fmt(first['k'])} by {first['selection']}"
+    if first["method"] == "segment":
+        strengths = rows.sort_values("layer_index").loc[rows["boundary"] == True, "strength"]  # noqa: E712
+        return how + (f" (boundary strengths {', '.join(f'{s:.2f}' for s in strengths)})" if len(strengths) else "")
+    return how + f" (eigengap {fmt(first['k_eigengap'])}, silhouette {fmt(first['k_silhouette'])})"
 
 
 def groups_summary(groups: Any) -> list[str]:
@@ -125,13 +131,11 @@ def groups_summary(groups: Any) -> list[str]:
     df = with_pkey(df)
     mv = MeasureVariants(list(zip(df["measure"], df["_p"])))
     lines = []
-    for (model, measure, p), rows in df.groupby(["model", "measure", "_p"], sort=False, dropna=False):
+    for (model, measure, p, method), rows in df.groupby(["model", "measure", "_p", "method"], sort=False,
+                                                        dropna=False):
         rows = rows.sort_values("layer_index")
-        first = rows.iloc[0]
         sizes = rows["group"].value_counts().sort_index().tolist()
-        line = (f"{model} {mv.label(measure, p)}: k={fmt(first['k'])} by {first['selection']} "
-                f"(eigengap {fmt(first['k_eigengap'])}, silhouette {fmt(first['k_silhouette'])}), "
-                f"sizes {'/'.join(map(str, sizes))}")
+        line = f"{model} {mv.label(measure, p)} {method}: {_how(rows)}, sizes {'/'.join(map(str, sizes))}"
         if outlier_groups(rows["group"].to_numpy(), len(rows)):
             line += ", outlier split"
         lines.append(line)

@@ -42,7 +42,8 @@ def test_run_then_report_rebuilds_from_stored_results(tiny_checkpoints, tiny_lay
         assert set(pq.read_table(tile).column("n_samples").to_pylist()) == {20}
     assert json.loads((run_dir / "config.json").read_text())["config"]["inputs"]["n"] == 20
     # the groups are summarised on the terminal, one line per model and measure
-    group_lines = re.findall(r"^groups: (\S+) gw: k=(\d+) by eigengap", out, re.M)
+    group_lines = re.findall(r"^groups: (\S+) gw spectral: k=(\d+) by eigengap", out, re.M)
+    assert len(re.findall(r"^groups: (\S+) gw segment: k=(\d+) by knee", out, re.M)) == len(group_lines)
     assert sorted(m for m, _ in group_lines) == sorted(tiny_checkpoints)
 
     report.unlink()

@@ -59,12 +59,28 @@ def _two_block_store(tmp_path, L: int = 8) -> ResultStore:
 def test_a_fixed_k_overrides_the_selection_and_keeps_both_choices_on_record(tmp_path):
     store = _two_block_store(tmp_path)
     names = [f"l{i}" for i in range(8)]
-    chosen = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), GroupingSpec())
-    fixed = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), GroupingSpec(k=3))
+    spectral = GroupingSpec(methods=["spectral"])
+    chosen = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), spectral)
+    fixed = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)),
+                       spectral.model_copy(update={"k": 3}))
     assert {r["k"] for r in chosen} == {2} and {r["selection"] for r in chosen} == {"eigengap"}
     assert {r["k"] for r in fixed} == {3} and {r["selection"] for r in fixed} == {"fixed"}
     assert len({r["group"] for r in fixed}) == 3
     assert {(r["k_eigengap"], r["k_silhouette"]) for r in fixed} == {(r["k_eigengap"], r["k_silhouette"]) for r in chosen}
+
+
+def test_both_methods_group_the_two_blocks_and_segments_record_their_boundary_strength(tmp_path):
+    store = _two_block_store(tmp_path)
+    names = [f"l{i}" for i in range(8)]
+    rows = group_rows(store, "m", MeasureSpec(name="rsm"), names, dict(enumerate(names)), GroupingSpec())
+    by_method = {m: [r for r in rows if r["method"] == m] for m in ("spectral", "segment")}
+    assert all(len(v) == 8 for v in by_method.values())
+    for method, rs in by_method.items():
+        assert [r["group"] for r in rs] == [0] * 4 + [1] * 4, method
+    segment = by_method["segment"]
+    assert {r["selection"] for r in segment} == {"knee"} and {r["k_eigengap"] for r in segment} == {None}
+    assert [r["layer_index"] for r in segment if r["boundary"]] == [4]
+    assert segment[4]["strength"] > 0.5 and all(r["strength"] is None for r in segment if not r["boundary"])
 
 
 def test_fixed_k_below_two_is_refused_naming_the_key():

@@ -146,11 +146,14 @@ def test_groups_have_one_row_per_layer_per_model_and_measure(local_run, tiny_lay
     groups = run.read_table("groups.parquet").to_pandas()
     for spec in cfg.models:
         for m in cfg.measures:
-            g = groups[(groups["model"] == spec.id) & (groups["measure"] == m.name)]
-            assert sorted(g["layer_index"]) == list(range(tiny_layers[spec.id]))
-            assert g["group"].notna().all()
-            assert g["k"].nunique() == 1
-            assert g["group"].nunique() == g["k"].iloc[0]
+            for method in ("spectral", "segment"):
+                g = groups[(groups["model"] == spec.id) & (groups["measure"] == m.name) & (groups["method"] == method)]
+                assert sorted(g["layer_index"]) == list(range(tiny_layers[spec.id]))
+                assert g["group"].notna().all()
+                assert g["k"].nunique() == 1
+                assert g["group"].nunique() == g["k"].iloc[0]
+                if method == "segment":  # contiguous: groups rise along depth
+                    assert (g.sort_values("layer_index")["group"].diff().dropna() >= 0).all()
     assert set(groups["model"]) == {m.id for m in cfg.models}
 
 
@@ -555,10 +558,10 @@ def test_two_variants_of_a_measure_stay_apart_in_groups(tiny_checkpoints, tiny_t
     assert pairs["params"].nunique() == 2
     assert not pairs.duplicated(["model_a", "measure", "params", "layer_a_index", "layer_b_index"]).any()
     groups = run.read_table("groups.parquet").to_pandas()
-    assert len(groups) == 2 * tiny_layers[mid]
-    # one row per layer per measure variant, told apart by the same params as the pair rows
+    assert len(groups) == 2 * 2 * tiny_layers[mid]  # two variants, two methods
+    # one row per layer per measure variant and method, told apart by the same params as the pair rows
     assert set(groups["params"]) == set(pairs["params"])
-    assert not groups.duplicated(["model", "measure", "params", "layer_index"]).any()
+    assert not groups.duplicated(["model", "measure", "params", "method", "layer_index"]).any()
 
 
 # A run folder keeps one tiling: tiles of another size would overlap finished ones
