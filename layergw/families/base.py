@@ -187,3 +187,43 @@ def spec_from_params(cls: type, params: dict, where: str, *, fixed: dict | None 
         return cls(**given, **fixed)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
+
+
+ABLATIONS = ("prune", "freeze")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One cell of an ablation grid: which blocks of a model stay, and which of them train.
+
+    ``prune``: the blocks in ``keep`` (in depth order; the paper's "first N" is
+    ``keep = (0, .., N-1)``, other selectors drop other blocks) with the embeddings and a fresh
+    classifier on top, all fine-tuned. ``freeze``: every block, the embeddings and blocks
+    before ``first_trained`` frozen, the rest and a fresh classifier trained (the paper's
+    "fine-tune blocks k..L": ``first_trained = k - 1``). ``seed`` seeds the new classifier and
+    the training.
+    """
+
+    kind: str
+    keep: tuple[int, ...]
+    first_trained: int = 0
+    seed: int = 0
+
+    def check(self, n_blocks: int, where: str = "ablation") -> None:
+        """A ValueError naming what is wrong for a model of ``n_blocks`` blocks."""
+        if self.kind not in ABLATIONS:
+            raise ValueError(f"{where}: kind must be one of {', '.join(ABLATIONS)}, got {self.kind!r}")
+        if n_blocks < 1:
+            raise ValueError(f"{where}: the model has no blocks to {self.kind}")
+        if any(not 0 <= b < n_blocks for b in self.keep) or list(self.keep) != sorted(set(self.keep)):
+            raise ValueError(f"{where}: keep must be distinct blocks in depth order within 0..{n_blocks - 1}, "
+                             f"got {list(self.keep)}")
+        if self.kind == "freeze":
+            if self.keep != tuple(range(n_blocks)):
+                raise ValueError(f"{where}: a freeze keeps every block (0..{n_blocks - 1}), got {list(self.keep)}")
+            if not 0 <= self.first_trained <= n_blocks:
+                raise ValueError(f"{where}: first_trained must be in 0..{n_blocks} (blocks before it are frozen), "
+                                 f"got {self.first_trained}")
+        elif self.first_trained != 0:
+            raise ValueError(f"{where}: a prune fine-tunes every kept block; first_trained must be 0, "
+                             f"got {self.first_trained}")

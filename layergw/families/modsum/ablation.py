@@ -1,0 +1,77 @@
+"""Pruning and freezing of a modular-sum transformer: the kept blocks, a fresh head for the
+task's final target, full-batch AdamW as in training, accuracy on the checkpoint's own
+validation split."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from layergw.families.base import Ablation, Metrics, spec_from_params
+from layergw.families.modsum.adapter import ModSumModel
+from layergw.families.modsum.model import ModSumTransformer, make_head
+
+
+@dataclass(frozen=True)
+class ModSumAblationSpec:
+    """The fine-tuning budget of one ablation cell (the paper's optimizer; a fixed epoch budget,
+    since a pruned model is not expected to reach the full model's goal)."""
+
+    epochs: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 2.0
+    betas: tuple[float, float] = (0.9, 0.98)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need epochs >= 1, lr > 0 and weight_decay >= 0, got {self}")
+
+
+def ablated_model(model: ModSumModel, ablation: Ablation) -> ModSumTransformer:
+    """The kept blocks (copies) over the trained embeddings, with one fresh head for the final
+    target, seeded by the ablation; frozen parameters have ``requires_grad`` off."""
+    base = model.model
+    ablation.check(base.cfg.n_blocks, "modsum ablation")
+    torch.manual_seed(ablation.seed)
+    cfg = replace(base.cfg, n_blocks=len(ablation.keep), head_sizes=(model.data.moduli[-1],))
+    new = ModSumTransformer(cfg)
+    new.W_E, new.W_pos = copy.deepcopy(base.W_E), copy.deepcopy(base.W_pos)
+    new.blocks = nn.ModuleList(copy.deepcopy(base.blocks[b]) for b in ablation.keep)
+    new.heads = nn.ModuleList([make_head(cfg, model.data.moduli[-1])])
+    frozen = [new.W_E, new.W_pos] if ablation.first_trained else []
+    frozen += [p for block in new.blocks[:ablation.first_trained] for p in block.parameters()]
+    for p in new.parameters():
+        p.requires_grad_(all(p is not f for f in frozen))
+    return new
+
+
+def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str) -> Metrics:
+    """Fine-tune one ablation cell and measure it on the checkpoint's validation split."""
+    spec = spec_from_params(ModSumAblationSpec, params, "modsum ablation")
+    t0 = time.perf_counter()
+    net = ablated_model(model, ablation).to(device)
+    data = model.data
+    x = torch.as_tensor(data.inputs, device=device)
+    y = torch.as_tensor(data.targets[:, -1], device=device)
+    tr = torch.as_tensor(data.train_idx, device=device)
+    va = torch.as_tensor(data.val_idx, device=device)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
+    net.train()
+    for _ in range(spec.epochs):
+        loss = nn.functional.cross_entropy(net(x[tr])[0].double(), y[tr])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        logits = net(x)[0]
+        pred = logits.argmax(-1)
+        val_loss = float(nn.functional.cross_entropy(logits[va].double(), y[va]))
+    return Metrics(step=spec.epochs, accuracy=float((pred[va] == y[va]).float().mean()),
+                   train_accuracy=float((pred[tr] == y[tr]).float().mean()), loss=val_loss, split="validation",
+                   extra={"train_loss": loss.item(), "seconds": time.perf_counter() - t0,
+                          "trainable_parameters": sum(p.numel() for p in trainable)})

@@ -1,0 +1,60 @@
+"""Pruning and freezing a modular-sum model: a known useless block costs nothing to drop, a
+known useful one costs everything."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from layergw import families
+from layergw.families.base import Ablation
+from layergw.families.modsum.ablation import ablate, ablated_model
+from layergw.families.modsum.adapter import ModSumModel
+from layergw.families.modsum.model import ModSumTransformer
+
+
+@pytest.fixture(scope="module")
+def useful_then_useless() -> ModSumModel:
+    """Model 0's trained block, then a block that writes nothing to the residual stream."""
+    m0 = families.get("modsum").load("builtin:model_0")
+    two = ModSumTransformer(replace(m0.model.cfg, n_blocks=2))
+    state = {**two.state_dict(), **m0.model.state_dict()}
+    two.load_state_dict(state)
+    with torch.no_grad():
+        two.blocks[1].attn.W_O.zero_()
+        two.blocks[1].mlp.W_out.weight.zero_()
+        two.blocks[1].mlp.W_out.bias.zero_()
+    return ModSumModel(two.eval(), m0.record, m0.data)
+
+
+def test_dropping_the_useless_block_costs_nothing_and_the_useful_one_everything(useful_then_useless):
+    torch.set_num_threads(1)
+    keep_useful = ablate(useful_then_useless, Ablation("prune", (0,)), {"epochs": 30}, "cpu")
+    keep_useless = ablate(useful_then_useless, Ablation("prune", (1,)), {"epochs": 30}, "cpu")
+    assert keep_useful.accuracy >= 0.99 and keep_useful.split == "validation" and keep_useful.step == 30
+    assert keep_useless.accuracy < 0.05  # chance is 1/59
+
+
+def test_ablated_models_keep_copies_of_the_blocks_and_freeze_what_they_should(useful_then_useless):
+    src = useful_then_useless.model
+    pruned = ablated_model(useful_then_useless, Ablation("prune", (1,), seed=3))
+    assert len(pruned.blocks) == 1 and torch.equal(pruned.blocks[0].mlp.W_in.weight, src.blocks[1].mlp.W_in.weight)
+    assert pruned.blocks[0] is not src.blocks[1] and all(p.requires_grad for p in pruned.parameters())
+    frozen = ablated_model(useful_then_useless, Ablation("freeze", (0, 1), first_trained=1))
+    assert not frozen.W_E.requires_grad and not any(p.requires_grad for p in frozen.blocks[0].parameters())
+    assert all(p.requires_grad for p in frozen.blocks[1].parameters())
+    assert all(p.requires_grad for p in frozen.heads.parameters())
+    again = ablated_model(useful_then_useless, Ablation("prune", (1,), seed=3))
+    assert torch.equal(again.heads[0].weight, pruned.heads[0].weight)  # the fresh head follows the seed
+
+
+@pytest.mark.parametrize("ablation, match", [
+    (Ablation("prune", (2,)), r"keep must be distinct blocks in depth order within 0..1"),
+    (Ablation("prune", (1, 0)), r"keep must be distinct blocks in depth order"),
+    (Ablation("freeze", (0,), 1), r"a freeze keeps every block \(0..1\)"),
+    (Ablation("freeze", (0, 1), 3), r"first_trained must be in 0..2"),
+    (Ablation("prune", (0,), 1), r"a prune fine-tunes every kept block"),
+    (Ablation("cut", (0,)), r"kind must be one of prune, freeze"),
+])
+def test_bad_ablations_name_what_is_wrong(useful_then_useless, ablation, match):
+    with pytest.raises(ValueError, match=match):
+        ablated_model(useful_then_useless, ablation)
