@@ -50,6 +50,22 @@ class LoadedModel(Protocol):
         trained checkpoint (None for an untrained or foreign one)."""
         ...
 
+    @property
+    def n_blocks(self) -> int:
+        """How many blocks the model has: what pruning keeps and freezing freezes."""
+        ...
+
+    def depth(self, point: RepPoint) -> float:
+        """Where a point sits in blocks: 0 before the first block, b + 1 at block b's output, and
+        b + 0.5 inside block b. A group starting at a point of depth d keeps floor(d) whole blocks."""
+        ...
+
+    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
+        """The residual stream before block 0 and after each block, as L + 1 arrays of the same
+        (rows, d) rows (inputs x real tokens), for the layer-drop selectors; a ValueError for a
+        family whose blocks change width."""
+        ...
+
 
 @dataclass(frozen=True)
 class Metrics:

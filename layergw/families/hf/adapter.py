@@ -151,6 +151,33 @@ class HFModel:
     def n_blocks(self) -> int:
         return int(self.model.config.num_hidden_layers)
 
+    def depth(self, point: RepPoint) -> float:
+        if point.role == "embeddings":
+            return 0.0
+        return point.block + (1.0 if point.role == "resid_post" else 0.5)
+
+    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
+        """Every hidden state at every real (non-padding) token of the chosen texts."""
+        indices = np.asarray(indices, dtype=np.int64)
+        enc = encode(self.tokenizer, [self.data.texts[i] for i in indices], self.max_length)
+        model = self.model.to(device)
+        accepted = _forward_keys(model)
+        out: list[list[torch.Tensor]] = [[] for _ in range(self.n_blocks + 1)]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for s in range(0, len(indices), self.batch_size):
+                    batch = pad_rows(self.tokenizer, enc, range(s, min(s + self.batch_size, len(indices))), device,
+                                     accepted)
+                    hs = model(**batch, output_hidden_states=True).hidden_states
+                    real = batch["attention_mask"].bool()
+                    for i, h in enumerate(hs):
+                        out[i].append(h[real].float().cpu())
+        finally:
+            model.train(was_training)
+        return [torch.cat(parts).numpy() for parts in out]
+
     def points(self) -> list[RepPoint]:
         """``embeddings``, then per block (fine only: ``blocks.{b}.attn_out``,
         ``blocks.{b}.mlp.intermediate``, ``blocks.{b}.mlp_out``) and ``hidden_states.{b+1}``."""

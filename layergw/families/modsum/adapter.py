@@ -49,6 +49,22 @@ class ModSumModel:
         return {name: one_hot(self.data.targets[indices, i], m)
                 for i, (name, m) in enumerate(zip(self.data.target_names(), self.data.moduli))}
 
+    @property
+    def n_blocks(self) -> int:
+        return self.model.cfg.n_blocks
+
+    def depth(self, point: RepPoint) -> float:
+        return point.block + {"Resid-Pre": 0.0, "Resid-Post": 1.0}.get(point.role, 0.5)
+
+    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
+        from layergw.points import select_points
+
+        names = ["blocks.0.hook_resid_pre"] + [f"blocks.{b}.hook_resid_post" for b in range(self.n_blocks)]
+        points = select_points(self.points(), names)
+        taken = self.extract(np.asarray(indices), points, device=device)
+        d = self.model.cfg.d_model
+        return [taken[p.name].reshape(-1, d) for p in sorted(points, key=lambda p: p.index)]
+
     def describe(self) -> dict:
         return {"family": "modsum", "task": self.data.task, "model_config": self.record.get("model_config"),
                 "metrics": metrics_of(self.record).to_json() if self.record.get("phases") else None}

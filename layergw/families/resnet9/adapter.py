@@ -74,6 +74,24 @@ class ResNet9Model:
     def targets(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return {"label": one_hot(self.data.labels[np.asarray(indices)], self.data.num_classes)}
 
+    @property
+    def n_blocks(self) -> int:
+        """Modules 0..7; module 8, the linear head, is the classifier an ablation replaces."""
+        return 8
+
+    def depth(self, point: RepPoint) -> float:
+        """A module's output (its ReLU, or the max pool / residual sum that follows it) is at
+        m + 1; its other points inside it; the logits after all eight."""
+        m = point.block
+        if m == 8:
+            return 8.0
+        last = {4: "MaxPool", 7: "MaxPool"}.get(m) or ("Residual" if m in (3, 6) and self.residual_points else "ReLU")
+        return m + 1.0 if point.role == last else m + 0.5
+
+    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
+        raise ValueError("ResNet9's modules change the width of their input, so it has no residual stream for the "
+                         "block_influence and angular selectors; use first or last")
+
     def describe(self) -> dict:
         return {"family": "resnet9", "checkpoint": self.checkpoint, "trained": bool(self.record.get("trained")),
                 "data": self.data.describe(), "pooling": self.pooling, "residual_points": self.residual_points,

@@ -275,3 +275,19 @@ def test_builtin_minilm_points_dims_targets_and_describe(texts_tsv: str) -> None
     d = a.describe()
     assert d["architecture"] == "BertModel" and d["n_blocks"] == 6 and d["hidden_size"] == 384
     assert d["pooling"] == "mean" and d["data"]["source"] == texts_tsv and d["max_length"] == 256
+
+
+def test_block_states_are_every_hidden_state_at_the_real_tokens_and_depth_counts_blocks(bert_dir: str,
+                                                                                       texts_tsv: str) -> None:
+    model = load(bert_dir, data={"source": texts_tsv}, points="fine")
+    depth = {p.name: model.depth(p) for p in model.points()}
+    assert depth["embeddings"] == 0.0 and depth["hidden_states.1"] == 1.0 and depth["blocks.1.attn_out"] == 1.5
+    idx = np.array([0, 1, 2])
+    states = model.block_states(idx)
+    n_tokens = sum(len(model.tokenizer(SENTENCES[i], truncation=True, max_length=256)["input_ids"]) for i in idx)
+    assert len(states) == model.n_blocks + 1 and all(s.shape == (n_tokens, 32) for s in states)
+    with torch.no_grad():
+        enc = model.tokenizer(SENTENCES[1], return_tensors="pt")
+        last = model.model(**enc, output_hidden_states=True).hidden_states[-1][0]
+    first_two = len(model.tokenizer(SENTENCES[0])["input_ids"])
+    np.testing.assert_allclose(states[-1][first_two:first_two + last.shape[0]], last.numpy(), rtol=1e-4, atol=1e-5)

@@ -2,6 +2,7 @@
 known useful one costs everything."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,21 @@ def test_ablated_models_keep_copies_of_the_blocks_and_freeze_what_they_should(us
 def test_bad_ablations_name_what_is_wrong(useful_then_useless, ablation, match):
     with pytest.raises(ValueError, match=match):
         ablated_model(useful_then_useless, ablation)
+
+
+def test_depth_counts_whole_blocks_and_block_states_are_the_residual_stream(useful_then_useless):
+    m = useful_then_useless
+    depth = {p.name: m.depth(p) for p in m.points()}
+    assert depth["blocks.0.hook_resid_pre"] == 0.0 and depth["blocks.0.hook_resid_post"] == 1.0
+    assert depth["blocks.1.hook_resid_pre"] == 1.0 and depth["blocks.1.attn.hook_q.h0"] == 1.5
+    assert m.n_blocks == 2
+    idx = np.arange(10)
+    states = m.block_states(idx)
+    assert len(states) == 3 and all(s.shape == (10 * 3, 128) for s in states)  # [a, b, =]: 3 positions
+    with torch.no_grad():
+        x = torch.as_tensor(m.data.inputs[idx])
+        h0 = m.model.embed(x)
+        h1 = m.model.blocks[0](h0)
+    np.testing.assert_allclose(states[0], h0.reshape(-1, 128).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(states[1], h1.reshape(-1, 128).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(states[2], states[1])  # the useless block writes nothing

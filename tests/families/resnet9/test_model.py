@@ -281,3 +281,13 @@ def test_extract_leaves_the_model_mode_and_hooks_as_they_were():
     adapter.extract(np.arange(3), adapter.points())
     assert adapter.model.training
     assert all(not m._forward_hooks for m in adapter.model.modules())
+
+
+def test_depth_puts_each_modules_output_after_it_and_it_has_no_residual_stream():
+    model = families.get("resnet9").load("random:0", data="digits", size=12)
+    depth = {p.name: model.depth(p) for p in model.points()}
+    assert (depth["0.Conv2d"], depth["0.ReLU"], depth["1.ReLU"]) == (0.5, 1.0, 2.0)
+    assert (depth["3.ReLU"], depth["3.Residual"], depth["4.ReLU"], depth["4.MaxPool"]) == (3.5, 4.0, 4.5, 5.0)
+    assert (depth["7.MaxPool"], depth["8.Linear"], model.n_blocks) == (8.0, 8.0, 8)
+    with pytest.raises(ValueError, match="no residual stream"):
+        model.block_states(np.arange(4))
