@@ -17,6 +17,8 @@ runs) and one folder per run, ``<run id>/``:
     targets.parquet, groups.parquet     gathered targets (TARGETS), layer groups (GROUPS)
     diagnostics/<model>/<table>.parquet the paper's diagnostic tables (results.DIAGNOSTICS), done.json
     skip/<model>/kl.npy, agreement.json the skip intervention's KL matrix and each measure's agreement
+    ablations/<model>/<cell>.parquet    one pruning or freezing cell (ABLATIONS); blocks.json the selectors' statistics
+    ablations.parquet                   every cell gathered
     report/index.html, report/*.png     the report, drawn from the above
 
 A measure key is the measure's name and a hash of its full resolved parameters
@@ -32,6 +34,7 @@ SERIES = "series.json"
 POINTS = "points.parquet"
 TARGETS = "targets.parquet"
 GROUPS = "groups.parquet"
+ABLATIONS = "ablations.parquet"
 PAIRS_DIR = "pairs"
 CROSS_DIR = "cross"
 TRAIN_DIR = "train"
@@ -88,6 +91,16 @@ def diagnostics(model: str, table: str) -> str:
 def diagnosed(model: str) -> str:
     """Written last by the diagnose stage: which GW variant the steps and plan used."""
     return f"diagnostics/{model}/done.json"
+
+
+def ablation_cell(model: str, cell: str) -> str:
+    """One finished ablation cell (``prune-first-n2-s0``): present means it is done."""
+    return f"ablations/{model}/{cell}.parquet"
+
+
+def ablation_blocks(model: str) -> str:
+    """The block statistics the layer-drop selectors read (Block Influence, angular distances)."""
+    return f"ablations/{model}/blocks.json"
 
 
 def skip_kl(model: str) -> str:

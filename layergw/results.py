@@ -46,6 +46,7 @@ POINTS = pa.schema([
     ("block", pa.int64()),
     ("role", pa.string()),
     ("dim", pa.int64()),
+    ("depth", pa.float64()),
 ])
 
 TARGETS = pa.schema([
@@ -80,7 +81,7 @@ GROUPS = pa.schema([
 
 
 #: Columns added after the first release: rows may lack them (null), older files do too.
-OPTIONAL = frozenset({"spread", "strength"})
+OPTIONAL = frozenset({"spread", "strength", "depth"})
 
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -120,3 +121,13 @@ PLAN = pa.schema([
 ])
 
 DIAGNOSTICS = {"histograms": HISTOGRAMS, "steps": STEPS, "jaccard": JACCARD, "plan": PLAN}
+
+#: one row per ablation cell and metric: what a model keeps (``kept_blocks`` of its blocks,
+#: ``keep`` as a JSON list) or freezes (blocks before ``first_trained_block``), how the kept
+#: blocks were chosen (``selector``), and the fine-tuned model's metric on held-out data
+ABLATIONS = pa.schema([
+    ("model", pa.string()), ("ablation", pa.string()), ("kept_blocks", pa.int64()),
+    ("first_trained_block", pa.int64()), ("selector", pa.string()), ("keep", pa.string()), ("seed", pa.int64()),
+    ("n_blocks", pa.int64()), ("metric", pa.string()), ("value", pa.float64()), ("split", pa.string()),
+    ("n_train", pa.int64()), ("epochs", pa.int64()), ("seconds", pa.float64()), ("checkpoint", pa.string()),
+])

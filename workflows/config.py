@@ -142,6 +142,31 @@ class SkipSpec(Strict):
     batch_size: int = Field(8, ge=1)
 
 
+class AblateSpec(Strict):
+    """Pruning and freezing checks of one model's groups (README, "Ablations")."""
+
+    model: str = Field(description="id of a model of the study")
+    ablations: list[Literal["prune", "freeze"]] = Field(default_factory=lambda: ["prune", "freeze"], min_length=1)
+    depths: list[int] = Field(default_factory=list, description="kept depths N (prune) and first trained blocks k "
+                              "(freeze) besides 0, the full model and every group boundary")
+    selectors: list[str] = Field(default_factory=lambda: ["first"], min_length=1,
+                                 description="which blocks a prune drops: first (the paper's), last, block_influence, "
+                                 "angular, random")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="the family's ablation training parameters")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per cell; default 1 on a GPU cluster")
+
+    @field_validator("selectors")
+    @classmethod
+    def _selectors(cls, v: list[str]) -> list[str]:
+        from layergw.interventions.ablate import SELECTORS
+
+        for s in v:
+            if s not in SELECTORS:
+                raise ValueError(f"unknown selector {s!r}{suggest(s, SELECTORS)}; selectors: {', '.join(SELECTORS)}")
+        return ["first", *[s for s in dict.fromkeys(v) if s != "first"]]
+
+
 class CrossSpec(Strict):
     """Layers of model ``a`` against layers of model ``b`` (both probed on the same inputs)."""
 
@@ -209,6 +234,7 @@ class StudyConfig(Strict):
     grouping: GroupingSpec = GroupingSpec()
     targets: TargetsSpec = TargetsSpec()
     skip: list[SkipSpec] = Field(default_factory=list, description="skip-intervention checks of causal LMs")
+    ablate: list[AblateSpec] = Field(default_factory=list, description="pruning and freezing checks of the groups")
     ray: RaySpec = RaySpec()
 
     @model_validator(mode="before")
@@ -244,6 +270,10 @@ class StudyConfig(Strict):
         dup = sorted({j for j in jobs if jobs.count(j) > 1})
         if dup:
             raise ValueError(f"train: duplicate job ids {dup}")
+        for k, a in enumerate(self.ablate):
+            if a.model not in ids:
+                raise ValueError(f"ablate[{k}].model: unknown model id {a.model!r}{suggest(a.model, ids)}; "
+                                 f"models: {', '.join(ids)}")
         for k, s in enumerate(self.skip):
             if s.model not in ids:
                 raise ValueError(f"skip[{k}].model: unknown model id {s.model!r}{suggest(s.model, ids)}; "

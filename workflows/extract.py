@@ -31,6 +31,7 @@ class PointRow:
     block: int
     role: str
     dim: int
+    depth: float | None = None  # where the point sits in blocks (LoadedModel.depth)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Manifest:
     device: str
     seconds: float
     describe: dict[str, Any] = field(default_factory=dict)
+    n_blocks: int | None = None
 
     @property
     def names(self) -> list[str]:
@@ -104,12 +106,12 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
         measures.check_representation(X, label=f"model {spec.id!r}, point {p.name!r}")
         store.write_array(layout.rep(spec.id, k), X)
         rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
-                             int(X.shape[1])))
+                             int(X.shape[1]), float(model.depth(p))))
     targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
         store.write_array(layout.target_rep(spec.id, name), Y)
     manifest = Manifest(spec.id, int(len(indices)), inputs.seed, inputs.split, tuple(rows), tuple(sorted(targets)), device,
-                        time.perf_counter() - t0, model.describe())
+                        time.perf_counter() - t0, model.describe(), model.n_blocks)
     store.write_json(layout.extracted(spec.id), manifest.to_json())
     return manifest, False
 

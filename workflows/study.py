@@ -69,6 +69,12 @@ def check_plan(cfg: StudyConfig) -> None:
                 family.fingerprint(spec.checkpoint)
         except ValueError as e:
             raise ConfigError(f"models[{i}] ({spec.id}): {e}") from None
+    specs_by_id = {m.id: m for m in cfg.models}
+    for k, entry in enumerate(cfg.ablate):
+        family = families.get(specs_by_id[entry.model].family)
+        if family.ablation is None:
+            raise ConfigError(f"ablate[{k}] ({entry.model}): model family {family.name!r} cannot prune or freeze "
+                              f"its models yet")
 
 
 def check_group_count(cfg: StudyConfig, manifests: dict[str, Manifest]) -> None:
@@ -310,6 +316,12 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         t = time.perf_counter()
         failures += run_diagnose(cfg, run, manifests)
         timings["diagnose"] = time.perf_counter() - t
+    if cfg.ablate and not failures:
+        from workflows.ablate import run_ablate
+
+        t = time.perf_counter()
+        failures += run_ablate(cfg, run, manifests, num_gpus=gpus)
+        timings["ablate"] = time.perf_counter() - t
     if cfg.skip and not failures:
         from workflows.skip import run_skip
 

@@ -132,6 +132,9 @@ class Family:
     name: str = ""
     #: training recipe name -> (dotted "module:function", what it trains); the first is the default
     recipes: dict[str, tuple[str, str]] = {}
+    #: "module:function" that prunes or freezes a loaded model and fine-tunes it:
+    #: ``ablate(model, ablation, params, device) -> Metrics``; None: the family cannot
+    ablation: str | None = None
 
     def load(self, checkpoint: str, **params: Any) -> LoadedModel:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -164,6 +167,16 @@ class Family:
             raise ValueError(f"model family {self.name!r} has no training recipe {name!r}"
                              f"{suggest(name, list(self.recipes))}; recipes: {', '.join(self.recipes)}")
         return name
+
+    def ablate(self, model: LoadedModel, ablation: Ablation, params: dict, device: str) -> Metrics:
+        """Prune or freeze a loaded model as ``ablation`` says, fine-tune it, and measure it."""
+        if self.ablation is None:
+            raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
+        import importlib
+
+        module, _, attr = self.ablation.partition(":")
+        ablation.check(model.n_blocks, f"{self.name} ablation")
+        return getattr(importlib.import_module(module), attr)(model, ablation, params, device)
 
     def recipe(self, name: str | None) -> Recipe:
         """The function of a training recipe (imports the trainer, and with it torch)."""

@@ -21,9 +21,14 @@ and ``last`` apply to it.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from layergw.families.base import Ablation, Metrics
 
 SELECTORS = ("first", "last", "block_influence", "angular", "random")
 #: selectors that need block input/output states
@@ -94,3 +99,163 @@ def select_blocks(selector: str, n_blocks: int, n_keep: int, *, seed: int = 0, i
         raise ValueError(f"angular needs the ({n_blocks + 1} x {n_blocks + 1}) angular distances of the block states")
     start = int(np.argmin([angular[s, s + n] for s in range(n_blocks - n + 1)]))
     return tuple(b for b in every if not start <= b < start + n)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One ablation to run: the cut, how its blocks were chosen, and the seed."""
+
+    ablation: Ablation
+    selector: str
+
+    @property
+    def name(self) -> str:
+        a = self.ablation
+        if a.kind == "freeze":
+            return f"freeze-k{a.first_trained}-s{a.seed}"
+        return f"prune-{self.selector}-n{len(a.keep)}-s{a.seed}"
+
+
+def boundary_cuts(groups: Any, depths: dict[int, float]) -> dict[tuple[str, str, str], list[int]]:
+    """For each grouping of one model ((measure, params, method) -> cuts): the whole blocks kept
+    before each group boundary, floor of the boundary point's depth, in depth order."""
+    cuts: dict[tuple[str, str, str], list[int]] = {}
+    df = groups.to_pandas() if hasattr(groups, "to_pandas") else groups
+    for (measure, params, method), rows in df.groupby(["measure", "params", "method"], dropna=False, sort=False):
+        at = rows.loc[rows["boundary"] == True, "layer_index"]  # noqa: E712
+        cuts[(measure, params, method)] = sorted({int(np.floor(depths[int(i)])) for i in at})
+    return cuts
+
+
+def plan_cells(n_blocks: int, ablations: Sequence[str], depths: Sequence[int], selectors: Sequence[str],
+               seeds: Sequence[int], *, influence: np.ndarray | None = None, angular: np.ndarray | None = None,
+               where: str = "ablate") -> list[Cell]:
+    """Every cell of the grid: each depth (with 0 and the full model) for each ablation, each
+    selector where it differs from keeping the first blocks (0 < N < L), each seed."""
+    bad = [d for d in depths if not 0 <= d <= n_blocks]
+    if bad:
+        raise ValueError(f"{where}: depths {bad} are outside 0..{n_blocks} (the model's blocks)")
+    grid = sorted({0, n_blocks, *depths})
+    cells = []
+    for seed in seeds:
+        for kind in ablations:
+            for d in grid:
+                if kind == "freeze":
+                    cells.append(Cell(Ablation("freeze", tuple(range(n_blocks)), d, seed), "first"))
+                    continue
+                for selector in selectors if 0 < d < n_blocks else ["first"]:
+                    keep = select_blocks(selector, n_blocks, d, seed=seed, influence=influence, angular=angular)
+                    cells.append(Cell(Ablation("prune", keep, 0, seed), selector))
+    return cells
+
+
+def cell_rows(model: str, cell: Cell, metrics: Metrics, n_blocks: int, checkpoint: str) -> list[dict]:
+    """ABLATIONS rows of one finished cell: one per metric the fine-tuned model has."""
+    a = cell.ablation
+    base = {"model": model, "ablation": a.kind, "kept_blocks": len(a.keep), "first_trained_block": a.first_trained,
+            "selector": cell.selector, "keep": json.dumps(list(a.keep)), "seed": a.seed, "n_blocks": n_blocks,
+            "split": metrics.split, "n_train": metrics.extra.get("n_train"), "epochs": metrics.step,
+            "seconds": metrics.extra.get("seconds"), "checkpoint": checkpoint}
+    values = {"accuracy": metrics.accuracy, "train_accuracy": metrics.train_accuracy, "f1": metrics.f1,
+              "loss": metrics.loss}
+    return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if v is not None]
+
+
+# -- reading the grid: knees, each measure's proposed cuts, the prune plan ----------------------
+
+#: accuracy within this much of the full model counts as kept (also the prune plan's tolerance)
+TOLERANCE = 0.01
+
+
+def accuracy_summary(table: Any) -> Any:
+    """Mean, standard deviation and count over seeds of the held-out accuracy of every cell
+    (one row per model, ablation, kept depth, first trained block and selector)."""
+    df = table.to_pandas() if hasattr(table, "to_pandas") else table
+    acc = df[df["metric"] == "accuracy"]
+    keys = ["model", "ablation", "kept_blocks", "first_trained_block", "selector", "n_blocks"]
+    out = acc.groupby(keys, sort=True)["value"].agg(["mean", "std", "count"]).reset_index()
+    return out.fillna({"std": 0.0})
+
+
+def knees(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict[str, int | None]:
+    """The smallest kept depth whose pruned accuracy (first blocks) stays within ``tolerance``
+    of the full model's, and the largest first-trained block whose frozen accuracy stays
+    within it of training everything; None where the grid lacks that ablation."""
+    s = summary[summary["model"] == model]
+    out: dict[str, int | None] = {"prune": None, "freeze": None}
+    prune = s[(s["ablation"] == "prune") & (s["selector"] == "first")].set_index("kept_blocks")["mean"]
+    if len(prune) and int(s["n_blocks"].iloc[0]) in prune.index:
+        full = prune[int(s["n_blocks"].iloc[0])]
+        out["prune"] = int(min(n for n, a in prune.items() if a >= full - tolerance))
+    freeze = s[s["ablation"] == "freeze"].set_index("first_trained_block")["mean"]
+    if len(freeze) and 0 in freeze.index:
+        out["freeze"] = int(max(k for k, a in freeze.items() if a >= freeze[0] - tolerance))
+    return out
+
+
+def proposals(cuts: Sequence[int], n_blocks: int) -> dict[str, int]:
+    """What a grouping proposes: prune to the start of its last group (drop the final group),
+    freeze up to the end of its first group; with no boundary, keep and train everything."""
+    return {"prune": max(cuts) if cuts else n_blocks, "freeze": min(cuts) if cuts else 0}
+
+
+def measure_ranking(summary: Any, cuts: dict[str, dict[tuple, list[int]]],
+                    tolerance: float = TOLERANCE) -> tuple[Any, Any]:
+    """How well each grouping's cuts locate the accuracy knees: (ranking, detail).
+
+    ``detail`` has one row per model, grouping (measure, params, method) and ablation: the
+    proposed cut, the knee, their distance in blocks and the accuracy the proposed cut loses
+    against the full model. ``ranking`` averages them per grouping over models and ablations,
+    best (nearest the knees, then least accuracy lost) first. ``cuts``: model -> grouping -> cuts."""
+    import pandas as pd
+
+    rows = []
+    for model, groupings in cuts.items():
+        s = summary[summary["model"] == model]
+        if not len(s):
+            continue
+        n_blocks = int(s["n_blocks"].iloc[0])
+        knee = knees(summary, model, tolerance)
+        for (measure, params, method), cs in groupings.items():
+            for kind, proposed in proposals(cs, n_blocks).items():
+                if knee[kind] is None:
+                    continue
+                if kind == "prune":
+                    sel = s[(s["ablation"] == "prune") & (s["selector"] == "first")].set_index("kept_blocks")["mean"]
+                    full = sel.get(n_blocks)
+                else:
+                    sel = s[s["ablation"] == "freeze"].set_index("first_trained_block")["mean"]
+                    full = sel.get(0)
+                at = sel.get(proposed)
+                rows.append({"model": model, "measure": measure, "params": params, "method": method,
+                             "ablation": kind, "proposed": proposed, "knee": knee[kind],
+                             "distance": abs(proposed - knee[kind]),
+                             "accuracy_lost": None if at is None or full is None else float(full - at)})
+    if not rows:
+        return (pd.DataFrame(columns=["measure", "params", "method", "models", "distance", "accuracy_lost"]),
+                pd.DataFrame(rows))
+    df = pd.DataFrame(rows)
+    ranked = (df.groupby(["measure", "params", "method"], dropna=False)
+              .agg(models=("model", "nunique"), distance=("distance", "mean"), accuracy_lost=("accuracy_lost", "mean"))
+              .reset_index().sort_values(["distance", "accuracy_lost"], kind="stable"))
+    return ranked.reset_index(drop=True), df
+
+
+def prune_plan(summary: Any, model: str, cuts: Sequence[int], tolerance: float = TOLERANCE) -> dict | None:
+    """The smallest depth a grouping predicts to keep the full model's accuracy (the start of
+    its last group), and what the grid measured there: the paper's selector and the baselines."""
+    s = summary[(summary["model"] == model) & (summary["ablation"] == "prune")]
+    if not len(s):
+        return None
+    n_blocks = int(s["n_blocks"].iloc[0])
+    n = proposals(cuts, n_blocks)["prune"]
+    full = s[(s["kept_blocks"] == n_blocks) & (s["selector"] == "first")]["mean"]
+    at = s[s["kept_blocks"] == n].set_index("selector")
+    if not len(full) or "first" not in at.index:
+        return None
+    measured = float(at.loc["first", "mean"])
+    return {"model": model, "kept_blocks": n, "n_blocks": n_blocks, "full": float(full.iloc[0]),
+            "predicted": f">= {float(full.iloc[0]) - tolerance:.3f} (within {tolerance} of the full model)",
+            "measured": measured, "spread": float(at.loc["first", "std"]),
+            "holds": measured >= float(full.iloc[0]) - tolerance,
+            "baselines": {sel: float(r["mean"]) for sel, r in at.iterrows() if sel != "first"}}

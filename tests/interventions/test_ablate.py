@@ -60,3 +60,78 @@ def test_bad_selectors_and_depths_are_named():
         select_blocks("first", 4, 5)
     with pytest.raises(ValueError, match="block_influence needs one Block Influence per block"):
         select_blocks("block_influence", 4, 2)
+
+
+# -- reading a grid ----------------------------------------------------------------------------
+
+def grid_table(prune: dict, freeze: dict, model: str = "m", n_blocks: int = 4, seeds=(0, 1), spread=0.0):
+    """ABLATIONS-like rows: prune {(N, selector): accuracy}, freeze {k: accuracy}."""
+    import pandas as pd
+
+    rows = []
+    for seed in seeds:
+        jitter = spread * (1 if seed % 2 else -1)
+        for (n, sel), acc in prune.items():
+            rows.append({"model": model, "ablation": "prune", "kept_blocks": n, "first_trained_block": 0,
+                         "selector": sel, "n_blocks": n_blocks, "seed": seed, "metric": "accuracy",
+                         "value": acc + jitter})
+        for k, acc in freeze.items():
+            rows.append({"model": model, "ablation": "freeze", "kept_blocks": n_blocks, "first_trained_block": k,
+                         "selector": "first", "n_blocks": n_blocks, "seed": seed, "metric": "accuracy",
+                         "value": acc + jitter})
+        rows.append({**rows[-1], "metric": "loss", "value": 1.0})
+    return pd.DataFrame(rows)
+
+
+PRUNE = {(0, "first"): 0.1, (1, "first"): 0.3, (2, "first"): 0.95, (3, "first"): 0.995, (4, "first"): 1.0,
+         (2, "last"): 0.5, (3, "last"): 0.9}
+FREEZE = {0: 1.0, 1: 0.998, 2: 0.97, 3: 0.6, 4: 0.2}
+
+
+def test_summary_knees_and_measure_ranking():
+    from layergw.interventions.ablate import accuracy_summary, knees, measure_ranking, prune_plan
+
+    s = accuracy_summary(grid_table(PRUNE, FREEZE, spread=0.002))
+    full = s[(s["ablation"] == "prune") & (s["kept_blocks"] == 4)].iloc[0]
+    assert full["mean"] == pytest.approx(1.0) and full["std"] == pytest.approx(0.002 * np.sqrt(2)) and full["count"] == 2
+    assert knees(s, "m") == {"prune": 3, "freeze": 1}
+    cuts = {"m": {("gw", "{}", "segment"): [1, 3], ("cka", "{}", "segment"): [2], ("rsm", "{}", "segment"): []}}
+    ranking, detail = measure_ranking(s, cuts)
+    # gw proposes prune 3 and freeze 1, the knees; rsm (no boundary) is as far off as cka but loses nothing
+    assert list(ranking["measure"]) == ["gw", "rsm", "cka"]
+    gw = detail[detail["measure"] == "gw"].set_index("ablation")
+    assert (gw.loc["prune", "proposed"], gw.loc["freeze", "proposed"]) == (3, 1)
+    assert gw.loc["prune", "distance"] == 0 and gw.loc["prune", "accuracy_lost"] == pytest.approx(0.005)
+    rsm = detail[detail["measure"] == "rsm"].set_index("ablation")
+    assert (rsm.loc["prune", "proposed"], rsm.loc["freeze", "proposed"]) == (4, 0)  # no boundary: keep everything
+    plan = prune_plan(s, "m", [1, 3])
+    assert plan["kept_blocks"] == 3 and plan["holds"] and plan["baselines"] == {"last": pytest.approx(0.9)}
+    assert not prune_plan(s, "m", [2])["holds"]  # dropping two blocks loses 5 points
+
+
+def test_plan_cells_covers_the_grid_once_per_selector_and_seed():
+    from layergw.interventions.ablate import plan_cells
+
+    cells = plan_cells(4, ["prune", "freeze"], [2, 2, 3], ["first", "last", "random"], [0, 1])
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names))
+    prune = sorted({(len(c.ablation.keep), c.selector) for c in cells if c.ablation.kind == "prune"})
+    assert prune == [(0, "first"), (2, "first"), (2, "last"), (2, "random"), (3, "first"), (3, "last"),
+                     (3, "random"), (4, "first")]
+    assert sorted({c.ablation.first_trained for c in cells if c.ablation.kind == "freeze"}) == [0, 2, 3, 4]
+    assert {c.ablation.seed for c in cells} == {0, 1}
+    with pytest.raises(ValueError, match=r"ablate\[0\]: depths \[5\] are outside 0..4"):
+        plan_cells(4, ["prune"], [5], ["first"], [0], where="ablate[0]")
+
+
+def test_boundary_cuts_keep_the_whole_blocks_before_each_boundary():
+    import pandas as pd
+
+    from layergw.interventions.ablate import boundary_cuts
+
+    depths = {0: 0.0, 1: 0.5, 2: 1.0, 3: 1.5, 4: 2.0}
+    groups = pd.DataFrame({"measure": "gw", "params": "{}", "method": "segment", "layer_index": range(5),
+                           "boundary": [False, False, True, False, True]})
+    assert boundary_cuts(groups, depths) == {("gw", "{}", "segment"): [1, 2]}
+    inside = groups.assign(boundary=[False, True, False, True, False])  # boundaries inside blocks round down
+    assert boundary_cuts(inside, depths) == {("gw", "{}", "segment"): [0, 1]}

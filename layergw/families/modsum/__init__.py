@@ -21,6 +21,7 @@ class ModSumFamily(Family):
     name = "modsum"
     recipes = {"train": ("layergw.families.modsum.training:recipe",
                          "end to end or layer-wise, the paper's full-batch AdamW (params: ModSumTrainSpec)")}
+    ablation = "layergw.families.modsum.ablation:ablate"
 
     def resolve(self, checkpoint: str) -> Path:
         """``builtin:<id>`` names a checkpoint shipped with layergw; anything else is a path."""

@@ -73,5 +73,5 @@ def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str) ->
         val_loss = float(nn.functional.cross_entropy(logits[va].double(), y[va]))
     return Metrics(step=spec.epochs, accuracy=float((pred[va] == y[va]).float().mean()),
                    train_accuracy=float((pred[tr] == y[tr]).float().mean()), loss=val_loss, split="validation",
-                   extra={"train_loss": loss.item(), "seconds": time.perf_counter() - t0,
+                   extra={"train_loss": loss.item(), "seconds": time.perf_counter() - t0, "n_train": len(data.train_idx),
                           "trainable_parameters": sum(p.numel() for p in trainable)})

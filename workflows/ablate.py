@@ -1,0 +1,150 @@
+"""Ablation stage: the pruning and freezing grid of each listed model, one Ray task per cell.
+
+For each ``ablate`` entry the grid holds the full model, depth 0, every group boundary of
+every measure's groupings (the whole blocks before it) and the configured depths; pruning
+takes each selector at each depth. A cell's rows are written to one file when it finishes
+(``layout.ablation_cell``), so a killed study resumes with the missing cells only, and
+``ablations.parquet`` gathers them with each cell exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import ray
+
+from layergw import layout
+from workflows.config import AblateSpec, ConfigError, InputsSpec, ModelSpec, StudyConfig
+from workflows.extract import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def _load(store, spec: ModelSpec, tmp: Path):
+    from layergw import families
+
+    family = families.get(spec.family)
+    checkpoint = spec.checkpoint
+    if checkpoint.startswith("train:"):
+        from workflows.train import local_checkpoint
+
+        checkpoint = local_checkpoint(store, checkpoint, family, tmp)
+    return family, family.load(checkpoint, **spec.params)
+
+
+#: inputs the selectors' block statistics use at most (text models count every token)
+STATS_INPUTS = 256
+
+
+@ray.remote(num_cpus=1)
+def block_stats_task(store, spec: ModelSpec, inputs: InputsSpec) -> dict:
+    """Block Influence and angular distances of one model on (at most 256 of) the study's
+    inputs, drawn as extraction draws them; stored once."""
+    from layergw.inputs import input_indices, split_pool
+    from layergw.interventions.ablate import angular_distances, block_influence
+    from layergw.torchkit.device import resolve_device
+
+    path = layout.ablation_blocks(spec.id)
+    if store.exists(path):
+        return store.read_json(path)
+    with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
+        _, model = _load(store, spec, Path(tmp))
+    pool = split_pool(model.splits(), inputs.split, f"model {spec.id!r}")
+    indices = input_indices(model.n_inputs(), min(inputs.n, STATS_INPUTS), inputs.seed, pool)
+    states = model.block_states(indices, device=resolve_device("auto"))
+    stats = {"influence": block_influence(states).tolist(), "angular": angular_distances(states).tolist(),
+             "rows": int(states[0].shape[0])}
+    store.write_json(path, stats)
+    return stats
+
+
+@ray.remote(num_cpus=1)
+def cell_task(store, spec: ModelSpec, cell, params: dict, n_blocks: int) -> int:
+    """Run one ablation cell and write its rows; return how many."""
+    from layergw.interventions.ablate import cell_rows
+    from layergw.results import ABLATIONS, table
+    from layergw.torchkit.device import resolve_device
+
+    with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
+        family, model = _load(store, spec, Path(tmp))
+    metrics = family.ablate(model, cell.ablation, params, resolve_device("auto"))
+    rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
+    store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
+    return len(rows)
+
+
+def plan_model(entry: AblateSpec, where: str, manifest: Manifest, groups, stats: dict | None) -> list:
+    """The cells of one ``ablate`` entry."""
+    import numpy as np
+
+    from layergw.interventions.ablate import boundary_cuts, plan_cells
+
+    if not manifest.n_blocks:
+        raise ConfigError(f"{where}: model {entry.model!r} has no blocks to prune or freeze")
+    cuts = []
+    if groups is not None and len(groups):
+        depths = {p.layer_index: p.depth for p in manifest.points}
+        cuts = [c for cs in boundary_cuts(groups[groups["model"] == entry.model], depths).values() for c in cs]
+    influence = np.asarray(stats["influence"]) if stats else None
+    angular = np.asarray(stats["angular"]) if stats else None
+    try:
+        return plan_cells(manifest.n_blocks, entry.ablations, [*cuts, *entry.depths], entry.selectors, entry.seeds,
+                          influence=influence, angular=angular, where=where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: float = 0.0) -> list[str]:
+    """Every cell of every ``ablate`` entry not yet in the store; gathers ablations.parquet.
+    Returns the failures (the finished cells are stored)."""
+    import pyarrow as pa
+
+    from layergw.interventions.ablate import STATE_SELECTORS
+    from layergw.results import ABLATIONS
+    from workflows.compare import WorkItem, run_items
+
+    specs = {m.id: m for m in cfg.models}
+    groups = run.read_table(layout.GROUPS).to_pandas() if run.exists(layout.GROUPS) else None
+    items, paths = [], []
+    for k, entry in enumerate(cfg.ablate):
+        where = f"ablate[{k}] ({entry.model})"
+        if entry.model not in specs:
+            raise ConfigError(f"{where}: model {entry.model!r} became several models (seeds or a series); name one "
+                              f"of them: {', '.join(s for s in specs if s.startswith(entry.model))}")
+        spec, manifest = specs[entry.model], manifests[entry.model]
+        stats = None
+        if set(entry.selectors) & set(STATE_SELECTORS):
+            try:
+                stats = ray.get(block_stats_task.remote(run, spec, cfg.inputs))
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None) or e
+                if not isinstance(cause, ValueError):
+                    raise
+                raise ConfigError(f"{where}: selectors {', '.join(STATE_SELECTORS)}: {cause}") from None
+        gpus = entry.num_gpus if entry.num_gpus is not None else num_gpus
+        task = cell_task.options(num_gpus=gpus) if gpus else cell_task
+        for cell in plan_model(entry, where, manifest, groups, stats):
+            path = layout.ablation_cell(entry.model, cell.name)
+            if path in paths:
+                continue
+            paths.append(path)
+            if run.exists(path):
+                continue
+            items.append(WorkItem((entry.model, "ablate"), 1,
+                                  lambda spec=spec, cell=cell, entry=entry, n=manifest.n_blocks:
+                                  task.remote(run, spec, cell, entry.params, n),
+                                  f"ablation {cell.name} of {entry.model}"))
+    log.info("ablations: %d cells, %d to run", len(paths), len(items))
+    failures = run_items(items, _NoCache(), max(1, len(items)))
+    parts = [run.read_table(p) for p in paths if run.exists(p)]
+    if parts:
+        run.write_table(layout.ABLATIONS, pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts]))
+    return failures
+
+
+class _NoCache:
+    """``run_items`` frees prepared geometry of finished groups; ablation cells share none."""
+
+    def drop(self, *_: object) -> None:
+        pass
