@@ -126,8 +126,10 @@ def curves_png(
     title: str,
     xlabel: str,
     ylabel: str,
+    marks: dict[str, Sequence[float]] | None = None,
 ) -> None:
-    """Write one line per named curve over a shared x (training steps, accuracy, ...)."""
+    """Write one line per named curve over a shared x (training steps, accuracy, ...); ``marks``
+    draws each named set of x positions as dashed vertical lines (group boundaries, say)."""
     xs = np.asarray(x, dtype=np.float64)
     fig = Figure(figsize=(6.0, 3.6))
     ax = fig.add_subplot(1, 1, 1)
@@ -137,11 +139,18 @@ def curves_png(
             raise ValueError(f"curve {name!r} has {ys.size} values for {xs.size} x values")
         order = np.argsort(xs, kind="stable")
         ax.plot(xs[order], ys[order], marker="o", label=name)
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10"]
+    for i, (name, at) in enumerate((marks or {}).items()):
+        for j, v in enumerate(at):
+            ax.axvline(float(v), color=colors(i % 10), linestyle="--", linewidth=1.0, alpha=0.7,
+                       label=name if j == 0 else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    if len(curves) > 1:
-        ax.legend(fontsize=8)
+    if len(curves) > 1 or marks:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path_or_buffer)
 

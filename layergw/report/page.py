@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from layergw import layout
+from layergw.report.ablations import ablation_sections
 from layergw.report.html import CSS, esc, html_table, opt_json, opt_table, seconds, slug
 from layergw.report.models import (
     diagnostics_section,
@@ -104,7 +105,8 @@ def build_report(store: Any) -> str:
         body.append('<p class="muted">Rows: layers of the first model; columns: layers of the second.</p>')
         body.append(f'<div class="figs">{"".join(figs)}</div>')
         n_png += n_cross_png
-    for sections, n in (skip_sections(store, models, points, pairs), series_sections(store, series, within, groups, mv)):
+    for sections, n in (ablation_sections(store, points, groups, mv), skip_sections(store, models, points, pairs),
+                        series_sections(store, series, within, groups, mv)):
         body.extend(sections)
         n_png += n
     body.extend(_run_sections(run, config))

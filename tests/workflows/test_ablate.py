@@ -1,0 +1,146 @@
+"""Ablation stage on Ray: every cell of the grid once, reruns reuse finished cells, a killed
+study resumes with only the missing ones, and bad grids fail naming what is wrong."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+SELECTORS = ["first", "last", "block_influence", "angular", "random"]
+CELL = ["model", "ablation", "kept_blocks", "first_trained_block", "selector", "seed", "metric"]
+
+
+def _config(study_config, tiny_checkpoints, tmp_path, **ablate):
+    two = {"tiny_fmod3": tiny_checkpoints["tiny_fmod3"]}  # 2 blocks
+    entry = {"model": "tiny_fmod3", "selectors": SELECTORS, "seeds": [0, 1], "params": {"epochs": 2}, **ablate}
+    return study_config(two, tmp_path / "store", measures=["cka"], targets={"enabled": False},
+                        inputs={"n": 16, "seed": 0}, ablate=[entry])
+
+
+def _cells(root: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (root / "ablations").rglob("*.parquet")}
+
+
+@pytest.mark.ray
+def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, tiny_checkpoints, ray_local,
+                                                                 tmp_path) -> None:
+    from workflows.study import run_study
+
+    cfg = _config(study_config, tiny_checkpoints, tmp_path)
+    run_study(cfg, show_progress=False)
+    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id
+    table = pq.read_table(root / "ablations.parquet").to_pandas()
+    assert not table.duplicated(CELL).any()
+    acc = table[table["metric"] == "accuracy"]
+    prune = acc[acc["ablation"] == "prune"]
+    assert sorted(set(prune["kept_blocks"])) == [0, 1, 2] and set(acc["seed"]) == {0, 1}
+    assert set(prune[prune["kept_blocks"] == 1]["selector"]) == set(SELECTORS)  # baselines where they differ
+    assert set(prune[prune["kept_blocks"] != 1]["selector"]) == {"first"}
+    assert sorted(set(acc[acc["ablation"] == "freeze"]["first_trained_block"])) == [0, 1, 2]
+    assert ((acc["value"] >= 0) & (acc["value"] <= 1)).all() and (acc["split"] == "validation").all()
+    assert (root / "ablations" / "tiny_fmod3" / "blocks.json").exists()
+    page = (root / "report" / "index.html").read_text()
+    assert "Ablations: tiny_fmod3" in page and "Which measure predicts the ablations" in page
+
+    before = _cells(root)
+    gone = sorted(before)[:3]
+    for name in gone:
+        (root / "ablations" / "tiny_fmod3" / name).unlink()
+    run_study(cfg, show_progress=False)
+    after = _cells(root)
+    assert set(after) == set(before)
+    assert sorted(n for n in after if after[n] != before[n]) == gone  # only the missing cells ran again
+    again = pq.read_table(root / "ablations.parquet").to_pandas()
+    assert len(again) == len(table) and not again.duplicated(CELL).any()
+
+
+@pytest.mark.ray
+def test_a_study_killed_in_the_ablation_stage_resumes_with_the_missing_cells(study_dict, tiny_checkpoints,
+                                                                            tmp_path) -> None:
+    from workflows.config import load_config
+
+    data = study_dict({"tiny_fmod3": tiny_checkpoints["tiny_fmod3"]}, tmp_path / "store", measures=["cka"],
+                      targets={"enabled": False}, inputs={"n": 16, "seed": 0},
+                      ablate=[{"model": "tiny_fmod3", "selectors": SELECTORS, "seeds": [0, 1, 2],
+                               "params": {"epochs": 150}}])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id
+    ray_tmp = tempfile.mkdtemp(prefix="lgw-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    procs = []
+    try:
+        killed = subprocess.Popen([PYTHON, "-m", "workflows.cli", "run", str(path), "--no-progress"], cwd=REPO,
+                                  env=env, start_new_session=True, stdout=(tmp_path / "killed.log").open("wb"),
+                                  stderr=subprocess.STDOUT)
+        procs.append(killed)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and killed.poll() is None:
+            if (root / "ablations").exists() and len([p for p in _cells(root) if p.startswith(("prune", "freeze"))]) >= 4:
+                break
+            time.sleep(0.05)
+        assert killed.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+        finished = _cells(root)
+        assert 4 <= len([n for n in finished if n != "blocks.json"]) < 30
+        for name in finished:  # every visible cell is whole
+            assert pq.read_table(root / "ablations" / "tiny_fmod3" / name).num_rows > 0
+        assert not (root / "ablations.parquet").exists()
+        resumed = subprocess.Popen([PYTHON, "-m", "workflows.cli", "run", str(path), "--no-progress"], cwd=REPO,
+                                   env=env, start_new_session=True, stdout=(tmp_path / "resumed.log").open("wb"),
+                                   stderr=subprocess.STDOUT)
+        procs.append(resumed)
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+        after = _cells(root)
+        assert {n: after[n] for n in finished} == finished  # finished cells were not run again
+        table = pq.read_table(root / "ablations.parquet").to_pandas()
+        acc = table[table["metric"] == "accuracy"]
+        assert len(acc) == 30 and not table.duplicated(CELL).any()  # (3 + 4 + 3 cells) x 3 seeds, once each
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+
+
+def test_bad_grids_fail_naming_what_is_wrong(study_config, tiny_checkpoints, tmp_path, monkeypatch) -> None:
+    from workflows.config import ConfigError
+    from workflows.study import check_plan
+
+    with pytest.raises(ValueError, match=r"unknown selector 'angle' \(did you mean 'angular'\?\)"):
+        _config(study_config, tiny_checkpoints, tmp_path, selectors=["angle"])
+    with pytest.raises(ValueError, match=r"ablate\[0\]\.model: unknown model id 'nobody'"):
+        study_config({"m": tiny_checkpoints["tiny_fmod"]}, tmp_path, ablate=[{"model": "nobody"}])
+    cfg = _config(study_config, tiny_checkpoints, tmp_path)
+    check_plan(cfg)
+    from layergw.families.modsum import ModSumFamily
+
+    monkeypatch.setattr(ModSumFamily, "ablation", None)  # a family that cannot truncate its models
+    with pytest.raises(ConfigError, match=r"ablate\[0\] \(tiny_fmod3\): model family 'modsum' cannot prune or freeze"):
+        check_plan(cfg)
+
+
+def test_a_depth_outside_the_model_and_a_model_without_blocks_are_refused() -> None:
+    from workflows.ablate import plan_model
+    from workflows.config import AblateSpec, ConfigError
+    from workflows.extract import Manifest
+
+    manifest = Manifest("m", 10, 0, "all", (), (), "cpu", 0.0, {}, 2)
+    with pytest.raises(ConfigError, match=r"ablate\[0\] \(m\): depths \[3\] are outside 0..2"):
+        plan_model(AblateSpec(model="m", depths=[3]), "ablate[0] (m)", manifest, None, None)
+    none = Manifest("m", 10, 0, "all", (), (), "cpu", 0.0, {}, 0)
+    with pytest.raises(ConfigError, match=r"model 'm' has no blocks to prune or freeze"):
+        plan_model(AblateSpec(model="m", ablations=["freeze"]), "ablate[0] (m)", none, None, None)
