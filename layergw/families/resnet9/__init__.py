@@ -13,6 +13,7 @@ class ResNet9Family(Family):
     name = "resnet9"
     recipes = {"train": ("layergw.families.resnet9.training:recipe",
                          "SGD with Nesterov momentum and a one-cycle schedule (params: ImageTrainSpec)")}
+    ablation = "layergw.families.resnet9.ablation:ablate"
 
     def resolve(self, checkpoint: str) -> Path:
         """The weights file of a checkpoint path (``random:<seed>`` has none)."""

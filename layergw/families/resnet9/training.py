@@ -85,21 +85,16 @@ def train_image_classifier(spec: ImageTrainSpec, out: str | Path, *, overwrite: 
     return record
 
 
-def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None] | None = None
-                         ) -> tuple[ResNet9, dict]:
-    """Train ResNet9 per ``spec`` without writing anything; the model (CPU, eval mode) and its record."""
-    device = resolve_device(spec.device)
-    train, test = load_split(spec, "train"), load_split(spec, "test")
-    if spec.max_train is not None:
-        train = ImageData(train.images[:spec.max_train], train.labels[:spec.max_train], train.source, train.split,
-                          train.num_classes, train.mean, train.std)
-    cfg = ResNet9Config(num_classes=train.num_classes, logit_scale=spec.logit_scale)
-    model = random_resnet9(spec.seed, cfg).train().to(device)
+def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageTrainSpec, device: str, *,
+               progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Train ``model``'s trainable parameters (``requires_grad``) per ``spec``'s recipe; one history
+    row per epoch with the test accuracy in eval mode. Shuffling follows ``spec.seed``."""
+    model.train().to(device)
     x_all = torch.as_tensor(train.images)
     y_all = torch.as_tensor(train.labels)
     steps_per_epoch = math.ceil(len(train) / spec.batch_size)
-    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
-                          weight_decay=spec.weight_decay)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=spec.lr, momentum=spec.momentum,
+                          nesterov=spec.nesterov, weight_decay=spec.weight_decay)
     sched = None
     if spec.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, epochs=spec.epochs,
@@ -108,7 +103,6 @@ def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None
     gen = torch.Generator().manual_seed(spec.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     history = []
-    started = time.perf_counter()
     for epoch in range(1, spec.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=gen)
@@ -134,6 +128,22 @@ def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None
         log.info(msg)
         if progress:
             progress(msg)
+    model.eval()
+    return history
+
+
+def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None] | None = None
+                         ) -> tuple[ResNet9, dict]:
+    """Train ResNet9 per ``spec`` without writing anything; the model (CPU, eval mode) and its record."""
+    device = resolve_device(spec.device)
+    train, test = load_split(spec, "train"), load_split(spec, "test")
+    if spec.max_train is not None:
+        train = ImageData(train.images[:spec.max_train], train.labels[:spec.max_train], train.source, train.split,
+                          train.num_classes, train.mean, train.std)
+    cfg = ResNet9Config(num_classes=train.num_classes, logit_scale=spec.logit_scale)
+    model = random_resnet9(spec.seed, cfg)
+    started = time.perf_counter()
+    history = train_loop(model, train, test, spec, device, progress=progress)
     model.eval()
     record = {
         "model_id": spec.model_id,
