@@ -71,6 +71,7 @@ class HFFamily(Family):
                      "sequence-classification fine-tuning, the paper's recipe (params: FineTuneSpec, train, eval)"),
         "lm": ("layergw.families.hf.lm:recipe", "a small GPT-2 on local text (params: CausalLMSpec, data)"),
     }
+    ablation = "layergw.families.hf.ablation:ablate"
 
     def fingerprint(self, checkpoint: str) -> str:
         from layergw.families import content_hash

@@ -38,7 +38,7 @@ import platform
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -323,12 +323,15 @@ def _device_name(device: torch.device) -> str:
 
 
 def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: str | Path, *,
-             log_every: int = 50, eval_batch_size: int = 64) -> FineTuneRecord:
+             log_every: int = 50, eval_batch_size: int = 64,
+             edit: Callable[[Any], None] | None = None) -> FineTuneRecord:
     """Fine-tune ``spec.checkpoint`` on ``train``, evaluating on ``eval``; return the record.
 
     Saves ``out/<id>/step-<k>/`` at step 0, at ``spec.save_steps`` and at the final step,
     then ``out/<id>/record.json``. Rerunning with the same spec and data resumes from the
-    latest checkpoint, or returns the record at once when the run is finished.
+    latest checkpoint, or returns the record at once when the run is finished. ``edit``
+    changes the freshly loaded model before training (an ablation drops and freezes blocks;
+    only parameters left with ``requires_grad`` train); a run with an edit is not resumed.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -381,10 +384,14 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
     tokenizer = AutoTokenizer.from_pretrained(load_from, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         load_from, num_labels=spec.num_labels, local_files_only=True)
+    if edit is not None:
+        if resume is not None:
+            raise ValueError(f"{spec.id}: a fine-tuning with a model edit cannot resume; use a fresh out folder")
+        edit(model)
     model.to(device)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=1e-8,
-                                  weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, betas=(0.9, 0.999),
+                                  eps=1e-8, weight_decay=spec.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec, total))
     checkpoints: list[dict] = []
     evals: list[dict] = []

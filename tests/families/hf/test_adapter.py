@@ -291,3 +291,29 @@ def test_block_states_are_every_hidden_state_at_the_real_tokens_and_depth_counts
         last = model.model(**enc, output_hidden_states=True).hidden_states[-1][0]
     first_two = len(model.tokenizer(SENTENCES[0])["input_ids"])
     np.testing.assert_allclose(states[-1][first_two:first_two + last.shape[0]], last.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_an_ablation_keeps_the_chosen_blocks_freezes_the_early_ones_and_fine_tunes(bert_dir: str,
+                                                                                  texts_tsv: str) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from layergw.families.base import Ablation
+    from layergw.families.hf.ablation import ablate, apply
+
+    clf = AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
+    second = clf.bert.encoder.layer[1]
+    apply(clf, Ablation("prune", (1,), seed=1))
+    assert len(clf.bert.encoder.layer) == 1 and clf.bert.encoder.layer[0] is second
+    assert clf.config.num_hidden_layers == 1 and all(p.requires_grad for p in clf.parameters())
+    frozen = AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
+    apply(frozen, Ablation("freeze", (0, 1), first_trained=1))
+    assert not any(p.requires_grad for p in frozen.bert.embeddings.parameters())
+    assert not any(p.requires_grad for p in frozen.bert.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in frozen.bert.encoder.layer[1].parameters())
+    assert all(p.requires_grad for p in frozen.classifier.parameters())
+    model = load(bert_dir, data={"source": texts_tsv})
+    data = {"source": texts_tsv}
+    metrics = ablate(model, Ablation("prune", (0,)), {"train": data, "eval": data, "batch_size": 4,
+                                                       "max_length": 32}, "cpu")
+    assert metrics.split == "eval" and metrics.step == 2 and 0.0 <= metrics.accuracy <= 1.0
+    assert metrics.extra["n_train"] == len(SENTENCES)
