@@ -59,12 +59,20 @@ class ModSumTrainSpec:
     #: uses one setting for every phase); None: the single setting everywhere
     phase_weight_decay: tuple[float, ...] | None = None
     phase_extra_epochs: tuple[int, ...] | None = None
+    #: what a non-final layer-wise phase hands the next block: "head" (the paper's: linear
+    #: classifiers of its targets) or "linear" (also a linear regression of the targets'
+    #: one-hot codes, weighted by handover_weight, so every residue is linearly there)
+    handover: Literal["head", "linear"] = "head"
+    handover_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.loss_dtype not in ("float32", "float64"):
             raise ValueError(f"loss_dtype must be 'float32' or 'float64', got {self.loss_dtype!r}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.handover not in ("head", "linear") or self.handover_weight <= 0:
+            raise ValueError(f"handover must be 'head' or 'linear' with handover_weight > 0, got {self.handover!r} "
+                             f"and {self.handover_weight}")
         phases = self.n_blocks if self.scheme == "layerwise" else 1
         for name in ("phase_weight_decay", "phase_extra_epochs"):
             value = getattr(self, name)
@@ -196,6 +204,10 @@ def train_modsum(
         y = _labels(data, names).to(device)
         final = phase == len(plan) - 1
         heads = model.heads if final else nn.ModuleList(make_head(cfg, s) for s in sizes).to(device)
+        linear_handover = not final and spec.handover == "linear"
+        if linear_handover:  # the last head regresses the targets' one-hot codes
+            heads.append(nn.Linear(cfg.d_model, sum(sizes)).to(device))
+            codes = torch.cat([nn.functional.one_hot(y[:, i], s) for i, s in enumerate(sizes)], 1).to(torch.float32)
         first, last = blocks[0], blocks[-1] + 1
         params = [p for b in blocks for p in model.blocks[b].parameters()] + list(heads.parameters())
         if first == 0:
@@ -238,15 +250,19 @@ def train_modsum(
             for group in opt.param_groups:
                 group["lr"] = spec.lr * _lr_factor(spec, epoch)
             logits = forward()
-            loss = sum(nn.functional.cross_entropy(lg[tr].to(loss_dtype), y[tr, i]) for i, lg in enumerate(logits))
+            loss = sum(nn.functional.cross_entropy(lg[tr].to(loss_dtype), y[tr, i])
+                       for i, lg in enumerate(logits[:len(sizes)]))
+            if linear_handover:
+                loss = loss + spec.handover_weight * nn.functional.mse_loss(logits[-1][tr].to(loss_dtype),
+                                                                           codes[tr].to(loss_dtype))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if epoch % spec.eval_every == 0 or epoch == spec.max_epochs:
                 with torch.no_grad():
                     logits = forward()
-                    rec.train_acc = _accuracy([lg[tr] for lg in logits], y[tr])
-                    rec.val_acc = _accuracy([lg[va] for lg in logits], y[va])
+                    rec.train_acc = _accuracy([lg[tr] for lg in logits[:len(sizes)]], y[tr])
+                    rec.val_acc = _accuracy([lg[va] for lg in logits[:len(sizes)]], y[va])
                 rec.train_loss = float(loss.item())
                 rec.epochs = epoch
                 rec.history.append({"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc})
@@ -389,3 +405,7 @@ PRESETS: dict[str, ModSumTrainSpec] = {
 _REFERENCE = {"layout": "reference", "loss_dtype": "float64", "warmup_epochs": 10}
 PRESETS.update({f"{k}_ref": ModSumTrainSpec(**{**asdict(v), "model_id": f"{k}_ref", **_REFERENCE})
                 for k, v in list(PRESETS.items())})
+# a departure from the paper: the reference recipe, and each layer-wise phase also regresses its
+# targets' one-hot codes linearly, so the next block is handed every residue, not a few frequencies
+PRESETS["model_L_handover"] = ModSumTrainSpec(**{**asdict(PRESETS["model_L_ref"]), "model_id": "model_L_handover",
+                                                 "handover": "linear"})

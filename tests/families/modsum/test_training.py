@@ -270,3 +270,23 @@ def test_a_per_phase_weight_decay_changes_only_its_phase():
     assert not all(torch.equal(uniform.state_dict()[k], first.state_dict()[k]) for k in block0)
     with pytest.raises(ValueError, match=r"phase_weight_decay must give one value >= 0 per phase \(2 for this scheme\)"):
         ModSumTrainSpec("m", phase_weight_decay=(1.0,), **base)
+
+
+def test_a_linear_handover_adds_a_regression_of_the_one_hot_codes_to_each_early_phase(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = dict(task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=3, **SMALL)
+        head, record = train_modsum(ModSumTrainSpec("m", **base))
+        linear, lrecord = train_modsum(ModSumTrainSpec("m", handover="linear", **base), state_path=tmp_path / "s.pt")
+        resumed, _ = train_modsum(ModSumTrainSpec("m", handover="linear", **base), state_path=tmp_path / "s.pt")
+    finally:
+        torch.set_num_threads(threads)
+    assert len(lrecord["phases"]) == 2 and lrecord["phases"][0]["targets"] == ["c1", "b"]
+    assert not torch.equal(head.blocks[0].mlp.W_in.weight, linear.blocks[0].mlp.W_in.weight)  # trained otherwise
+    assert len(linear.heads) == 1 and set(linear.state_dict()) == set(head.state_dict())  # the aid is not kept
+    for k, v in linear.state_dict().items():  # the finished state reloads to the same model
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    assert "model_L_handover" in PRESETS and PRESETS["model_L_handover"].handover == "linear"
+    with pytest.raises(ValueError, match="handover must be 'head' or 'linear'"):
+        ModSumTrainSpec("m", handover="wide", **base)
