@@ -17,6 +17,7 @@ runs) and one folder per run, ``<run id>/``:
     targets.parquet, groups.parquet     gathered targets (TARGETS), layer groups (GROUPS)
     diagnostics/<model>/<table>.parquet the paper's diagnostic tables (results.DIAGNOSTICS), done.json
     skip/<model>/kl.npy, agreement.json the skip intervention's KL matrix and each measure's agreement
+    bootstrap/<model>/<measure key>.parquet  boundary confidence over resampled inputs (BOOTSTRAP)
     ablations/<model>/<cell>.parquet    one pruning or freezing cell (ABLATIONS); blocks.json the selectors' statistics
     ablations.parquet                   every cell gathered
     report/index.html, report/*.png     the report, drawn from the above
@@ -34,6 +35,7 @@ SERIES = "series.json"
 POINTS = "points.parquet"
 TARGETS = "targets.parquet"
 GROUPS = "groups.parquet"
+BOOTSTRAP = "bootstrap.parquet"
 ABLATIONS = "ablations.parquet"
 PAIRS_DIR = "pairs"
 CROSS_DIR = "cross"
@@ -91,6 +93,11 @@ def diagnostics(model: str, table: str) -> str:
 def diagnosed(model: str) -> str:
     """Written last by the diagnose stage: which GW variant the steps and plan used."""
     return f"diagnostics/{model}/done.json"
+
+
+def bootstrap(model: str, measure_key: str) -> str:
+    """How often each block cut recurs over bootstrap replicates (BOOTSTRAP) of one model and measure."""
+    return f"bootstrap/{model}/{measure_key}.parquet"
 
 
 def ablation_cell(model: str, cell: str) -> str:

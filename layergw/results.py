@@ -120,6 +120,12 @@ PLAN = pa.schema([
     ("mass", pa.float64()), ("measure", pa.string()), ("params", pa.string()),
 ])
 
+#: how often each block cut of the depth segmentation recurs over bootstrap replicates of the inputs
+BOOTSTRAP = pa.schema([
+    ("model", pa.string()), ("measure", pa.string()), ("params", pa.string()), ("cut", pa.int64()),
+    ("share", pa.float64()), ("replicates", pa.int64()), ("points", pa.int64()), ("seed", pa.int64()),
+])
+
 DIAGNOSTICS = {"histograms": HISTOGRAMS, "steps": STEPS, "jaccard": JACCARD, "plan": PLAN}
 
 #: one row per ablation cell and metric: what a model keeps (``kept_blocks`` of its blocks,

@@ -133,3 +133,36 @@ def segment_depth(M: np.ndarray, kind: str, *, k: int | None = None, k_max: int 
     strengths = [boundary_strength(D, range(edges[i], edges[i + 1]), range(edges[i + 1], edges[i + 2]))
                  for i in range(len(starts))]
     return Segmentation(labels, chosen, selection, k_knee, costs, boundaries(labels), strengths)
+
+
+def bootstrap_cuts(reps: list[np.ndarray], depths: list[float], measure, *, replicates: int, seed: int = 0,
+                   k: int | None = None, k_max: int = 8) -> dict[int, float]:
+    """How often each block cut recurs when the inputs are resampled.
+
+    ``reps`` are the representations of points in depth order (block-level points, say) and
+    ``depths`` where each sits in blocks. Each of ``replicates`` seeded bootstrap samples draws
+    n of the n inputs with replacement, compares every pair of points on them with ``measure``
+    (a :class:`~layergw.measures.Measure`), segments the matrix along depth and records the
+    whole blocks before each boundary. Returns cut -> share of the replicates that had it.
+    """
+    if replicates < 1:
+        raise ValueError(f"replicates must be >= 1, got {replicates}")
+    if len(reps) != len(depths) or len(reps) < 2:
+        raise ValueError(f"need one depth per representation and at least 2 of them, got {len(reps)} and {len(depths)}")
+    n = reps[0].shape[0]
+    rng = np.random.default_rng(seed)
+    counts: dict[int, int] = {}
+    for _ in range(replicates):
+        rows = rng.choice(n, size=n, replace=True)
+        geoms = [measure.prepare(X[rows], label=f"point {i}") for i, X in enumerate(reps)]
+        L = len(reps)
+        M = np.zeros((L, L))
+        for a in range(L):
+            for b in range(a + 1, L):
+                M[a, b] = M[b, a] = measure.compare(geoms[a], geoms[b]).value
+        if measure.kind == "similarity":
+            np.fill_diagonal(M, 1.0)
+        seg = segment_depth(M, measure.kind, k=k, k_max=min(k_max, L))
+        for cut in {int(np.floor(depths[i])) for i in seg.boundaries}:
+            counts[cut] = counts.get(cut, 0) + 1
+    return {cut: c / replicates for cut, c in sorted(counts.items())}

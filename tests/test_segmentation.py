@@ -87,3 +87,24 @@ def test_bad_arguments_name_themselves():
     D[0, 1] = D[1, 0] = np.nan
     with pytest.raises(ValueError, match="1 of 6 layer pairs are missing"):
         segment_depth(D, "distance")
+
+
+def test_bootstrap_finds_a_planted_cut_every_time_and_no_cut_in_noise():
+    from layergw import measures
+    from layergw.segmentation import bootstrap_cuts
+
+    rng = np.random.default_rng(0)
+    Z1, Z2 = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
+    # points 0-2 (blocks 0..1) carry one signal, points 3-5 (blocks 2..3) an unrelated one
+    reps = [Z1 + 0.05 * rng.normal(size=Z1.shape) for _ in range(3)] + [Z2 + 0.05 * rng.normal(size=Z2.shape)
+                                                                           for _ in range(3)]
+    depths = [0.0, 1.0, 1.5, 2.0, 3.0, 4.0]
+    cka = measures.get("cka")
+    assert bootstrap_cuts(reps, depths, cka, replicates=8, seed=1) == {2: 1.0}
+    again = bootstrap_cuts(reps, depths, cka, replicates=8, seed=1)
+    assert again == {2: 1.0}
+    noise = [rng.normal(size=(60, 5)) for _ in range(6)]
+    shares = bootstrap_cuts(noise, depths, cka, replicates=8, seed=1)
+    assert all(v < 1.0 for v in shares.values())
+    with pytest.raises(ValueError, match="replicates must be >= 1"):
+        bootstrap_cuts(reps, depths, cka, replicates=0)

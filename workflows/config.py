@@ -190,6 +190,10 @@ class GroupingSpec(Strict):
                           "and silhouette choices are still recorded")
     transform: Literal["reverse", "gaussian"] = "reverse"
     seed: int = 0
+    bootstrap: int = Field(0, ge=0, description="seeded bootstrap replicates of the inputs that measure how often "
+                           "each block cut of the depth segmentation recurs (0: off)")
+    bootstrap_points: Literal["blocks", "all"] = Field(
+        "blocks", description="the points resampled: those at block boundaries (cheap), or every point")
 
 
 class TargetsSpec(Strict):

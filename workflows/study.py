@@ -311,6 +311,10 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     if not failures:
         write_targets(cfg, run, manifests)
     groups_left_out = write_groups(cfg, run, manifests)
+    if cfg.grouping.bootstrap and not failures:
+        from workflows.bootstrap import run_bootstrap
+
+        failures += run_bootstrap(cfg, run, manifests)
     timings["group"] = time.perf_counter() - t
     if not failures:
         t = time.perf_counter()

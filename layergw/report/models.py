@@ -93,7 +93,8 @@ def group_ranges(rows: Any, displays: list[str]) -> list[tuple[int, str]]:
     return out
 
 
-def groups_section(groups: Any, model: str, displays: list[str], mv: MeasureVariants) -> list[str]:
+def groups_section(groups: Any, model: str, displays: list[str], mv: MeasureVariants,
+                   bootstrap: Any = None) -> list[str]:
     if groups is None:
         return []
     g = groups[groups["model"] == model]
@@ -105,6 +106,13 @@ def groups_section(groups: Any, model: str, displays: list[str], mv: MeasureVari
         measure, p, method, selection, seed = key
         out.append(f"<p><b>{esc(mv.label(measure, p))}</b>: {esc(method)}, {esc(_how(rows))}</p>")
         out.append(html_table(["group", "layers"], [[grp, rng] for grp, rng in group_ranges(rows, displays)], num={0}))
+        if method == "segment" and bootstrap is not None:
+            b = bootstrap[(bootstrap["model"] == model) & (bootstrap["measure"] == measure) & (bootstrap["_p"] == p)]
+            if len(b):
+                shares = ", ".join(f"{int(r.cut)} blocks: {r.share:.2f}" for r in b.sort_values("cut").itertuples())
+                out.append(f'<p class="muted">Boundary confidence over {int(b["replicates"].iloc[0])} bootstrap '
+                           f'replicates of the inputs ({int(b["points"].iloc[0])} points resampled): how '
+                           f'often each cut recurs: {esc(shares)}</p>')
         note = _outlier_note(rows, displays)
         if note:
             out.append(f"<p class=\"note\">{esc(note)}</p>")

@@ -67,13 +67,14 @@ def build_report(store: Any) -> str:
     groups = opt_table(store, layout.GROUPS)
     series = opt_json(store, layout.SERIES) or {}
     targets = opt_table(store, layout.TARGETS)
+    bootstrap = opt_table(store, layout.BOOTSTRAP)
     study, run_id = _title(config, run, pairs)
 
     # a measure variant is (measure, params): label them over the pair rows plus the
     # variants that groups/targets rows name explicitly, then give rows without params
     # (older tables) the only variant of their measure
     pairs = with_pkey(pairs)
-    groups, targets = with_pkey(groups), with_pkey(targets)
+    groups, targets, bootstrap = with_pkey(groups), with_pkey(targets), with_pkey(bootstrap)
     seen = list(zip(pairs["measure"], pairs["_p"]))
     for extra in (groups, targets, cross):
         if extra is not None:
@@ -96,7 +97,7 @@ def build_report(store: Any) -> str:
         heatmaps, n_heat = heatmaps_section(store, model, rows_m, groups, layers, displays, mv)
         diagnostics, n_diag = diagnostics_section(store, model, displays, mv)
         n_png += n_heat + n_diag
-        parts = [f"<h2>Model {esc(model)}</h2>", *heatmaps, *groups_section(groups, model, displays, mv),
+        parts = [f"<h2>Model {esc(model)}</h2>", *heatmaps, *groups_section(groups, model, displays, mv, bootstrap),
                  *targets_section(targets, model, mv), *diagnostics]
         body.append(f'<section class="model" id="model-{esc(slug(model))}">' + "\n".join(parts) + "</section>")
     if cross is not None:

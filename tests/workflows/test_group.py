@@ -90,3 +90,20 @@ def test_fixed_k_below_two_is_refused_naming_the_key():
            "grouping": {"k": 1}}
     with pytest.raises(ConfigError, match=r"grouping\.k: Input should be greater than or equal to 2 \(got 1\)"):
         validate(cfg, "x.yaml")
+
+
+@pytest.mark.ray
+def test_bootstrap_records_how_often_each_block_cut_recurs(tiny_checkpoints, ray_local, study_config, tmp_path):
+    from workflows.study import run_study
+
+    cfg = study_config({"tiny_fmod3": tiny_checkpoints["tiny_fmod3"]}, tmp_path / "store", measures=["cka"],
+                       targets={"enabled": False}, inputs={"n": 16, "seed": 0},
+                       grouping={"bootstrap": 4, "bootstrap_points": "all"})
+    run_study(cfg, show_progress=False)
+    run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)
+    boot = run.read_table("bootstrap.parquet").to_pandas()
+    assert set(boot["measure"]) == {"cka"} and (boot["replicates"] == 4).all()
+    assert ((boot["share"] > 0) & (boot["share"] <= 1)).all() and boot["cut"].between(0, 2).all()
+    assert boot["points"].iloc[0] == 38  # every point of the 2-block model
+    page = run.read_bytes("report/index.html").decode()
+    assert "Boundary confidence over 4 bootstrap replicates" in page
