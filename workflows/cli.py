@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 
@@ -124,16 +123,60 @@ def cmd_handover(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from workflows.config import load_config
+    from workflows.submit import submit
+
+    cfg = load_config(args.config, args.overrides)
+    done = submit(cfg, Path(args.config), args.address, store=args.store, overrides=list(args.overrides),
+                  attach=args.attach, code=args.code)
+    verb = "attached to" if done.attached else "submitted"
+    print(f"{verb} job {done.submission_id} at {args.address}")
+    if not args.wait:
+        print(f"follow it with: layergw logs {args.config} --address {args.address} --follow")
+        return 0
+    return _finish(args.address, done.submission_id)
+
+
+def _finish(address: str, submission_id: str) -> int:
+    from ray.job_submission import JobSubmissionClient
+
+    from workflows.submit import wait
+
+    client = JobSubmissionClient(address)
+    status = wait(client, submission_id)
+    info = client.get_job_info(submission_id)
+    print(f"job {submission_id}: {status}" + (f" ({info.message})" if info.message and status != "SUCCEEDED" else ""))
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _job(args: argparse.Namespace):
     from ray.job_submission import JobSubmissionClient
 
     from workflows.config import load_config
+    from workflows.submit import latest
 
-    load_config(args.config, args.overrides)
-    config = Path(args.config)
-    entry = ["layergw", "run", config.name] + (["--store", args.store] if args.store else []) + list(args.overrides)
     client = JobSubmissionClient(args.address)
-    job = client.submit_job(entrypoint=shlex.join(entry), runtime_env={"working_dir": str(config.parent)})
-    print(f"submitted job {job} to {args.address}; follow it with: ray job logs --follow {job} --address {args.address}")
+    if Path(args.study).suffix in (".yaml", ".yml"):
+        return client, latest(client, load_config(args.study, args.overrides)).submission_id
+    return client, args.study
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client, submission_id = _job(args)
+    info = client.get_job_info(submission_id)
+    status = str(info.status).split(".")[-1]
+    print(f"{submission_id}: {status}" + (f" ({info.message})" if info.message else ""))
+    if status == "FAILED":
+        tail = client.get_job_logs(submission_id).strip().splitlines()[-15:]
+        print("\n".join(tail))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client, submission_id = _job(args)
+    if args.follow:
+        return _finish(args.address, submission_id)
+    print(client.get_job_logs(submission_id), end="")
     return 0
 
 
@@ -195,12 +238,26 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--markdown", action="store_true", help="print a Markdown table")
     h.set_defaults(fn=cmd_handover)
 
-    s = sub.add_parser("submit", help="submit `layergw run` as a Ray job")
+    s = sub.add_parser("submit", help="submit `layergw run` as a Ray job (README, \"On a cluster\")")
     s.add_argument("config")
     s.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HEAD:8265")
-    s.add_argument("--store")
+    s.add_argument("--store", help="result store the job writes to: s3:// or gs:// for a remote cluster")
+    s.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its status")
+    s.add_argument("--attach", action="store_true", help="follow the study's running job instead of refusing")
+    s.add_argument("--code", default="source", help="source: ship this checkout's packages (default); "
+                                                    "installed: run the cluster's installed layergw")
     s.add_argument("overrides", nargs="*")
     s.set_defaults(fn=cmd_submit)
+
+    for name, fn, what in (("status", cmd_status, "a submitted study's job status"),
+                           ("logs", cmd_logs, "a submitted study's job logs")):
+        j = sub.add_parser(name, help=what)
+        j.add_argument("study", help="the study's config (its latest job) or a submission id")
+        j.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HEAD:8265")
+        if name == "logs":
+            j.add_argument("--follow", action="store_true", help="follow until the job ends; exit with its status")
+        j.add_argument("overrides", nargs="*")
+        j.set_defaults(fn=fn)
 
     b = sub.add_parser("bench", help="run a benchmark suite; results as Parquet")
     b.add_argument("suite", nargs="?", default="gw")
@@ -215,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command in ("run", "submit") and all("=" in x and not x.startswith("-") for x in extra):
+        if args.command in ("run", "submit", "status", "logs") and all("=" in x and not x.startswith("-") for x in extra):
             args.overrides = list(args.overrides) + extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     env = {"env_vars": dict(TASK_ENV)}
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address = "auto"  # a Ray job's driver: join the cluster that runs it
     if address:
         log.info("connecting to Ray at %s", address)
         ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)

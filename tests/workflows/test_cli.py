@@ -170,28 +170,6 @@ def test_train_phase_one_with_settings_and_snapshots_then_measure_the_handover(t
     assert "did you mean 'weight_decay'" in capsys.readouterr().err
 
 
-def test_submit_sends_layergw_run_with_the_config_folder_as_working_dir(tmp_path, monkeypatch, capsys) -> None:
-    import ray.job_submission
-
-    sent = {}
-
-    class FakeClient:
-        def __init__(self, address):
-            sent["address"] = address
-
-        def submit_job(self, entrypoint, runtime_env):
-            sent.update(entrypoint=entrypoint, runtime_env=runtime_env)
-            return "job-1"
-
-    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeClient)
-    cfg = _write_config(tmp_path / "study.yaml", {"models": [{"id": "m", "checkpoint": "x"}]})
-    assert main(["submit", cfg, "--address", "http://127.0.0.1:8265", "--store", "s3://b/p", "inputs.n=64"]) == 0
-    assert sent["address"] == "http://127.0.0.1:8265"
-    assert sent["entrypoint"] == "layergw run study.yaml --store s3://b/p inputs.n=64"
-    assert sent["runtime_env"] == {"working_dir": str(tmp_path)}
-    assert "job-1" in capsys.readouterr().out
-
-
 def test_submit_validates_the_config_before_sending(tmp_path, capsys) -> None:
     cfg = _write_config(tmp_path / "bad.yaml", {"models": [{"id": "m", "checkpoint": "x"}], "mesures": []})
     assert main(["submit", cfg, "--address", "http://127.0.0.1:8265"]) == 1
