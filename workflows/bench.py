@@ -1,6 +1,10 @@
-"""Benchmark suites; each writes one Parquet table of timings under the output folder.
+"""Benchmark suites; each writes one Parquet table of timings under the output folder and,
+with a store, appends its figures to the store's history (``workflows.bench_history``).
 
-Timings are for comparing ratios measured side by side in one run, not absolute claims.
+Timings are for comparing ratios measured side by side in one run, not absolute claims. The
+figures a history tracks: GW seconds per pair and POT's time over layergw's at each n
+(``gw``), the compare stage's pairs per second on a fixed study (``compare``), extraction
+samples per second (``extract``) and the demo's wall time (``demo``); ``all`` runs them.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-SUITES = ("gw", "measures")
+SUITES = ("gw", "measures", "compare", "extract", "demo", "all")
+HISTORY_SUITES = ("gw", "compare", "extract", "demo")
 
 
 #: Parameter settings timed besides each measure's defaults (when the measure has them).
@@ -107,29 +112,142 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, ...] | None = None,
-              markdown: str | None = None) -> str:
-    """Run one suite and write ``<out>/<suite>-<UTC stamp>.parquet``; returns its path.
+def bench_pot(sizes: tuple[int, ...], repeats: int = 3) -> list[dict]:
+    """layergw's GW and POT's ``gromov_wasserstein2`` side by side on the same pairs, one thread."""
+    import ot
+    from threadpoolctl import threadpool_limits
 
-    ``sizes`` replaces the suite's probe sizes; ``markdown`` also writes the table there.
-    """
+    from layergw import measures
+    from layergw.measures.gw import distance_matrix
+
+    rows = []
+    gw = measures.get("gw")
+    with threadpool_limits(limits=1):
+        for n in sizes:
+            X, Y = _layer(n, 64, 0), _layer(n, 64, 1)
+            gx, gy = gw.prepare(X), gw.prepare(Y)
+            C1, C2 = distance_matrix(X), distance_matrix(Y)
+            p = np.full(n, 1.0 / n)
+            ours, theirs = [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                value = gw.compare(gx, gy).value
+                ours.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                ref = float(ot.gromov.gromov_wasserstein2(C1, C2, p, p, "square_loss"))
+                theirs.append(time.perf_counter() - t)
+            rows.append({"n": n, "layergw_s": float(np.median(ours)), "pot_s": float(np.median(theirs)),
+                         "value": value, "pot_value": ref})
+            log.info("gw n=%d layergw %.4fs POT %.4fs", n, rows[-1]["layergw_s"], rows[-1]["pot_s"])
+    return rows
+
+
+def _figure(suite: str, figure: str, value: float, unit: str, better: str) -> dict:
+    return {"suite": suite, "figure": figure, "value": float(value), "unit": unit, "better": better}
+
+
+def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[list[dict], list[dict]]:
+    """(detail rows, history figures) of one history suite."""
+    if suite == "gw":
+        rows = bench_pot(sizes or (128, 256, 512))
+        figs = [f for r in rows for f in (_figure("gw", f"gw seconds per pair, n={r['n']}", r["layergw_s"], "s", "lower"),
+                                          _figure("gw", f"POT time over layergw's, n={r['n']}", r["pot_s"] / r["layergw_s"],
+                                                  "x", "higher"))]
+        return rows, figs
+    if suite == "extract":
+        return _bench_extract()
+    if suite == "compare":
+        return _bench_study("compare", {"study": "bench", "inputs": {"n": 128, "seed": 0},
+                                        "models": [{"id": "model_0", "checkpoint": "builtin:model_0"}],
+                                        "measures": ["cka", {"name": "gw", "params": {"normalize": "mean"}}],
+                                        "targets": {"enabled": False}, "compare": {"tile_size": 8}})
+    if suite == "demo":
+        import yaml
+
+        config = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+        return _bench_study("demo", yaml.safe_load(config.read_text()))
+    raise ValueError(f"unknown history suite {suite!r}; valid: {', '.join(HISTORY_SUITES)}")
+
+
+def _bench_extract() -> tuple[list[dict], list[dict]]:
+    from layergw import families
+
+    model = families.get("modsum").load("builtin:model_0")
+    every = np.arange(model.n_inputs())
+    t = time.perf_counter()
+    model.extract(every, model.points())
+    seconds = time.perf_counter() - t
+    row = {"model": "model_0", "samples": len(every), "points": len(model.points()), "seconds": seconds}
+    return [row], [_figure("extract", "extraction samples per second (model_0, 31 points)", len(every) / seconds,
+                           "samples/s", "higher")]
+
+
+def _bench_study(suite: str, data: dict) -> tuple[list[dict], list[dict]]:
+    """A fixed study in a fresh temporary store on a local Ray: its stage timings."""
+    import tempfile
+
+    from workflows.config import validate
+    from workflows.study import run_study
+
+    with tempfile.TemporaryDirectory(prefix=f"layergw-bench-{suite}-") as tmp:
+        cfg = validate({**data, "store": tmp})
+        t = time.perf_counter()
+        result = run_study(cfg, show_progress=False)
+        wall = time.perf_counter() - t
+        status = _read_status(result.run_uri)
+    pairs = status["pairs_total"]
+    row = {"suite": suite, "wall_s": wall, "pairs": pairs, **{f"{k}_s": v for k, v in status["timings"].items()}}
+    if suite == "compare":
+        return [row], [_figure("compare", "compare stage pairs per second (model_0, n=128, cka + gw)",
+                               pairs / status["timings"]["compare"], "pairs/s", "higher")]
+    return [row], [_figure("demo", "demo wall time", wall, "s", "lower")]
+
+
+def _read_status(run_uri: str) -> dict:
+    from layergw import layout
+    from layergw.store import ResultStore
+
+    return ResultStore(run_uri).read_json(layout.RUN)
+
+
+def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, ...] | None = None,
+              markdown: str | None = None, store: str | None = None) -> str:
+    """Run one suite and write ``<out>/<suite>-<UTC stamp>.parquet``; returns its path. With
+    ``store``, the history suites also append their figures to the store's history."""
     from layergw import measures
 
     if suite not in SUITES:
         raise ValueError(f"unknown benchmark suite {suite!r}; valid suites: {', '.join(SUITES)}")
-    if suite == "gw":
-        rows = bench_measures([("gw", {})], sizes or (64, 128, 256, 512))
-    else:
-        rows = bench_measures(measure_cases(measures.names()), sizes or (256, 1000))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    figures: list[dict] = []
+    if suite == "measures":
+        rows = bench_measures(measure_cases(measures.names()), sizes or (256, 1000))
+    elif suite == "all":
+        rows = []
+        for s in HISTORY_SUITES:
+            detail, figs = suite_figures(s, sizes if s == "gw" else None)
+            rows += [{"suite": s, **r} for r in detail]
+            figures += figs
+    else:
+        rows, figures = suite_figures(suite, sizes)
     for r in rows:
         r.update(timestamp=stamp, machine=platform.node(), processor=platform.machine())
     path = Path(out) / f"{suite}-{stamp}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    pq.write_table(pa.Table.from_pylist(_uniform(rows)), path)
     if markdown:
         Path(markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(markdown).write_text(
             f"Measured {stamp} on {platform.machine()}, one BLAS thread, d={rows[0]['d']}, "
             f"median of {rows[0]['repeats']} runs; compare ratios, not absolute times.\n\n" + markdown_table(rows))
+    if store and figures:
+        from workflows.bench_history import append
+
+        append(store, figures, stamp, suite)
     return str(path)
+
+
+def _uniform(rows: list[dict]) -> list[dict]:
+    """Rows of one table: every key in every row (null where a suite has no such column)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k) for k in keys} for r in rows]

@@ -183,9 +183,33 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from workflows.bench import run_bench
 
+    if args.suite == "history":
+        return _bench_history(args)
+    if args.uri:
+        raise ValueError(f"layergw bench {args.suite}: unexpected argument {args.uri!r} (the store goes in --store)")
     sizes = tuple(args.sizes) if args.sizes else None
-    path = run_bench(args.suite, args.out, sizes=sizes, markdown=args.markdown)
-    print(f"benchmark results: {path}" + (f"; table: {args.markdown}" if args.markdown else ""))
+    path = run_bench(args.suite, args.out, sizes=sizes, markdown=args.markdown, store=args.store)
+    print(f"benchmark results: {path}" + (f"; table: {args.markdown}" if args.markdown else "")
+          + (f"; history: {args.store}" if args.store else ""))
+    return 0
+
+
+def _bench_history(args: argparse.Namespace) -> int:
+    from workflows.bench_history import read, report, trends
+
+    if not args.uri:
+        raise ValueError("layergw bench history needs the store URI: layergw bench history s3://bucket/prefix")
+    history = read(args.uri)
+    found = trends(history, threshold=args.threshold, window=args.window)
+    for t in found:
+        was = "" if t.median is None else f" (median of previous {t.median:.4g}, {t.change:+.1%})"
+        print(f"{'REGRESSED ' if t.regressed else ''}{t.figure}: {t.last:.4g} {t.unit} over {t.runs} runs{was}")
+    print(f"history: {report(args.uri, history, found, args.threshold)}")
+    bad = [t.figure for t in found if t.regressed]
+    if bad:
+        print(f"error: {len(bad)} figure(s) regressed by more than {args.threshold:.0%}: {', '.join(bad)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -259,9 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         j.add_argument("overrides", nargs="*")
         j.set_defaults(fn=fn)
 
-    b = sub.add_parser("bench", help="run a benchmark suite; results as Parquet")
-    b.add_argument("suite", nargs="?", default="gw")
+    b = sub.add_parser("bench", help="run a benchmark suite (results as Parquet), or `bench history URI`")
+    b.add_argument("suite", nargs="?", default="gw", help="gw, measures, compare, extract, demo, all; or history")
+    b.add_argument("uri", nargs="?", help="with history: the store holding the history")
     b.add_argument("--out", default="bench-results")
+    b.add_argument("--store", help="also append the figures to this store's benchmark history")
+    b.add_argument("--threshold", type=float, default=0.25, help="history: relative change that counts as a regression")
+    b.add_argument("--window", type=int, default=5, help="history: previous runs whose median a figure is held to")
     b.add_argument("--sizes", type=int, nargs="+", help="input counts n (default: gw 64..512, measures 256 1000)")
     b.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     b.set_defaults(fn=cmd_bench)

@@ -11,11 +11,12 @@ def test_bench_measures_times_prepare_and_compare_per_size():
     assert all(r["iterations"] >= 1 for r in rows if r["measure"] == "gw")
 
 
-def test_bench_gw_suite_writes_parquet(tmp_path):
-    path = run_bench("gw", str(tmp_path))
-    table = pq.read_table(path)
-    assert set(table.column("n").to_pylist()) == {64, 128, 256, 512}
-    assert {"prepare_s", "compare_s", "timestamp", "machine"} <= set(table.column_names)
+def test_bench_gw_suite_times_layergw_and_pot_on_the_same_pairs(tmp_path):
+    path = run_bench("gw", str(tmp_path), sizes=(24, 40))
+    table = pq.read_table(path).to_pandas()
+    assert sorted(table["n"]) == [24, 40]
+    assert {"layergw_s", "pot_s", "timestamp", "machine"} <= set(table.columns)
+    assert (table["value"] - table["pot_value"]).abs().max() < 1e-9 * table["pot_value"].abs().max()
 
 
 def test_unknown_suite_names_the_valid_ones(tmp_path):
@@ -45,3 +46,55 @@ def test_markdown_table_has_one_line_per_variant():
     rows = bench_measures([("gw", {}), ("gw", {"normalize": "max"})], (8, 12), repeats=1)
     lines = markdown_table(rows).strip().splitlines()
     assert len(lines) == 4 and "prepare n=12" in lines[0] and '`{"normalize": "max"}`' in lines[3]
+
+
+def test_two_runs_leave_a_history_and_an_injected_regression_fails_history(tmp_path, capsys):
+    import pyarrow as pa
+
+    from layergw.store import ResultStore
+    from workflows.bench_history import HISTORY, read
+    from workflows.cli import main
+
+    store = str(tmp_path / "store")
+    for _ in range(2):
+        assert main(["bench", "gw", "--sizes", "24", "--out", str(tmp_path / "out"), "--store", store]) == 0
+    history = read(store)
+    assert history["timestamp"].nunique() >= 1 and len(history) == 4  # two figures, two runs
+    assert set(history["figure"]) == {"gw seconds per pair, n=24", "POT time over layergw's, n=24"}
+    assert history["code_version"].str.len().min() > 0 and history["cluster"].str.contains("cpus").all()
+    capsys.readouterr()
+    assert main(["bench", "history", store, "--threshold", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "over 2 runs" in out and "REGRESSED" not in out
+    assert (tmp_path / "store" / "history-report" / "index.html").is_file()
+
+    slow = history.iloc[-2:].copy()  # a third run: pairs three times slower, POT's ratio a third
+    slow["timestamp"] = "99991231T000000Z"
+    slow["value"] = [v * 3 if f.startswith("gw seconds") else v / 3 for f, v in zip(slow["figure"], slow["value"])]
+    ResultStore(store).write_table("history/99991231T000000Z-gw-injected.parquet",
+                                   pa.Table.from_pandas(slow, schema=HISTORY, preserve_index=False))
+    assert main(["bench", "history", store]) == 1
+    captured = capsys.readouterr()
+    assert "REGRESSED gw seconds per pair, n=24" in captured.out and "REGRESSED POT time" in captured.out
+    assert "2 figure(s) regressed by more than 25%" in captured.err
+
+
+def test_trends_hold_each_figure_to_the_median_of_its_previous_runs_in_its_direction():
+    import pandas as pd
+
+    from workflows.bench_history import trends
+
+    rows = [{"timestamp": f"t{i}", "figure": f, "value": v, "unit": "", "better": b}
+            for f, b, values in (("time", "lower", [10, 12, 11, 13]), ("speed", "higher", [100, 90, 95, 60]))
+            for i, v in enumerate(values)]
+    found = {t.figure: t for t in trends(pd.DataFrame(rows), threshold=0.25, window=3)}
+    assert found["time"].median == 11 and found["time"].change == pytest.approx(2 / 11) and not found["time"].regressed
+    assert found["speed"].median == 95 and found["speed"].regressed  # 60 is 37% below
+    assert trends(pd.DataFrame(rows[:1]))[0].median is None  # one run: nothing to compare with
+
+
+def test_history_of_an_empty_store_says_how_to_start_one(tmp_path):
+    from workflows.bench_history import read
+
+    with pytest.raises(ValueError, match="no benchmark history under .*run `layergw bench SUITE --store"):
+        read(str(tmp_path))
