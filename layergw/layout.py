@@ -15,6 +15,8 @@ runs) and one folder per run, ``<run id>/``:
     cross/<a>/<b>/<measure key>/tile-<i0>-<j0>.parquet     layers of a against layers of b (PAIRS)
     targets/<model>/<measure key>/<target>.parquet         one target against every point (TARGETS)
     targets.parquet, groups.parquet     gathered targets (TARGETS), layer groups (GROUPS)
+    seed_agreement.parquet, agreement_summary.parquet, study_summary.parquet
+                                        how alike seeds' groups are; one row per model and grouping
     diagnostics/<model>/<table>.parquet the paper's diagnostic tables (results.DIAGNOSTICS), done.json
     skip/<model>/kl.npy, agreement.json the skip intervention's KL matrix and each measure's agreement
     bootstrap/<model>/<measure key>.parquet  boundary confidence over resampled inputs (BOOTSTRAP)
@@ -35,6 +37,9 @@ SERIES = "series.json"
 POINTS = "points.parquet"
 TARGETS = "targets.parquet"
 GROUPS = "groups.parquet"
+SEED_AGREEMENT = "seed_agreement.parquet"
+AGREEMENT_SUMMARY = "agreement_summary.parquet"
+STUDY_SUMMARY = "study_summary.parquet"
 BOOTSTRAP = "bootstrap.parquet"
 ABLATIONS = "ablations.parquet"
 PAIRS_DIR = "pairs"

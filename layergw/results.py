@@ -126,6 +126,26 @@ BOOTSTRAP = pa.schema([
     ("share", pa.float64()), ("replicates", pa.int64()), ("points", pa.int64()), ("seed", pa.int64()),
 ])
 
+#: the adjusted Rand index of every pair of seeds' groupings (layergw.agreement)
+SEED_AGREEMENT = pa.schema([
+    ("seed_set", pa.string()), ("measure", pa.string()), ("params", pa.string()), ("method", pa.string()),
+    ("model_a", pa.string()), ("model_b", pa.string()), ("seed_a", pa.int64()), ("seed_b", pa.int64()),
+    ("ari", pa.float64()),
+])
+
+#: one row per seed set and grouping: agreement, each seed's k, where the boundaries lie across seeds
+AGREEMENT_SUMMARY = pa.schema([
+    ("seed_set", pa.string()), ("measure", pa.string()), ("params", pa.string()), ("method", pa.string()),
+    ("seeds", pa.int64()), ("mean_ari", pa.float64()), ("min_ari", pa.float64()), ("k", pa.string()),
+    ("modal_k", pa.int64()), ("boundary_mean", pa.string()), ("boundary_spread", pa.string()),
+])
+
+#: one row per model and grouping: k, its boundaries (layer indices, JSON) and its seed set's agreement
+STUDY_SUMMARY = pa.schema([
+    ("model", pa.string()), ("measure", pa.string()), ("params", pa.string()), ("method", pa.string()),
+    ("k", pa.int64()), ("boundaries", pa.string()), ("seed_set", pa.string()), ("mean_ari", pa.float64()),
+])
+
 DIAGNOSTICS = {"histograms": HISTOGRAMS, "steps": STEPS, "jaccard": JACCARD, "plan": PLAN}
 
 #: one row per ablation cell and metric: what a model keeps (``kept_blocks`` of its blocks,

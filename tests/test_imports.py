@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
     {"registry", "points", "inputs", "layout", "results", "store", "data"},
     {"measures"},
-    {"grouping", "segmentation", "diagnostics"},
+    {"grouping", "segmentation", "diagnostics", "agreement"},
     {"torchkit"},
     {"families"},
     {"interventions"},

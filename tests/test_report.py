@@ -233,7 +233,7 @@ def test_report_keeps_two_variants_of_a_measure_apart(tmp_path):
 
 
 def test_seed_ari_is_one_for_relabelled_groups_and_low_for_unrelated_ones():
-    from layergw.report import seed_ari
+    from layergw.agreement import seed_ari
 
     a = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert seed_ari([a, [5, 5, 5, 3, 3, 3, 4, 4, 4]]) == [1.0]
@@ -261,7 +261,7 @@ def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tm
     mv = MeasureVariants(list(zip(within["measure"], within["_p"])))
     series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
                       "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)]}
-    html, n_png = series_sections(store, series, within, None, mv)
+    html, n_png = series_sections(store, series, within, mv)
     assert n_png == 2 and "Training dynamics: ft" in "".join(html)
     assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
     assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)

@@ -40,6 +40,8 @@ class ModelSpec(Strict):
     pooling: Literal["flatten", "last", "first", "mean"] | None = Field(
         None, description="override every point's pooling; none keeps the family's default (flatten for modsum)")
     targets: bool = True
+    seed_group: str | None = Field(None, description="models with the same seed_group are seeds of one model "
+                                   "(checkpoints you have; train: jobs with seeds are grouped already)")
 
     @field_validator("id")
     @classmethod

@@ -47,3 +47,36 @@ def failed_pairs_summary(pairs, model: str, measure: str) -> str:
     for shape, n in shapes.value_counts().head(2).items():
         top.append(f"{n} like '{errors[shapes == shape].iloc[0][:200]}'")
     return f"{len(sel)} of them failed rather than went missing, and a rerun repeats such failures: {'; '.join(top)}"
+
+
+def write_agreement(cfg, run, series: dict) -> None:
+    """seed_agreement.parquet and agreement_summary.parquet for the study's seed sets, and
+    study_summary.parquet: one row per model and grouping."""
+    import json
+
+    from layergw.agreement import agreement, seed_sets
+    from layergw.results import AGREEMENT_SUMMARY, SEED_AGREEMENT, STUDY_SUMMARY, table
+
+    if not run.exists(layout.GROUPS):
+        return
+    groups = run.read_table(layout.GROUPS).to_pandas()
+    declared: dict[str, list[tuple[str, int]]] = {}
+    for m in cfg.models:
+        if m.seed_group:
+            declared.setdefault(m.seed_group, []).append((m.id, m.seed))
+    sets = seed_sets(series, declared)
+    pairs, summary = agreement(groups, sets)
+    if sets:
+        run.write_table(layout.SEED_AGREEMENT, table(pairs, SEED_AGREEMENT))
+        run.write_table(layout.AGREEMENT_SUMMARY, table(summary, AGREEMENT_SUMMARY))
+    set_of = {mid: name for name, members in sets.items() for mid, _ in members}
+    ari = {(s["seed_set"], s["measure"], s["params"], s["method"]): s["mean_ari"] for s in summary}
+    rows = []
+    for (model, measure, params, method), g in groups.groupby(["model", "measure", "params", "method"], sort=False,
+                                                                dropna=False):
+        name = set_of.get(model)
+        rows.append({"model": model, "measure": measure, "params": params, "method": method,
+                     "k": int(g["k"].iloc[0]),
+                     "boundaries": json.dumps(sorted(int(i) for i in g.loc[g["boundary"] == True, "layer_index"])),  # noqa: E712
+                     "seed_set": name, "mean_ari": ari.get((name, measure, params, method))})
+    run.write_table(layout.STUDY_SUMMARY, table(rows, STUDY_SUMMARY))

@@ -20,7 +20,7 @@ from layergw.report.models import (
     models_section,
     targets_section,
 )
-from layergw.report.study import cross_section, series_sections, skip_sections
+from layergw.report.study import agreement_section, cross_section, series_sections, skip_sections
 from layergw.report.variants import MeasureVariants, layer_names, with_pkey
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def build_report(store: Any) -> str:
         body.append(f'<div class="figs">{"".join(figs)}</div>')
         n_png += n_cross_png
     for sections, n in (ablation_sections(store, points, groups, mv), skip_sections(store, models, points, pairs),
-                        series_sections(store, series, within, groups, mv)):
+                        series_sections(store, series, within, mv), (agreement_section(store, mv), 0)):
         body.extend(sections)
         n_png += n
     body.extend(_run_sections(run, config))

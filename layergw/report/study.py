@@ -9,7 +9,7 @@ from urllib.parse import quote
 import numpy as np
 
 from layergw import layout, plots
-from layergw.report.html import esc, html_table, slug
+from layergw.report.html import esc, html_table, opt_table, slug
 from layergw.report.variants import MeasureVariants, layer_names
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,9 @@ def mean_offdiagonal(rows: Any) -> float:
     return float(vals.mean()) if len(vals) else float("nan")
 
 
-def series_sections(store: Any, series: dict, within: Any, groups: Any, mv: MeasureVariants) -> tuple[list[str], int]:
-    """Training dynamics (a model at several checkpoints: mean pairwise value against step and
-    accuracy, the paper's Figures 6 and 7) and seed agreement (adjusted Rand index of the
-    groups of the same model trained with different seeds)."""
+def series_sections(store: Any, series: dict, within: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+    """Training dynamics: a model at several checkpoints, its mean pairwise value against step
+    and accuracy (the paper's Figures 6 and 7)."""
     out: list[str] = []
     n_png = 0
     for entry, members in series.items():
@@ -113,44 +112,24 @@ def series_sections(store: Any, series: dict, within: Any, groups: Any, mv: Meas
             out.append(f'<div class="figs">{"".join(figs)}</div>')
             out.append(html_table(["measure", "model", "step", "accuracy", "F1", "mean pairwise value"], table_rows,
                               num={2, 3, 4, 5}))
-        seeds = {}
-        for m in members:
-            seeds.setdefault(m["label"], []).append(m)
-        agree = [ms for ms in seeds.values() if len({m["seed"] for m in ms}) >= 2]
-        if agree and groups is not None:
-            rows = seed_agreement(agree, groups, mv)
-            if rows:
-                out.append(f'<h2 id="seeds-{esc(slug(entry))}">Seed agreement: {esc(entry)}</h2>')
-                out.append('<p class="muted">Adjusted Rand index between the groups found for each pair of '
-                           "training seeds (1: the same grouping, about 0: chance).</p>")
-                out.append(html_table(["measure", "checkpoint", "seeds", "pairs", "mean ARI", "min ARI"], rows,
-                                  num={3, 4, 5}))
     return out, n_png
 
 
-def seed_ari(labels: list[list[int]]) -> list[float]:
-    """Adjusted Rand index of every pair of groupings of the same layers."""
-    from itertools import combinations
-
-    from sklearn.metrics import adjusted_rand_score
-
-    return [float(adjusted_rand_score(a, b)) for a, b in combinations(labels, 2)]
-
-
-def seed_agreement(agree: list[list[dict]], groups: Any, mv: MeasureVariants) -> list[list[Any]]:
-    rows = []
-    for members in agree:
-        ids = [m["model"] for m in members]
-        g = groups[groups["model"].isin(ids)]
-        for (measure, p), gm in g.groupby(["measure", "_p"], sort=False):
-            labelings = []
-            for mid in ids:
-                one = gm[gm["model"] == mid].sort_values("layer_index")
-                if len(one):
-                    labelings.append(one["group"].astype(int).tolist())
-            if len(labelings) < 2 or len({len(x) for x in labelings}) != 1:
-                continue
-            aris = seed_ari(labelings)
-            rows.append([mv.label(measure, p), members[0]["label"], ", ".join(str(m["seed"]) for m in members),
-                         len(aris), sum(aris) / len(aris), min(aris)])
-    return rows
+def agreement_section(store: Any, mv: MeasureVariants) -> list[str]:
+    """Seed agreement from the stored summary: per seed set and grouping, how alike the seeds'
+    groups are (adjusted Rand index) and where the boundaries lie across them."""
+    summary = opt_table(store, layout.AGREEMENT_SUMMARY)
+    if summary is None or not len(summary):
+        return []
+    out = []
+    for name, rows in summary.groupby("seed_set", sort=False):
+        out.append(f'<h2 id="seeds-{esc(slug(name))}">Seed agreement: {esc(name)}</h2>')
+        out.append('<p class="muted">Adjusted Rand index between the groups of each pair of seeds (1: the same '
+                   "grouping, about 0: chance); each boundary's mean layer index and spread over the seeds that "
+                   "chose the most common k.</p>")
+        table_rows = [[mv.label(r.measure, r.params if isinstance(r.params, str) else ""), r.method, r.seeds,
+                       r.mean_ari, r.min_ari, r.modal_k, r.boundary_mean, r.boundary_spread]
+                      for r in rows.itertuples()]
+        out.append(html_table(["measure", "grouping", "seeds", "mean ARI", "min ARI", "most common k",
+                               "boundaries (mean layer)", "spread"], table_rows, num={2, 3, 4, 5}))
+    return out

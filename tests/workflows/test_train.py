@@ -49,6 +49,12 @@ def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_
 
     html = (tmp_path / cfg.study / cfg.resolved_run_id / "report" / "index.html").read_text()
     assert "Seed agreement: m" in html and "Training dynamics" not in html  # one label: no dynamics
+    agree = run.read_table("seed_agreement.parquet").to_pandas()
+    assert set(agree["seed_set"]) == {"m"} and set(zip(agree["seed_a"], agree["seed_b"])) == {(0, 1)}
+    assert set(agree["method"]) == {"spectral", "segment"} and agree["ari"].between(-1, 1).all()
+    summary = run.read_table("study_summary.parquet").to_pandas()
+    assert set(summary["model"]) == {"m-s0", "m-s1", "steps@final"}
+    assert set(summary.loc[summary["model"] != "steps@final", "seed_set"]) == {"m"}
 
     stamp = study.read_json(f"{seed_dir(key, 0)}/done.json")
     again = run_study(cfg, show_progress=False)
