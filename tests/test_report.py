@@ -261,7 +261,8 @@ def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tm
     mv = MeasureVariants(list(zip(within["measure"], within["_p"])))
     series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
                       "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)]}
-    html, n_png = series_sections(store, series, within, mv)
+    means = {(m, measure, p): mean_offdiagonal(g) for (m, measure, p), g in within.groupby(["model_a", "measure", "_p"])}
+    html, n_png = series_sections(store, series, means, mv)
     assert n_png == 2 and "Training dynamics: ft" in "".join(html)
     assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
     assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)

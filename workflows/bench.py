@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-SUITES = ("gw", "measures", "compare", "extract", "demo", "all")
+SUITES = ("gw", "measures", "compare", "extract", "demo", "memory", "all")
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
 
 
@@ -161,12 +161,74 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
                                         "models": [{"id": "model_0", "checkpoint": "builtin:model_0"}],
                                         "measures": ["cka", {"name": "gw", "params": {"normalize": "mean"}}],
                                         "targets": {"enabled": False}, "compare": {"tile_size": 8}})
+    if suite == "memory":
+        return bench_memory()
     if suite == "demo":
         import yaml
 
         config = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
         return _bench_study("demo", yaml.safe_load(config.read_text()))
     raise ValueError(f"unknown history suite {suite!r}; valid: {', '.join(HISTORY_SUITES)}")
+
+
+def bench_memory(counts: tuple[int, ...] = (1, 4, 16), points_per_model: int = 38) -> tuple[list[dict], list[dict]]:
+    """Peak resident memory of the study's driver process (``layergw run``, then ``layergw report``
+    rebuilt in a fresh process) for studies of 1, 4 and 16 models of 38 points each: grouping
+    and the report read the store model by model, so the peak should not grow with the count."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    from layergw.families.modsum.checkpoint import save_checkpoint
+    from layergw.families.modsum.training import ModSumTrainSpec, train_modsum
+
+    rows, figures = [], []
+    with tempfile.TemporaryDirectory(prefix="layergw-bench-memory-") as tmp:
+        spec = ModSumTrainSpec("tiny", task="f_mod3", n_blocks=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
+                               max_epochs=3, eval_every=1)
+        model, record = train_modsum(spec)
+        ckpt = str(save_checkpoint(model, record, Path(tmp)).with_suffix(""))
+        root = Path(__file__).resolve().parent.parent
+        for count in counts:
+            cfg = {"study": f"memory{count}", "store": f"{tmp}/runs", "inputs": {"n": 64, "seed": 0},
+                   "models": [{"id": f"m{i}", "checkpoint": ckpt} for i in range(count)],
+                   "measures": ["cka", "rsm"], "targets": {"enabled": False}}
+            path = Path(tmp) / f"memory{count}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            peaks = {}
+            for what, argv in (("run", ["run", str(path), "--no-progress"]), ("report", None)):
+                if argv is None:
+                    run_dir = next((Path(tmp) / "runs" / f"memory{count}").iterdir())
+                    argv = ["report", str(run_dir)]
+                proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", *argv], cwd=root,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                peak = 0
+                while proc.poll() is None:
+                    peak = max(peak, _peak_rss(proc.pid))
+                    time.sleep(0.05)
+                if proc.returncode:
+                    raise RuntimeError(f"memory benchmark: layergw {' '.join(argv)} failed ({proc.returncode})")
+                peaks[what] = peak / 2**10
+            rows.append({"models": count, "points": count * points_per_model, "run_peak_mib": peaks["run"],
+                         "report_peak_mib": peaks["report"]})
+            figures += [_figure("memory", f"driver peak RSS, layergw run, {count} models", peaks["run"], "MiB", "lower"),
+                        _figure("memory", f"driver peak RSS, layergw report, {count} models", peaks["report"],
+                                "MiB", "lower")]
+            log.info("memory: %d models: run %.0f MiB, report %.0f MiB", count, peaks["run"], peaks["report"])
+    return rows, figures
+
+
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM, KiB; Linux), 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _bench_extract() -> tuple[list[dict], list[dict]]:

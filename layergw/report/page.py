@@ -12,7 +12,7 @@ from typing import Any
 
 from layergw import layout
 from layergw.report.ablations import ablation_sections
-from layergw.report.html import CSS, esc, html_table, opt_json, opt_table, seconds, slug
+from layergw.report.html import CSS, esc, html_table, null, opt_json, opt_table, seconds, slug
 from layergw.report.models import (
     diagnostics_section,
     groups_section,
@@ -20,13 +20,20 @@ from layergw.report.models import (
     models_section,
     targets_section,
 )
-from layergw.report.study import agreement_section, cross_section, series_sections, skip_sections
+from layergw.report.study import (
+    agreement_section,
+    cross_section,
+    mean_offdiagonal,
+    series_sections,
+    skip_sections,
+)
 from layergw.report.variants import MeasureVariants, layer_names, with_pkey
 
 log = logging.getLogger(__name__)
 
 
-def _title(config: Any, run: Any, pairs: Any) -> tuple[str, str]:
+def _title(config: Any, run: Any, row: Any) -> tuple[str, str]:
+    """The study and run id: from run.json or config.json, else from a pair row."""
     def pick(*keys: str) -> str:
         for src in (run, config):
             if isinstance(src, dict):
@@ -37,77 +44,105 @@ def _title(config: Any, run: Any, pairs: Any) -> tuple[str, str]:
 
     study = pick("study", "name")
     run_id = pick("run_id", "id")
-    if pairs is not None and len(pairs):
-        if not study and pairs["study"].notna().any():
-            study = str(pairs["study"].dropna().iloc[0])
-        if not run_id and pairs["run_id"].notna().any():
-            run_id = str(pairs["run_id"].dropna().iloc[0])
+    if row is not None:
+        study = study or ("" if null(row["study"]) else str(row["study"]))
+        run_id = run_id or ("" if null(row["run_id"]) else str(row["run_id"]))
     return study or "study", run_id or "run"
+
+
+def _model_pairs(store: Any, prefix: str, mv: MeasureVariants | None = None) -> Any:
+    """One model's (or one cross pair's) stored pair rows with their variant key, or None."""
+    from layergw.results import PAIRS
+
+    table = store.read_tables(prefix, schema=PAIRS)
+    if table is None or table.num_rows == 0:
+        return None
+    return with_pkey(table.to_pandas(), mv)
+
+
+def _cross_prefixes(store: Any) -> list[str]:
+    """``cross/<a>/<b>`` of every cross pair with stored tiles."""
+    return sorted({"/".join(p.split("/")[:3]) for p in store.list_files(layout.CROSS_DIR, ".parquet")})
 
 
 def build_report(store: Any) -> str:
     """Build ``report/index.html`` and its figures from a run's stored results; the page's URL.
 
     Needs ``points.parquet`` and tiles under ``pairs/``; the config, run status, groups,
-    targets, diagnostics, cross tiles, skip results and series are shown when present.
+    targets, diagnostics, cross tiles, skip results, ablations and series are shown when
+    present. Pair tables are read one model at a time, so the driver's memory does not grow
+    with the number of models.
     """
-    from layergw.results import PAIRS
-
     if not store.exists(layout.POINTS):
         raise FileNotFoundError(f"no {layout.POINTS} under {store.url('')}; extract first")
     points = store.read_table(layout.POINTS).to_pandas()
-    pairs_tbl = store.read_tables(layout.PAIRS_DIR, schema=PAIRS)
-    if pairs_tbl is None or pairs_tbl.num_rows == 0:
-        raise FileNotFoundError(f"no pair tiles under {store.url(layout.PAIRS_DIR)}; compare first")
-    pairs = pairs_tbl.to_pandas()
-    cross_tbl = store.read_tables(layout.CROSS_DIR, schema=PAIRS)
-    cross = with_pkey(cross_tbl.to_pandas()) if cross_tbl is not None and cross_tbl.num_rows else None
+    models = list(dict.fromkeys(points["model"].tolist()))
     config = opt_json(store, layout.CONFIG)
     run = opt_json(store, layout.RUN)
-    groups = opt_table(store, layout.GROUPS)
+    groups = with_pkey(opt_table(store, layout.GROUPS))
+    targets = with_pkey(opt_table(store, layout.TARGETS))
+    bootstrap = with_pkey(opt_table(store, layout.BOOTSTRAP))
     series = opt_json(store, layout.SERIES) or {}
-    targets = opt_table(store, layout.TARGETS)
-    bootstrap = opt_table(store, layout.BOOTSTRAP)
-    study, run_id = _title(config, run, pairs)
 
-    # a measure variant is (measure, params): label them over the pair rows plus the
-    # variants that groups/targets rows name explicitly, then give rows without params
-    # (older tables) the only variant of their measure
-    pairs = with_pkey(pairs)
-    groups, targets, bootstrap = with_pkey(groups), with_pkey(targets), with_pkey(bootstrap)
-    seen = list(zip(pairs["measure"], pairs["_p"]))
-    for extra in (groups, targets, cross):
+    # pass 1, model by model: the measure variants (labels depend on every variant of a name),
+    # the counts of the summary, the study and run id
+    seen, counts, first = [], {"rows": 0, "errors": 0, "not_converged": 0, "cross": 0}, None
+    for prefix in [f"{layout.PAIRS_DIR}/{m}" for m in models] + _cross_prefixes(store):
+        rows = _model_pairs(store, prefix)
+        if rows is None:
+            continue
+        first = rows.iloc[0] if first is None else first
+        seen += list(dict.fromkeys(zip(rows["measure"], rows["_p"])))
+        if prefix.startswith(layout.CROSS_DIR):
+            counts["cross"] += len(rows)
+            continue
+        counts["rows"] += len(rows)
+        counts["errors"] += int(rows["error"].notna().sum())
+        counts["not_converged"] += int((rows["converged"] == False).sum())  # noqa: E712 (null is not False)
+    if first is None:
+        raise FileNotFoundError(f"no pair tiles under {store.url(layout.PAIRS_DIR)}; compare first")
+    for extra in (groups, targets):
         if extra is not None:
             seen += [(m, p) for m, p in zip(extra["measure"], extra["_p"]) if p]
     mv = MeasureVariants(seen)
-    groups, targets, cross = with_pkey(groups, mv), with_pkey(targets, mv), with_pkey(cross, mv)
+    groups, targets, bootstrap = with_pkey(groups, mv), with_pkey(targets, mv), with_pkey(bootstrap, mv)
+    study, run_id = _title(config, run, first)
 
-    within = pairs[pairs["model_a"] == pairs["model_b"]]
-    models = list(dict.fromkeys([*points["model"].tolist(), *within["model_a"].tolist()]))
-    body: list[str] = [f"<h1>{esc(study)} — run {esc(run_id)}</h1>", _summary(pairs, cross, models, mv)]
+    body: list[str] = [f"<h1>{esc(study)} — run {esc(run_id)}</h1>", _summary(counts, models, mv, seen)]
     body.extend(models_section(store, models))
+    crosses = _cross_prefixes(store)
     toc = "".join(f'<li><a href="#model-{esc(slug(m))}">{esc(m)}</a></li>' for m in models)
-    if cross is not None:
+    if crosses:
         toc += '<li><a href="#cross">Cross-model comparisons</a></li>'
     body.append(f"<ul>{toc}</ul>")
     n_png = 0
+    means: dict[tuple[str, str, str], float] = {}  # (model, measure, params) -> mean pairwise value
+    # pass 2, model by model: heatmaps, groups, targets, diagnostics
     for model in models:
-        layers, displays = layer_names(points, pairs, model)
-        rows_m = within[within["model_a"] == model]
+        rows_m = _model_pairs(store, f"{layout.PAIRS_DIR}/{model}", mv)
+        if rows_m is None:
+            rows_m = with_pkey(_empty_pairs())
+        rows_m = rows_m[rows_m["model_a"] == rows_m["model_b"]]
+        for (measure, p), sel in rows_m.groupby(["measure", "_p"], sort=False):
+            means[(model, measure, p)] = mean_offdiagonal(sel)
+        layers, displays = layer_names(points, rows_m, model)
         heatmaps, n_heat = heatmaps_section(store, model, rows_m, groups, layers, displays, mv)
         diagnostics, n_diag = diagnostics_section(store, model, displays, mv)
         n_png += n_heat + n_diag
         parts = [f"<h2>Model {esc(model)}</h2>", *heatmaps, *groups_section(groups, model, displays, mv, bootstrap),
                  *targets_section(targets, model, mv), *diagnostics]
         body.append(f'<section class="model" id="model-{esc(slug(model))}">' + "\n".join(parts) + "</section>")
-    if cross is not None:
-        figs, n_cross_png = cross_section(store, cross, points, pairs, mv)
+    if crosses:
+        figs = []
+        for prefix in crosses:
+            f, n = cross_section(store, _model_pairs(store, prefix, mv), points, mv)
+            figs += f
+            n_png += n
         body.append('<h2 id="cross">Cross-model comparisons</h2>')
         body.append('<p class="muted">Rows: layers of the first model; columns: layers of the second.</p>')
         body.append(f'<div class="figs">{"".join(figs)}</div>')
-        n_png += n_cross_png
-    for sections, n in (ablation_sections(store, points, groups, mv), skip_sections(store, models, points, pairs),
-                        series_sections(store, series, within, mv), (agreement_section(store, mv), 0)):
+    for sections, n in (ablation_sections(store, points, groups, mv), skip_sections(store, models, points),
+                        series_sections(store, series, means, mv), (agreement_section(store, mv), 0)):
         body.extend(sections)
         n_png += n
     body.extend(_run_sections(run, config))
@@ -123,19 +158,22 @@ def build_report(store: Any) -> str:
     return url
 
 
-def _summary(pairs: Any, cross: Any, models: list[str], mv: MeasureVariants) -> str:
-    n_cross = int((pairs["model_a"] != pairs["model_b"]).sum())
+def _empty_pairs() -> Any:
+    from layergw.results import PAIRS
+
+    return PAIRS.empty_table().to_pandas()
+
+
+def _summary(counts: dict, models: list[str], mv: MeasureVariants, seen: list[tuple[str, str]]) -> str:
     summary = [
         ["models", len(models)],
-        ["measures", ", ".join(mv.label(n, p) for n, p in mv.ordered(list(zip(pairs["measure"], pairs["_p"]))))],
-        ["pair rows", len(pairs)],
-        ["failed pairs (error set)", int(pairs["error"].notna().sum())],
-        ["non-converged pairs", int((pairs["converged"] == False).sum())],  # noqa: E712 (null is not False)
+        ["measures", ", ".join(mv.label(n, p) for n, p in mv.ordered(seen))],
+        ["pair rows", counts["rows"]],
+        ["failed pairs (error set)", counts["errors"]],
+        ["non-converged pairs", counts["not_converged"]],
     ]
-    if n_cross:
-        summary.append(["cross-model pair rows under pairs/ (not drawn)", n_cross])
-    if cross is not None:
-        summary.append(["cross-model pair rows", len(cross)])
+    if counts["cross"]:
+        summary.append(["cross-model pair rows", counts["cross"]])
     return html_table(["run", "value"], summary, num={1})
 
 

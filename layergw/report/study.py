@@ -15,12 +15,12 @@ from layergw.report.variants import MeasureVariants, layer_names
 log = logging.getLogger(__name__)
 
 
-def cross_section(store: Any, cross: Any, points: Any, pairs: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+def cross_section(store: Any, cross: Any, points: Any, mv: MeasureVariants) -> tuple[list[str], int]:
     """One rectangular heatmap per (model a, model b, measure variant) of the cross tiles."""
     figs, n_png = [], 0
     for (a, b), rows_ab in cross.groupby(["model_a", "model_b"], sort=False):
-        _, disp_a = layer_names(points, pairs, a)
-        _, disp_b = layer_names(points, pairs, b)
+        _, disp_a = layer_names(points, cross.iloc[:0], a)
+        _, disp_b = layer_names(points, cross.iloc[:0], b)
         for measure, p in mv.ordered(list(zip(rows_ab["measure"], rows_ab["_p"]))):
             rows = rows_ab[(rows_ab["measure"] == measure) & (rows_ab["_p"] == p)]
             caption = f"{a} × {b} — {mv.label(measure, p)}"
@@ -45,7 +45,7 @@ def cross_section(store: Any, cross: Any, points: Any, pairs: Any, mv: MeasureVa
     return figs, n_png
 
 
-def skip_sections(store: Any, models: list[str], points: Any, pairs: Any) -> tuple[list[str], int]:
+def skip_sections(store: Any, models: list[str], points: Any) -> tuple[list[str], int]:
     """The skip-intervention check: the KL matrix and each measure's row-wise Spearman with it."""
     out, n_png = [], 0
     for model in models:
@@ -58,7 +58,7 @@ def skip_sections(store: Any, models: list[str], points: Any, pairs: Any) -> tup
                    f"{esc(info.get('positions'))}); each measure's layer matrix is compared with it row by row "
                    "(Spearman; similarities negated). Higher: the measure ranks layer pairs as their function does.</p>")
         if store.exists(layout.skip_kl(model)):
-            _, displays = layer_names(points, pairs, model)
+            _, displays = layer_names(points, None, model)
             K = store.read_array(layout.skip_kl(model))
             if len(displays) == K.shape[0]:
                 png = f"skip-{slug(model)}-kl.png"
@@ -78,9 +78,11 @@ def mean_offdiagonal(rows: Any) -> float:
     return float(vals.mean()) if len(vals) else float("nan")
 
 
-def series_sections(store: Any, series: dict, within: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+def series_sections(store: Any, series: dict, means: dict[tuple[str, str, str], float],
+                    mv: MeasureVariants) -> tuple[list[str], int]:
     """Training dynamics: a model at several checkpoints, its mean pairwise value against step
-    and accuracy (the paper's Figures 6 and 7)."""
+    and accuracy (the paper's Figures 6 and 7). ``means``: (model, measure, params) -> the mean
+    over the model's layer pairs."""
     out: list[str] = []
     n_png = 0
     for entry, members in series.items():
@@ -88,13 +90,12 @@ def series_sections(store: Any, series: dict, within: Any, mv: MeasureVariants) 
         labels = {m["label"] for m in members}
         if len(steps) >= 2 and len(labels) >= 2:
             out.append(f'<h2 id="dynamics-{esc(slug(entry))}">Training dynamics: {esc(entry)}</h2>')
-            rows_e = within[within["model_a"].isin([m["model"] for m in steps])]
+            ids = {m["model"] for m in steps}
             table_rows = []
             figs = []
-            for measure, p in mv.ordered(list(zip(rows_e["measure"], rows_e["_p"]))):
+            for measure, p in mv.ordered([(ms, p) for (mid, ms, p) in means if mid in ids]):
                 label = mv.label(measure, p)
-                sel = rows_e[(rows_e["measure"] == measure) & (rows_e["_p"] == p)]
-                values = [mean_offdiagonal(sel[sel["model_a"] == m["model"]]) for m in steps]
+                values = [means.get((m["model"], measure, p), float("nan")) for m in steps]
                 for m, v in zip(steps, values):
                     table_rows.append([label, m["model"], m["step"], m["metrics"].get("accuracy"),
                                        m["metrics"].get("f1"), v])

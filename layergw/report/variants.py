@@ -118,6 +118,8 @@ def layer_names(points: Any, pairs: Any, model: str) -> tuple[list[str], list[st
             displays[int(r.layer_index)] = str(r.display) if not null(r.display) else str(r.layer)
         return layers, displays
     # no points for this model: fall back to the names carried by the pair rows
+    if pairs is None:
+        return [], []
     rows = pairs[(pairs["model_a"] == model) & (pairs["model_b"] == model)]
     names: dict[int, str] = {}
     for side in ("a", "b"):
