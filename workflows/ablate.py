@@ -135,8 +135,10 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
                                   lambda spec=spec, cell=cell, entry=entry, n=manifest.n_blocks:
                                   task.remote(run, spec, cell, entry.params, n),
                                   f"ablation {cell.name} of {entry.model}"))
-    log.info("ablations: %d cells, %d to run", len(paths), len(items))
-    failures = run_items(items, _NoCache(), max(1, len(items)))
+    from workflows.progress import Progress
+
+    progress = Progress("ablate", len(paths), len(paths) - len(items), "cells")
+    failures = run_items(items, _NoCache(), max(1, len(items)), progress.update)
     parts = [run.read_table(p) for p in paths if run.exists(p)]
     if parts:
         run.write_table(layout.ABLATIONS, pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts]))

@@ -118,11 +118,15 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
 
 def run_extract(specs: list[ModelSpec], inputs: InputsSpec, store, num_gpus: float = 0.0) -> dict[str, Manifest]:
     """Extract every model in parallel; model id -> manifest."""
+    from workflows.progress import Progress
+
     task = extract_model.options(num_gpus=num_gpus) if num_gpus else extract_model
     refs = {s.id: task.remote(s, inputs, store) for s in specs}
+    progress = Progress("extract", len(refs), 0, "models", interval=30.0)
     out = {}
     for mid, ref in refs.items():
         out[mid], reused = ray.get(ref)
         state = "already extracted, reused" if reused else f"extracted in {out[mid].seconds:.1f}s"
         log.info("%s: %d points, n=%d, %s", mid, len(out[mid].points), out[mid].n, state)
+        progress.update()
     return out

@@ -259,6 +259,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     from workflows.group import write_agreement
     from workflows.extract import run_extract
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
+    from workflows.progress import Progress, mark_stage
     from workflows.train import expand_models, run_train
 
     check_plan(cfg)
@@ -279,6 +280,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     timings["ray_start"] = time.perf_counter() - t
 
     gpus = cfg.ray.extract_num_gpus if cfg.ray.extract_num_gpus is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+    mark_stage(run, "train", timings, run_id=run_id, study=cfg.study)
     if cfg.train:
         t = time.perf_counter()
         run_train(cfg, run, num_gpus=gpus)
@@ -287,6 +289,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     cfg = cfg.model_copy(update={"models": expanded, "run_id": run_id})
     run.write_json(layout.SERIES, series)
 
+    mark_stage(run, "extract", timings, run_id=run_id, study=cfg.study)
     t = time.perf_counter()
     manifests = run_extract(cfg.models, cfg.inputs, run, num_gpus=gpus)
     run.write_table(layout.POINTS, table([asdict(r) for m in manifests.values() for r in m.points], POINTS))
@@ -303,11 +306,14 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         log.info("%d of %d tiles already finished in %s, reusing them", plan.tiles_reused, plan.tiles_total,
                  run.url(layout.PAIRS_DIR))
     max_in_flight = cfg.compare.max_in_flight or 2 * cluster_cpus()
+    mark_stage(run, "compare", timings, run_id=run_id, study=cfg.study)
     with _progress_bar(plan.total, plan.done, show_progress) as bar:
-        failures = run_items(plan.items, cache, max_in_flight, bar.update)
+        progress = Progress("compare", plan.total, plan.done, "pairs", bar=bar)
+        failures = run_items(plan.items, cache, max_in_flight, progress.update)
     timings["compare"] = time.perf_counter() - t
     log.info("prepared %d layer geometries, ran %d tasks", cache.prepared, len(plan.items))
 
+    mark_stage(run, "group", timings, run_id=run_id, study=cfg.study)
     t = time.perf_counter()
     if not failures:
         write_targets(cfg, run, manifests)
@@ -325,12 +331,14 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     if cfg.ablate and not failures:
         from workflows.ablate import run_ablate
 
+        mark_stage(run, "ablate", timings, run_id=run_id, study=cfg.study)
         t = time.perf_counter()
         failures += run_ablate(cfg, run, manifests, num_gpus=gpus)
         timings["ablate"] = time.perf_counter() - t
     if cfg.skip and not failures:
         from workflows.skip import run_skip
 
+        mark_stage(run, "skip", timings, run_id=run_id, study=cfg.study)
         t = time.perf_counter()
         run_skip(cfg, run, manifests)
         timings["skip"] = time.perf_counter() - t
@@ -339,7 +347,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
               "tiles_total": plan.tiles_total, "tiles_reused": plan.tiles_reused, "pairs_total": plan.total,
               "failures": failures, "groups_left_out": groups_left_out,
               "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
-              "status": "failed" if failures else "complete"}
+              "status": "failed" if failures else "complete", "stage": "done"}
     run.write_json(layout.RUN, status)
     t = time.perf_counter()
     report_uri = build_report(run)

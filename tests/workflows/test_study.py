@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -497,6 +498,8 @@ def test_killed_run_resumes_without_redoing_finished_tiles(tiny_checkpoints, tin
         assert killed.poll() is None, (f"the run ended (rc {killed.returncode}) before it could be killed:\n"
                                        + (tmp_path / "killed.log").read_text()[-3000:])
         assert 10 <= seen < total
+        during = json.loads((root / "run.json").read_text())
+        assert (during["status"], during["stage"]) == ("running", "compare"), during
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
         left = _wait_gone(killed.pid, ray_tmp)
@@ -522,13 +525,20 @@ def test_killed_run_resumes_without_redoing_finished_tiles(tiny_checkpoints, tin
         # same run folder (a change of the config schema in between would change the run id)
         assert f"run finished ({len(finished)} of {total} tiles were already done): {root.as_uri()}" in out, out[-3000:]
         assert f"({len(finished)} of {total} tiles were already done)" in out
+        # progress lines: the resumed run counts the finished pairs as done and ends at 100%
+        started = re.search(r"compare: (\d+) pairs, (\d+) already done", out)
+        assert started, out[-3000:]
+        n, already = int(started[1]), int(started[2])
+        assert 0 < already < n
+        assert f"compare: {n}/{n} pairs (100%)" in out, out[-3000:]
         assert _wait_gone(resumed.pid, ray_tmp) == [], "the resumed run left processes behind"
 
         after = _tile_files(root)
         assert len(after) == total
         assert {p: after[p] for p in finished} == finished
         _assert_complete_pairs(_pairs(_run_store(cfg)), cfg, tiny_layers)
-        assert json.loads((root / "run.json").read_text())["status"] == "complete"
+        final = json.loads((root / "run.json").read_text())
+        assert (final["status"], final["stage"]) == ("complete", "done")
     finally:
         for p in procs:
             if p.poll() is None:
