@@ -33,6 +33,40 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     log.info("Ray resources: %s", ray.cluster_resources())
 
 
+class _EveryFewSeconds(logging.Filter):
+    """Passes warnings and errors, and at most one INFO line per logger every ``interval`` s."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.interval, self.last = interval, {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        import time
+
+        now = time.monotonic()
+        if now - self.last.get(record.name, -self.interval) < self.interval:
+            return False
+        self.last[record.name] = now
+        return True
+
+
+def worker_logging(interval: float = 30.0) -> None:
+    """Long tasks (training) report to the driver: layergw's INFO lines on the worker's stderr,
+    which Ray forwards, thinned to one per logger every ``interval`` seconds."""
+    lib = logging.getLogger("layergw")
+    if any(getattr(h, "_layergw_worker", False) for h in lib.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_EveryFewSeconds(interval))
+    handler._layergw_worker = True
+    lib.addHandler(handler)
+    lib.setLevel(logging.INFO)
+    lib.propagate = False
+
+
 def cluster_cpus() -> int:
     import ray
 

@@ -47,7 +47,9 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
     ``store`` is the study's folder (the parent of the run folders)."""
     from layergw import families
     from layergw.torchkit.device import resolve_device
+    from workflows.runtime import worker_logging
 
+    worker_logging()
     base = seed_dir(job_key(job), seed)
     done = layout.train_done(job_key(job), seed)
     if store.exists(done):
@@ -86,13 +88,21 @@ def run_train(cfg: StudyConfig, run, num_gpus: float = 0.0) -> dict[str, dict]:
         task = train_task.options(num_gpus=gpus) if gpus else train_task
         for seed in job.seeds:
             refs[f"{job.id}/seed-{seed}"] = task.remote(study, job, seed)
-    out, failed = {}, []
-    for key, ref in refs.items():
+    from workflows.progress import Progress
+
+    progress = Progress("train", len(refs), 0, "jobs", interval=0.0)
+    keys = {ref: key for key, ref in refs.items()}
+    out, failed, pending = {}, [], list(refs.values())
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        key = keys[ready[0]]
         try:
-            out[key] = ray.get(ref)
+            out[key] = ray.get(ready[0])
         except ray.exceptions.RayError as e:
             cause = getattr(e, "cause", None) or e
             failed.append(f"{key}: {type(cause).__name__}: {cause}")
+        progress.update()
+    out = {key: out[key] for key in refs if key in out}
     if failed:
         raise RuntimeError("train jobs failed (finished ones are kept and reused on rerun):\n  " + "\n  ".join(failed))
     return out

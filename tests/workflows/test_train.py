@@ -17,14 +17,16 @@ def _cfg(study_config, tmp_path, **changes):
 
 
 @pytest.mark.ray
-def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_local, tmp_path) -> None:
+def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_local, tmp_path, caplog) -> None:
     from layergw.store import ResultStore
     from workflows.study import run_study
 
     from workflows.train import job_key, seed_dir
 
     cfg = _cfg(study_config, tmp_path)
-    run_study(cfg, show_progress=False)
+    with caplog.at_level("INFO", "layergw.progress"):
+        run_study(cfg, show_progress=False)
+    assert "train: 2 jobs, 0 already done" in caplog.text and "train: 2/2 jobs (100%)" in caplog.text
     study = ResultStore(cfg.store).child(cfg.study)
     run = study.child(cfg.resolved_run_id)
     key = job_key(cfg.train[0])
