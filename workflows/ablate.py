@@ -2,7 +2,8 @@
 
 For each ``ablate`` entry the grid holds the full model, depth 0, every group boundary of
 every measure's groupings (the whole blocks before it) and the configured depths; pruning
-takes each selector at each depth. A cell's rows are written to one file when it finishes
+takes each selector at each depth. Cells that train the same network (pruning to every block
+is freezing at k = 0; a selector may pick the first N blocks) run as one task. A cell's rows are written to one file when it finishes
 (``layout.ablation_cell``), so a killed study resumes with the missing cells only, and
 ``ablations.parquet`` gathers them with each cell exactly once.
 """
@@ -60,18 +61,22 @@ def block_stats_task(store, spec: ModelSpec, inputs: InputsSpec) -> dict:
 
 
 @ray.remote(num_cpus=1)
-def cell_task(store, spec: ModelSpec, cell, params: dict, n_blocks: int) -> int:
-    """Run one ablation cell and write its rows; return how many."""
+def cell_task(store, spec: ModelSpec, cells: list, params: dict, n_blocks: int) -> int:
+    """Run one ablation for cells that train the same network and write each cell's rows;
+    return how many."""
     from layergw.interventions.ablate import cell_rows
     from layergw.results import ABLATIONS, table
     from layergw.torchkit.device import resolve_device
 
     with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
         family, model = _load(store, spec, Path(tmp))
-    metrics = family.ablate(model, cell.ablation, params, resolve_device("auto"))
-    rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
-    store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
-    return len(rows)
+    metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"))
+    n = 0
+    for cell in cells:
+        rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
+        store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
+        n += len(rows)
+    return n
 
 
 def plan_model(entry: AblateSpec, where: str, manifest: Manifest, groups, stats: dict | None) -> list:
@@ -124,20 +129,24 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
                 raise ConfigError(f"{where}: selectors {', '.join(STATE_SELECTORS)}: {cause}") from None
         gpus = entry.num_gpus if entry.num_gpus is not None else num_gpus
         task = cell_task.options(num_gpus=gpus) if gpus else cell_task
+        same: dict[tuple, list] = {}
         for cell in plan_model(entry, where, manifest, groups, stats):
             path = layout.ablation_cell(entry.model, cell.name)
             if path in paths:
                 continue
             paths.append(path)
-            if run.exists(path):
-                continue
-            items.append(WorkItem((entry.model, "ablate"), 1,
-                                  lambda spec=spec, cell=cell, entry=entry, n=manifest.n_blocks:
-                                  task.remote(run, spec, cell, entry.params, n),
-                                  f"ablation {cell.name} of {entry.model}"))
+            if not run.exists(path):
+                same.setdefault(cell.trains, []).append(cell)
+        for cells in same.values():
+            items.append(WorkItem((entry.model, "ablate"), len(cells),
+                                  lambda spec=spec, cells=cells, entry=entry, n=manifest.n_blocks:
+                                  task.remote(run, spec, cells, entry.params, n),
+                                  f"ablation {', '.join(c.name for c in cells)} of {entry.model}"))
     from workflows.progress import Progress
 
-    progress = Progress("ablate", len(paths), len(paths) - len(items), "cells")
+    todo = sum(it.size for it in items)
+    log.info("ablations: %d cells to run train %d distinct networks", todo, len(items))
+    progress = Progress("ablate", len(paths), len(paths) - todo, "cells")
     failures = run_items(items, _NoCache(), max(1, len(items)), progress.update)
     parts = [run.read_table(p) for p in paths if run.exists(p)]
     if parts:

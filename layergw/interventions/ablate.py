@@ -115,6 +115,13 @@ class Cell:
             return f"freeze-k{a.first_trained}-s{a.seed}"
         return f"prune-{self.selector}-n{len(a.keep)}-s{a.seed}"
 
+    @property
+    def trains(self) -> tuple:
+        """What the cell fine-tunes: cells equal here train the same network (pruning to all L
+        blocks is freezing at k = 0; a selector may pick the first N blocks) and are run once."""
+        a = self.ablation
+        return a.keep, a.first_trained, a.seed
+
 
 def boundary_cuts(groups: Any, depths: dict[int, float]) -> dict[tuple[str, str, str], list[int]]:
     """For each grouping of one model ((measure, params, method) -> cuts): the whole blocks kept

@@ -48,6 +48,11 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     assert set(prune[prune["kept_blocks"] != 1]["selector"]) == {"first"}
     assert sorted(set(acc[acc["ablation"] == "freeze"]["first_trained_block"])) == [0, 1, 2]
     assert ((acc["value"] >= 0) & (acc["value"] <= 1)).all() and (acc["split"] == "validation").all()
+    # pruning to both blocks trains the network freezing at k = 0 trains: one task, equal rows
+    whole = prune[prune["kept_blocks"] == 2].set_index("seed")["value"]
+    k0 = acc[(acc["ablation"] == "freeze") & (acc["first_trained_block"] == 0)].set_index("seed")["value"]
+    assert whole.sort_index().tolist() == k0.sort_index().tolist()
+    assert table.groupby("seed")["seconds"].nunique().max() < acc.groupby("seed").size().max()
     assert (root / "ablations" / "tiny_fmod3" / "blocks.json").exists()
     page = (root / "report" / "index.html").read_text()
     assert "Ablations: tiny_fmod3" in page and "Which measure predicts the ablations" in page

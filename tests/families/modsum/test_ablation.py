@@ -8,7 +8,7 @@ import torch
 
 from layergw import families
 from layergw.families.base import Ablation
-from layergw.families.modsum.ablation import ablate, ablated_model
+from layergw.families.modsum.ablation import ModSumAblationSpec, ablate, ablated_model, fine_tune
 from layergw.families.modsum.adapter import ModSumModel
 from layergw.families.modsum.model import ModSumTransformer
 
@@ -29,9 +29,9 @@ def useful_then_useless() -> ModSumModel:
 
 def test_dropping_the_useless_block_costs_nothing_and_the_useful_one_everything(useful_then_useless):
     torch.set_num_threads(1)
-    keep_useful = ablate(useful_then_useless, Ablation("prune", (0,)), {"epochs": 30}, "cpu")
-    keep_useless = ablate(useful_then_useless, Ablation("prune", (1,)), {"epochs": 30}, "cpu")
-    assert keep_useful.accuracy >= 0.99 and keep_useful.split == "validation" and keep_useful.step == 30
+    keep_useful = ablate(useful_then_useless, Ablation("prune", (0,)), {"epochs": 30, "head_epochs": 20}, "cpu")
+    keep_useless = ablate(useful_then_useless, Ablation("prune", (1,)), {"epochs": 30, "head_epochs": 20}, "cpu")
+    assert keep_useful.accuracy >= 0.99 and keep_useful.split == "validation" and keep_useful.step == 50
     assert keep_useless.accuracy < 0.05  # chance is 1/59
 
 
@@ -77,3 +77,30 @@ def test_depth_counts_whole_blocks_and_block_states_are_the_residual_stream(usef
     np.testing.assert_allclose(states[0], h0.reshape(-1, 128).numpy(), rtol=1e-6)
     np.testing.assert_allclose(states[1], h1.reshape(-1, 128).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(states[2], states[1])  # the useless block writes nothing
+
+
+def test_the_fresh_head_is_fitted_alone_before_the_blocks_move(useful_then_useless):
+    """Head epochs leave the embeddings and blocks untouched; a head alone on the trained block
+    already solves the task; the later epochs then train everything."""
+    torch.set_num_threads(1)
+    src = useful_then_useless.model
+    net = ablated_model(useful_then_useless, Ablation("prune", (0,), seed=1))
+    head0 = net.heads[0].weight.detach().clone()
+    spec = ModSumAblationSpec(epochs=1, head_epochs=60, weight_decay=0.0)
+    fine_tune(net, useful_then_useless, spec, "cpu")
+    step = 1.01 * spec.lr  # the one epoch of all parameters: an Adam step moves each by at most about lr
+    for name, p in net.blocks[0].named_parameters():
+        assert (p - dict(src.blocks[0].named_parameters())[name]).abs().max() <= step, name
+    assert (net.W_E - src.W_E).abs().max() <= step
+    assert (net.heads[0].weight - head0).abs().max() > 10 * step
+    assert all(p.requires_grad for p in net.parameters())  # a prune trains everything in the end
+    x = torch.as_tensor(useful_then_useless.data.inputs)
+    y = torch.as_tensor(useful_then_useless.data.targets[:, -1])
+    va = torch.as_tensor(useful_then_useless.data.val_idx)
+    with torch.no_grad():
+        assert (net(x[va])[0].argmax(-1) == y[va]).float().mean() >= 0.99
+
+
+def test_an_ablation_budget_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="head_epochs >= 0"):
+        ModSumAblationSpec(head_epochs=-1)
