@@ -27,7 +27,8 @@ class Progress:
         self.start_done, self.t0 = done, time.monotonic()
         self.last = self.t0
         self.bar = bar
-        log.info("%s: %d %s, %d already done", stage, total, unit, done)
+        log.info("%s: %d %s, %d already done", stage, total, unit[:-1] if total == 1 and unit.endswith("s") else unit,
+                 done)
 
     def update(self, n: int = 1) -> None:
         self.done += n
