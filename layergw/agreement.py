@@ -7,8 +7,8 @@ seed set and grouping (measure, params, method) :func:`agreement` gives
 - one row per pair of seeds: the adjusted Rand index of their groupings (1: the same
   groups; about 0: chance), the ``SEED_AGREEMENT`` table;
 - one summary row: mean and smallest ARI, the k of each seed, and where each boundary lies
-  across the seeds that chose the most common k (mean and standard deviation of its layer
-  index), the ``AGREEMENT_SUMMARY`` table.
+  across the seeds that chose the most common k and, among them, the most common number of
+  boundaries (mean and standard deviation of its layer index), the ``AGREEMENT_SUMMARY`` table.
 """
 from __future__ import annotations
 
@@ -68,8 +68,11 @@ def agreement(groups: Any, sets: dict[str, list[tuple[str, int]]]) -> tuple[list
             aris = [p["ari"] for p in pairs[-len(list(combinations(runs, 2))):]]
             ks = {m: int(r["k"].iloc[0]) for m, r in runs.items()}
             modal = Counter(ks.values()).most_common(1)[0][0]
-            bounds = np.array([r.loc[r["boundary"] == True, "layer_index"].tolist()  # noqa: E712
-                               for m, r in runs.items() if ks[m] == modal], dtype=float)
+            at = [r.loc[r["boundary"] == True, "layer_index"].tolist()  # noqa: E712
+                  for m, r in runs.items() if ks[m] == modal]
+            # spectral groups need not be contiguous: seeds of one k can differ in boundary count
+            count = Counter(len(b) for b in at).most_common(1)[0][0]
+            bounds = np.array([b for b in at if len(b) == count], dtype=float)
             summary.append({"seed_set": name, "measure": measure, "params": params, "method": method,
                             "seeds": len(runs), "mean_ari": float(np.mean(aris)), "min_ari": float(np.min(aris)),
                             "k": json.dumps({m: ks[m] for m in runs}), "modal_k": modal,

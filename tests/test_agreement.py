@@ -36,3 +36,14 @@ def test_agreement_gives_ari_per_pair_and_where_the_boundaries_lie():
 
 def test_seed_ari_is_one_for_relabelled_groups():
     assert seed_ari([[0, 0, 1], [1, 1, 0]]) == [1.0]
+
+
+def test_spectral_seeds_of_one_k_with_different_boundary_counts_are_summarised():
+    """Spectral groups need not be contiguous: at k = 2, [0,1,0,0] has two boundaries and [0,0,1,1]
+    one. The boundaries are averaged over the seeds with the most common count."""
+    df = pd.DataFrame(groups("a", [0, 1, 0, 0], method="spectral") + groups("b", [0, 0, 1, 1], method="spectral")
+                      + groups("c", [0, 0, 0, 1], method="spectral"))
+    _, (row,) = agreement(df, {"s": [("a", 0), ("b", 1), ("c", 2)]})
+    assert row["modal_k"] == 2
+    assert json.loads(row["boundary_mean"]) == pytest.approx([2.5])  # b at 2, c at 3; a has two
+    assert json.loads(row["boundary_spread"]) == pytest.approx([0.5])
