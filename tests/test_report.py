@@ -347,3 +347,36 @@ def test_models_table_shows_how_far_each_model_was_trained(tmp_path):
 def test_models_table_is_absent_without_manifests(tmp_path):
     build_report(make_run(tmp_path / "run"))
     assert "<h2>Models</h2>" not in (tmp_path / "run" / "report" / "index.html").read_text()
+
+
+def test_ablation_section_reads_the_grid_as_the_papers_tables_and_checks_the_prune_plan(tmp_path) -> None:
+    """A 4-block model whose accuracy holds down to 2 kept blocks and drops below: the grouping
+    with its boundary at block 2 proposes N = 2 and holds; the baselines at N = 2 are listed."""
+    import pandas as pd
+
+    from layergw.report.ablations import ablation_sections
+    from layergw.report.variants import MeasureVariants
+
+    store = ResultStore(str(tmp_path))
+    acc = {("prune", "first", 4): 0.90, ("prune", "first", 2): 0.895, ("prune", "last", 2): 0.60,
+           ("prune", "first", 1): 0.40, ("prune", "first", 0): 0.10}
+    rows = []
+    for (kind, sel, n), a in acc.items():
+        for seed, d in ((0, -0.01), (1, 0.01)):
+            rows.append({"model": "m", "ablation": kind, "kept_blocks": n, "first_trained_block": 0, "selector": sel,
+                         "keep": "[]", "seed": seed, "n_blocks": 4, "metric": "accuracy", "value": a + d,
+                         "split": "validation", "n_train": 10, "epochs": 5, "seconds": 1.0, "checkpoint": "c"})
+    store.write_table("ablations.parquet", pa.Table.from_pylist(rows, schema=results.ABLATIONS))
+    points = pd.DataFrame({"model": "m", "layer_index": range(5), "depth": [0.0, 1.0, 2.0, 3.0, 4.0]})
+    groups = pd.DataFrame({"model": "m", "measure": "gw", "params": "{}", "method": "segment",
+                           "layer_index": range(5), "boundary": [False, False, True, False, False]})
+    html, n_png = ablation_sections(store, points, groups, MeasureVariants([("gw", "{}")]))
+    page = "".join(html)
+    assert n_png == 1 and "Ablations: m" in page and "Knees (within 0.01 of the full model): prune to 2" in page
+    import html as html_lib
+
+    cells = [html_lib.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", page[page.index("Prune plan"):])]
+    assert cells[:7] == ["gw", "segment", "2", ">= 0.890 (within 0.01 of the full model)", "0.895 ± 0.014", "yes",
+                         "last 0.600"]
+    ranking = page[page.index("Which measure predicts"):]
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", ranking)[:3] == ["gw", "segment", "1"]

@@ -4,7 +4,6 @@ in the same form, the layer-drop baselines, the prune plan, and which measure's 
 predict the accuracy knees best. Read from ``ablations.parquet`` and ``groups.parquet``."""
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -50,7 +49,7 @@ def ablation_sections(store: Any, points: Any, groups: Any, mv: MeasureVariants)
                    f'largest frozen depth (freezing) whose mean accuracy stays within {TOLERANCE} of the full model. '
                    f'Distance: blocks between a proposal and the knee, averaged over models and both ablations '
                    f'(lower is better); accuracy lost: full model minus the proposal.</p>')
-        rows = [[mv.label(r.measure, r.params), r.method, r.models, r.distance, r.accuracy_lost]
+        rows = [[mv.label(r.measure, r.params), r.method, r.models, round(r.distance, 2), round(r.accuracy_lost, 3)]
                 for r in ranking.itertuples()]
         out.append(html_table(["measure", "grouping", "models", "mean distance to the knee (blocks)",
                                "mean accuracy lost"], rows, num={2, 3, 4}))
@@ -104,7 +103,8 @@ def _model_section(store: Any, summary: Any, model: str, cuts: dict, mv: Measure
         if plan is not None:
             plans.append([mv.label(m, p), method, plan["kept_blocks"], plan["predicted"],
                           _mean_std(plan["measured"], plan["spread"], 2 if plan["spread"] else 1),
-                          "yes" if plan["holds"] else "no", json.dumps(plan["baselines"])])
+                          "yes" if plan["holds"] else "no",
+                          ", ".join(f"{sel} {acc:.3f}" for sel, acc in sorted(plan["baselines"].items())) or "–"])
     if plans:
         out.append("<h3>Prune plan</h3>")
         out.append('<p class="muted">Each grouping predicts that keeping the blocks before its last group keeps the '
