@@ -103,12 +103,32 @@ def submit(cfg: StudyConfig, config_path: Path, address: str, *, store: str | No
             raise SubmitError(f"--code must be 'source' or 'installed', got {code!r}")
         entrypoint = shlex.join(["python", "-m", "workflows.cli", "run", config_path.name, "--store", target,
                                  "--no-progress", *overrides])
-        client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                          metadata={"layergw_study": cfg.study, "layergw_run_id": cfg.resolved_run_id})
+        _submit_when_ready(client, entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
+                           metadata={"layergw_study": cfg.study, "layergw_run_id": cfg.resolved_run_id})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("submitted %s to %s", submission_id, address)
     return Submitted(submission_id, attached=False)
+
+
+#: how long a submit waits for a freshly started head's job agent
+AGENT_WAIT_S = 90.0
+
+
+def _submit_when_ready(client, *, wait_s: float = AGENT_WAIT_S, **job) -> None:
+    """``client.submit_job``, retried while the cluster has no job agent yet (a head that
+    just started answers 500 "No available agent" for a few seconds)."""
+    deadline, pause = time.monotonic() + wait_s, 0.5
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() + pause > deadline:
+                raise
+            log.info("the cluster's job agent is not ready yet; submitting again in %.1fs", pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 8.0)
 
 
 def latest(client, cfg: StudyConfig):

@@ -94,6 +94,36 @@ def test_a_running_study_is_refused_or_attached_and_an_ended_one_gets_the_next_i
     assert done.submission_id == f"{base}-2" and not done.attached
 
 
+def test_a_head_without_a_job_agent_yet_is_retried_and_other_errors_are_not(tmp_path, monkeypatch):
+    from workflows import submit as sub
+
+    class Starting(FakeJobs):
+        def __init__(self, failures: int, message: str):
+            super().__init__()
+            self.failures, self.message = failures, message
+
+        def submit_job(self, **kw):
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError(f"Request failed with status code 500: {self.message}")
+            return super().submit_job(**kw)
+
+    monkeypatch.setattr(sub.time, "sleep", lambda s: None)
+    cfg, path = _cfg(tmp_path)
+    starting = Starting(3, "No available agent to submit job, please try again later..")
+    done = sub.submit(cfg, path, "http://127.0.0.1:8265", store="s3://b/p", overrides=[], client=starting)
+    assert len(starting.sent) == 1 and done.submission_id == starting.sent[0]["submission_id"]
+    broken = Starting(1, "Internal error")
+    with pytest.raises(RuntimeError, match="Internal error"):
+        sub.submit(cfg, path, "http://127.0.0.1:8265", store="s3://b/p", overrides=[], client=broken)
+    never = Starting(10**6, "No available agent to submit job")
+    clock = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(sub.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(RuntimeError, match="No available agent"):  # gives up after AGENT_WAIT_S
+        sub.submit(cfg, path, "http://127.0.0.1:8265", store="s3://b/p", overrides=[], client=never)
+    assert never.failures > 10**6 - 20
+
+
 # -- a real Ray head -----------------------------------------------------------------------
 
 
