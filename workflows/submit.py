@@ -124,8 +124,13 @@ def _submit_when_ready(client, *, wait_s: float = AGENT_WAIT_S, **job) -> None:
             client.submit_job(**job)
             return
         except RuntimeError as e:
-            if "No available agent" not in str(e) or time.monotonic() + pause > deadline:
+            if "No available agent" not in str(e):
                 raise
+            if time.monotonic() + pause > deadline:
+                raise RuntimeError(
+                    f"the cluster still has no job agent after {wait_s:.0f}s ({e}); the head's dashboard agent did "
+                    "not start: see dashboard_agent.log in the head's session logs (a common cause is a second "
+                    "Ray head on the same machine holding the agent's port, 52365 by default)") from e
             log.info("the cluster's job agent is not ready yet; submitting again in %.1fs", pause)
             time.sleep(pause)
             pause = min(2 * pause, 8.0)

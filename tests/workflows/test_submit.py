@@ -119,7 +119,7 @@ def test_a_head_without_a_job_agent_yet_is_retried_and_other_errors_are_not(tmp_
     never = Starting(10**6, "No available agent to submit job")
     clock = iter(range(0, 10**6, 10))
     monkeypatch.setattr(sub.time, "monotonic", lambda: float(next(clock)))
-    with pytest.raises(RuntimeError, match="No available agent"):  # gives up after AGENT_WAIT_S
+    with pytest.raises(RuntimeError, match="no job agent after 90s .*No available agent.*dashboard_agent.log"):
         sub.submit(cfg, path, "http://127.0.0.1:8265", store="s3://b/p", overrides=[], client=never)
     assert never.failures > 10**6 - 20
 
@@ -140,6 +140,11 @@ def ray_head(tmp_path_factory, s3_server):
 
     tmp = tempfile.mkdtemp(prefix="lgw-h-", dir="/tmp")
     port, dash = _free_port(), _free_port()
+    # every port a head otherwise takes at a fixed default (the agent's 52365, the client server's 10001, ...)
+    # is chosen free, so a second head on this machine (another test run) cannot take the job agent's place
+    fixed = {flag: _free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                             "runtime-env-agent-port", "metrics-export-port",
+                                             "ray-client-server-port", "object-manager-port", "node-manager-port")}
     # the head's `python` is the cluster's, with layergw's dependencies: here, this virtualenv's
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp,
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -147,7 +152,8 @@ def ray_head(tmp_path_factory, s3_server):
     log = tmp_path_factory.mktemp("head") / "head.log"
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
                              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                             "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={tmp}", "--disable-usage-stats"],
+                             "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={tmp}", "--disable-usage-stats",
+                             *(f"--{flag}={p}" for flag, p in fixed.items())],
                             env=env, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{dash}"
     deadline = time.monotonic() + 120
