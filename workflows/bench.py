@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
+#: the gw suite's n: the demo's range up to twice the paper's 1000
+GW_SIZES = (256, 512, 1000, 2000)
 SUITES = ("gw", "measures", "compare", "extract", "demo", "memory", "all")
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
 
@@ -112,8 +114,25 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_pot(sizes: tuple[int, ...], repeats: int = 3) -> list[dict]:
-    """layergw's GW and POT's ``gromov_wasserstein2`` side by side on the same pairs, one thread."""
+#: the bench's pivot cap: high enough that neither solver truncates a step at n = 2000
+BENCH_MAX_ITER_EMD = 10_000_000
+
+
+def relu_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two successive layers of a random ReLU network on Gaussian inputs: the CG takes as
+    many steps on them as on trained layers (5 to 25), unlike two Gaussian clouds."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((n, 16))
+    layers = []
+    for d in (32, 48):
+        h = np.maximum(h @ rng.standard_normal((h.shape[1], d)) / np.sqrt(h.shape[1]), 0.0)
+        layers.append(h)
+    return layers[0], layers[1]
+
+
+def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2) -> list[dict]:
+    """layergw's GW (its default, lean solver) and POT's ``gromov_wasserstein2`` side by side
+    on the same pairs, one thread, the same pivot cap; each row one pair at one n."""
     import ot
     from threadpoolctl import threadpool_limits
 
@@ -121,25 +140,58 @@ def bench_pot(sizes: tuple[int, ...], repeats: int = 3) -> list[dict]:
     from layergw.measures.gw import distance_matrix
 
     rows = []
-    gw = measures.get("gw")
+    gw = measures.get("gw", max_iter_emd=BENCH_MAX_ITER_EMD)
     with threadpool_limits(limits=1):
         for n in sizes:
-            X, Y = _layer(n, 64, 0), _layer(n, 64, 1)
-            gx, gy = gw.prepare(X), gw.prepare(Y)
-            C1, C2 = distance_matrix(X), distance_matrix(Y)
-            p = np.full(n, 1.0 / n)
-            ours, theirs = [], []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                value = gw.compare(gx, gy).value
-                ours.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                ref = float(ot.gromov.gromov_wasserstein2(C1, C2, p, p, "square_loss"))
-                theirs.append(time.perf_counter() - t)
-            rows.append({"n": n, "layergw_s": float(np.median(ours)), "pot_s": float(np.median(theirs)),
-                         "value": value, "pot_value": ref})
-            log.info("gw n=%d layergw %.4fs POT %.4fs", n, rows[-1]["layergw_s"], rows[-1]["pot_s"])
+            for pair in range(pairs):
+                X, Y = relu_pair(n, pair)
+                gx, gy = gw.prepare(X), gw.prepare(Y)
+                C1, C2 = distance_matrix(X), distance_matrix(Y)
+                p = np.full(n, 1.0 / n)
+                ours, theirs = [], []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    got = gw.compare(gx, gy)
+                    ours.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    ref = float(ot.gromov.gromov_wasserstein2(C1, C2, p, p, "square_loss",
+                                                              numItermaxEmd=BENCH_MAX_ITER_EMD))
+                    theirs.append(time.perf_counter() - t)
+                row = {"n": n, "pair": pair, "solver": gw.solver, "layergw_s": float(np.median(ours)),
+                       "pot_s": float(np.median(theirs)), "value": got.value, "pot_value": ref,
+                       "relative_difference": abs(got.value - ref) / abs(ref) if ref else abs(got.value),
+                       "iterations": got.iterations, "converged": got.converged, "repeats": repeats}
+                row["ratio"] = row["pot_s"] / row["layergw_s"]
+                rows.append(row)
+                log.info("gw n=%d pair %d: layergw %.4fs, POT %.4fs (%.2fx), values %.3g apart", n, pair,
+                         row["layergw_s"], row["pot_s"], row["ratio"], row["relative_difference"])
     return rows
+
+
+def gw_markdown(rows: list[dict]) -> str:
+    """One line per n: seconds per pair of each solver (mean over pairs), the ratio of the
+    summed times, the largest relative difference of values and the CG steps."""
+    lines = ["| n | pairs | POT (s/pair) | layergw (s/pair) | POT / layergw | largest relative difference | CG steps |",
+             "|---|---|---|---|---|---|---|"]
+    for n in dict.fromkeys(r["n"] for r in rows):
+        at = [r for r in rows if r["n"] == n]
+        pot_s, ours = sum(r["pot_s"] for r in at), sum(r["layergw_s"] for r in at)
+        steps = ", ".join(str(r["iterations"]) for r in at)
+        lines.append(f"| {n} | {len(at)} | {pot_s / len(at):.3g} | {ours / len(at):.3g} | {pot_s / ours:.2f}x | "
+                     f"{max(r['relative_difference'] for r in at):.1e} | {steps} |")
+    return "\n".join(lines) + "\n"
+
+
+def gw_plot(rows: list[dict], path: str) -> None:
+    """Seconds per pair against n, POT and layergw (mean over pairs)."""
+    from layergw.plots import curves_png
+
+    sizes = list(dict.fromkeys(r["n"] for r in rows))
+    mean = {k: [float(np.mean([r[k] for r in rows if r["n"] == n])) for n in sizes] for k in ("pot_s", "layergw_s")}
+    ratio = sum(r["pot_s"] for r in rows) / sum(r["layergw_s"] for r in rows)
+    curves_png(sizes, {"POT gromov_wasserstein2": mean["pot_s"], f"layergw gw ({rows[0]['solver']})": mean["layergw_s"]},
+               path, title=f"GW per pair, one thread (POT / layergw over all pairs: {ratio:.2f}x)", xlabel="n",
+               ylabel="seconds per pair")
 
 
 def _figure(suite: str, figure: str, value: float, unit: str, better: str) -> dict:
@@ -149,10 +201,14 @@ def _figure(suite: str, figure: str, value: float, unit: str, better: str) -> di
 def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[list[dict], list[dict]]:
     """(detail rows, history figures) of one history suite."""
     if suite == "gw":
-        rows = bench_pot(sizes or (128, 256, 512))
-        figs = [f for r in rows for f in (_figure("gw", f"gw seconds per pair, n={r['n']}", r["layergw_s"], "s", "lower"),
-                                          _figure("gw", f"POT time over layergw's, n={r['n']}", r["pot_s"] / r["layergw_s"],
-                                                  "x", "higher"))]
+        rows = bench_pot(sizes or GW_SIZES)
+        figs = []
+        for n in dict.fromkeys(r["n"] for r in rows):
+            at = [r for r in rows if r["n"] == n]
+            figs += [_figure("gw", f"gw seconds per pair, n={n}", float(np.mean([r["layergw_s"] for r in at])), "s",
+                             "lower"),
+                     _figure("gw", f"POT time over layergw's, n={n}",
+                             sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
         return rows, figs
     if suite == "extract":
         return _bench_extract()
@@ -297,11 +353,18 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
     path = Path(out) / f"{suite}-{stamp}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(_uniform(rows)), path)
+    if suite == "gw":
+        gw_plot(rows, str(path.with_suffix(".png")))
     if markdown:
         Path(markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown).write_text(
-            f"Measured {stamp} on {platform.machine()}, one BLAS thread, d={rows[0]['d']}, "
-            f"median of {rows[0]['repeats']} runs; compare ratios, not absolute times.\n\n" + markdown_table(rows))
+        if suite == "gw":
+            text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, median of {rows[0]['repeats']} "
+                    "runs per pair; compare ratios, not absolute times.\n\n" + gw_markdown(rows))
+        else:
+            text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, d={rows[0]['d']}, "
+                    f"median of {rows[0]['repeats']} runs; compare ratios, not absolute times.\n\n"
+                    + markdown_table(rows))
+        Path(markdown).write_text(text)
     if store and figures:
         from workflows.bench_history import append
 

@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--store", help="also append the figures to this store's benchmark history")
     b.add_argument("--threshold", type=float, default=0.25, help="history: relative change that counts as a regression")
     b.add_argument("--window", type=int, default=5, help="history: previous runs whose median a figure is held to")
-    b.add_argument("--sizes", type=int, nargs="+", help="input counts n (default: gw 64..512, measures 256 1000)")
+    b.add_argument("--sizes", type=int, nargs="+", help="input counts n (default: gw 256 512 1000 2000, measures 256 1000)")
     b.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     b.set_defaults(fn=cmd_bench)
     return p

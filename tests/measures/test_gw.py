@@ -120,13 +120,21 @@ def test_truncated_linear_program_reports_not_converged(X, Y, caplog):
         _, log = ot.gromov.gromov_wasserstein(
             dist(X), dist(Y), ot.unif(n), ot.unif(n), "square_loss", log=True, numItermaxEmd=10
         )
-    m = measures.get("gw", max_iter_emd=10)
+    m = measures.get("gw", max_iter_emd=10, solver="pot")
     with caplog.at_level("WARNING", logger="layergw.measures.gw"), warnings.catch_warnings():
         warnings.simplefilter("error")  # POT's warning is consumed, not passed on
         c = m.compare(m.prepare(X), m.prepare(Y))
     assert c.converged is False
     assert c.value == pytest.approx(float(log["gw_dist"]), rel=1e-12)  # the cap reaches POT
     assert "max_iter_emd=10" in caplog.text
+    caplog.clear()
+    # the lean solver runs the network simplex on the first step it cannot do in closed form
+    # (the second from the product start): the cap binds there, and is reported the same way
+    lean = measures.get("gw", max_iter_emd=10)
+    with caplog.at_level("WARNING", logger="layergw.measures.gw"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        capped = lean.compare(lean.prepare(X), lean.prepare(Y))
+    assert capped.converged is False and "max_iter_emd=10" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="layergw.measures.gw"):
         full = measures.get("gw").compare(m.prepare(X), m.prepare(Y))
@@ -142,10 +150,20 @@ def test_other_pot_warnings_are_passed_on(monkeypatch, X, Y):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ot.gromov, "gromov_wasserstein", noisy)
-    m = measures.get("gw")
+    m = measures.get("gw", solver="pot")
     with pytest.warns(RuntimeWarning, match="something else"):
         c = m.compare(m.prepare(X), m.prepare(Y))
     assert c.converged is True
+    real_emd = ot.lp.emd
+
+    def noisy_emd(*args, **kwargs):
+        warnings.warn("something else from the LP", RuntimeWarning)
+        return real_emd(*args, **kwargs)
+
+    monkeypatch.setattr(ot.lp, "emd", noisy_emd)
+    lean = measures.get("gw")
+    with pytest.warns(RuntimeWarning, match="something else from the LP"):
+        assert lean.compare(lean.prepare(X), lean.prepare(Y)).converged is True
 
 
 # ---- init="best" -----------------------------------------------------------------------
@@ -339,6 +357,7 @@ def test_defaults_are_pots():
         "tol_rel": 1e-9,
         "tol_abs": 1e-9,
         "max_iter_emd": 100000,
+        "solver": "lean",
         "n_random": 0,
         "seed": 0,
         "return_coupling": False,

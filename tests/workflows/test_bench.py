@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,11 +14,17 @@ def test_bench_measures_times_prepare_and_compare_per_size():
 
 
 def test_bench_gw_suite_times_layergw_and_pot_on_the_same_pairs(tmp_path):
-    path = run_bench("gw", str(tmp_path), sizes=(24, 40))
+    path = run_bench("gw", str(tmp_path), sizes=(24, 40), markdown=str(tmp_path / "gw.md"))
     table = pq.read_table(path).to_pandas()
-    assert sorted(table["n"]) == [24, 40]
-    assert {"layergw_s", "pot_s", "timestamp", "machine"} <= set(table.columns)
+    assert sorted(table["n"]) == [24, 24, 40, 40]  # two pairs at each n
+    assert {"layergw_s", "pot_s", "ratio", "solver", "timestamp", "machine"} <= set(table.columns)
+    assert set(table["solver"]) == {"lean"}
     assert (table["value"] - table["pot_value"]).abs().max() < 1e-9 * table["pot_value"].abs().max()
+    assert (table["relative_difference"] < 1e-9).all()
+    lines = (tmp_path / "gw.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| 24") or line.startswith("| 40")] == ["| 24",
+                                                                                                             "| 40"]
+    assert Path(path).with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_suite_names_the_valid_ones(tmp_path):

@@ -1,0 +1,171 @@
+"""The lean conditional gradient against POT's own solver, step for step, and its parts
+against their definitions."""
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import pdist, squareform
+
+from layergw import measures
+from layergw.measures import _gw_cg
+from layergw.measures.gw import random_starts
+
+POT_DEFAULTS = {"max_iter": 10_000, "tol_rel": 1e-9, "tol_abs": 1e-9, "max_iter_emd": 100_000}
+
+
+def relu_layers(n: int, seed: int, widths=(24, 40)) -> tuple[np.ndarray, np.ndarray]:
+    """Distance matrices of two successive layers of a random ReLU network on Gaussian inputs."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((n, 12))
+    out = []
+    for d in widths:
+        h = np.maximum(h @ rng.standard_normal((h.shape[1], d)) / np.sqrt(h.shape[1]), 0.0)
+        out.append(squareform(pdist(h)))
+    return out[0], out[1]
+
+
+def pot(C1, C2, G0=None):
+    n = C1.shape[0]
+    T, log = ot.gromov.gromov_wasserstein(C1, C2, ot.unif(n), ot.unif(n), "square_loss", log=True, G0=G0)
+    return T, log
+
+
+@pytest.mark.parametrize("n,seed", [(12, 0), (40, 1), (90, 2), (200, 3), (200, 4)])
+def test_product_start_runs_pots_iterates(n, seed):
+    C1, C2 = relu_layers(n, seed)
+    T, log = pot(C1, C2)
+    got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)
+    assert len(got.losses) == len(log["loss"])  # the same number of steps
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got.plan, T, rtol=0, atol=1e-12)
+    assert got.truncated == 0
+
+
+@pytest.mark.parametrize("start", ["identity", "involution"])
+def test_permutation_starts_run_pots_iterates(start):
+    C1, C2 = relu_layers(120, 5)
+    n = C1.shape[0]
+    G0 = np.eye(n) / n if start == "identity" else np.eye(n)[random_starts(n, 1, 3)[0]] / n
+    T, log = pot(C1, C2, G0)
+    got = _gw_cg.solve(C1, C2, G0, **POT_DEFAULTS)
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got.plan, T, rtol=0, atol=1e-12)
+
+
+def test_paper_scale_n_1000_equals_pot():
+    C1, C2 = relu_layers(1000, 0, widths=(32, 48))
+    expected = ot.gromov.gromov_wasserstein2(C1, C2, ot.unif(1000), ot.unif(1000), "square_loss")
+    got = measures.get("gw").compare(C1, C2)
+    assert got.value == pytest.approx(float(expected), rel=1e-9, abs=0)
+    assert got.converged
+
+
+@pytest.mark.parametrize("normalize", ["mean", "max"])
+def test_the_measure_with_either_solver_gives_the_same_value(normalize):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((80, 10))
+    Y = np.tanh(X @ rng.standard_normal((10, 30)))
+    lean = measures.get("gw", normalize=normalize, init="best", n_random=2)
+    ref = measures.get("gw", normalize=normalize, init="best", n_random=2, solver="pot")
+    a, b = lean.compare(lean.prepare(X), lean.prepare(Y)), ref.compare(ref.prepare(X), ref.prepare(Y))
+    assert a.value == pytest.approx(b.value, rel=1e-9, abs=0)
+    assert a.spread == pytest.approx(b.spread, rel=1e-6, abs=1e-12)
+    assert (a.iterations, a.converged) == (b.iterations, b.converged)
+
+
+def test_the_closed_form_first_step_is_the_linear_programs_optimum():
+    C1, C2 = relu_layers(150, 8)
+    n = C1.shape[0]
+    w = np.full(n, 1.0 / n)
+    const = ((C1 ** 2) @ w)[:, None] + ((C2 ** 2) @ w)[None, :]
+    gradient = 2.0 * (const - 2.0 * C1 @ np.outer(w, w) @ C2)  # POT's at the product start
+    sigma = _gw_cg._sorted_matching(C1 @ w, C2 @ w)
+    plan = ot.emd(w, w, gradient)
+    assert sigma is not None
+    np.testing.assert_array_equal(sigma, plan.argmax(axis=1))
+
+
+def test_ties_leave_the_first_step_to_the_linear_program():
+    u = np.array([0.3, 0.1, 0.3 + 1e-13, 0.7])
+    assert _gw_cg._sorted_matching(u, np.array([1.0, 2.0, 3.0, 4.0])) is None
+    assert _gw_cg._sorted_matching(np.array([4.0, 2.0, 3.0, 1.0]), u) is None
+    # distinct values: the largest goes with the largest (rearrangement inequality)
+    sigma = _gw_cg._sorted_matching(np.array([4.0, 2.0, 3.0, 1.0]), np.array([10.0, 40.0, 30.0, 20.0]))
+    np.testing.assert_array_equal(sigma, [1, 3, 2, 0])
+
+
+def test_evenly_spaced_points_on_a_circle_still_equal_pot():
+    """Every point of a regular polygon has the same row mean: the first step has ties."""
+    angles = 2 * np.pi * np.arange(16) / 16
+    X = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    Y = np.random.default_rng(0).standard_normal((16, 3))
+    C1, C2 = squareform(pdist(X)), squareform(pdist(Y))
+    assert not _gw_cg.applies(C1, C2, product_start=True)  # left to POT, whose tie-break is the reference
+    assert _gw_cg.applies(C1, C2, product_start=False)
+    _, log = pot(C1, C2)
+    assert measures.get("gw").compare(C1, C2).value == float(log["gw_dist"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_warm_started_assignment_is_the_optimum_whatever_the_potentials(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    P = rng.standard_normal((n, n))
+    row_c, col_c = rng.standard_normal(n), rng.standard_normal(n)
+    M = row_c[:, None] + col_c[None, :] - 4.0 * P
+    _, best = linear_sum_assignment(M)
+    duals = (rng.standard_normal(n) * 10, rng.standard_normal(n) * 10)  # far from optimal
+    sigma, (u, v) = _gw_cg._assignment(P, row_c, col_c, duals)
+    np.testing.assert_array_equal(sigma, best)
+    reduced = M - u[:, None] - v[None, :]
+    np.testing.assert_allclose(reduced[np.arange(n), sigma], 0.0, atol=1e-9)  # tight on the optimum
+
+
+def test_refreshed_potentials_are_feasible_once_the_sweeps_settle():
+    rng = np.random.default_rng(4)
+    n = 30
+    R = rng.random((n, n))
+    _, sigma = linear_sum_assignment(R)
+    old = _gw_cg.SWEEPS
+    try:
+        _gw_cg.SWEEPS = 10 * n  # enough for Bellman-Ford to settle
+        du, dv = _gw_cg._potentials(R, sigma)
+    finally:
+        _gw_cg.SWEEPS = old
+    reduced = R - du[:, None] - dv[None, :]
+    assert reduced.min() >= -1e-12  # dual feasible: a certificate of sigma's optimality
+    np.testing.assert_allclose(reduced[np.arange(n), sigma], 0.0, atol=1e-12)
+
+
+def test_the_plan_product_update_equals_the_full_product():
+    C1, C2 = relu_layers(50, 9)
+    n = C1.shape[0]
+    C2n = C2 / n
+    rng = np.random.default_rng(1)
+    last = rng.permutation(n)
+    sigma = last.copy()
+    sigma[[3, 17]] = sigma[[17, 3]]  # two rows changed: a rank-2 update
+    Q = _gw_cg._plan_product(C1, C2n, last, None, None)
+    updated = _gw_cg._plan_product(C1, C2n, sigma, Q, last)
+    G = np.zeros((n, n))
+    G[np.arange(n), sigma] = 1.0 / n
+    np.testing.assert_allclose(updated, C1 @ G @ C2, rtol=1e-12, atol=1e-12)
+    assert _gw_cg._plan_product(C1, C2n, sigma, updated, sigma) is updated  # nothing changed
+
+
+def test_lean_applies_only_to_equal_n_and_exactly_symmetric_matrices():
+    C1, C2 = relu_layers(20, 0)
+    assert _gw_cg.applies(C1, C2, product_start=True)
+    assert not _gw_cg.applies(C1, C2[:10, :10], product_start=False)
+    skew = C2.copy()
+    skew[0, 1] += 1e-9
+    assert not _gw_cg.applies(C1, skew, product_start=False)
+
+
+def test_unequal_n_runs_pots_solver():
+    C1, C2 = relu_layers(40, 2)
+    got = measures.get("gw").compare(C1, C2[:25, :25])
+    expected = ot.gromov.gromov_wasserstein2(C1, C2[:25, :25], ot.unif(40), ot.unif(25), "square_loss")
+    assert got.value == pytest.approx(float(expected), rel=1e-12)
