@@ -116,6 +116,7 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     ``geoms`` holds side a's geometry in ``job.a.layer_ids`` order, then (for two models)
     side b's in ``job.b.layer_ids`` order.
     """
+    started = time.perf_counter()
     from threadpoolctl import threadpool_limits
 
     from layergw.results import PAIRS, table
@@ -151,8 +152,10 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
                     row["error"] = f"{type(e).__name__}: {e}"
             errors += row["error"] is not None
             rows.append(row)
+    compared = time.perf_counter() - t0
     store.write_table(job.path, table(rows, PAIRS))
-    return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": time.perf_counter() - t0}
+    return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": compared,
+            "task_seconds": time.perf_counter() - started}
 
 
 class GeometryCache:
@@ -189,8 +192,34 @@ class WorkItem:
     also_uses: tuple[tuple[str, str], ...] = ()  # other groups whose geometry it needs (cross tiles)
 
 
+@dataclass
+class Usage:
+    """What the finished tasks report of their time: inside the task (``task_seconds``) and
+    in the comparisons themselves (``compare_seconds``); the rest of a task is its overhead
+    (measure set-up, writing the tile)."""
+
+    tasks: int = 0
+    task_seconds: float = 0.0
+    compare_seconds: float = 0.0
+
+    def add(self, result: Any) -> None:
+        if isinstance(result, dict) and "task_seconds" in result:
+            self.tasks += 1
+            self.task_seconds += float(result["task_seconds"])
+            self.compare_seconds += float(result["seconds"])
+
+    def summary(self, wall_seconds: float, cpus: float) -> dict:
+        """The stage's figures: busy share = task time / (cpus x wall time); overhead share =
+        the part of task time outside the comparisons."""
+        return {"tasks": self.tasks, "task_seconds": round(self.task_seconds, 3),
+                "compare_seconds": round(self.compare_seconds, 3), "wall_seconds": round(wall_seconds, 3),
+                "cpus": cpus,
+                "busy_share": round(self.task_seconds / (cpus * wall_seconds), 4) if wall_seconds > 0 and cpus else None,
+                "overhead_share": round(1 - self.compare_seconds / self.task_seconds, 4) if self.task_seconds else None}
+
+
 def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
-              progress: Callable[[int], None] = lambda n: None) -> list[str]:
+              progress: Callable[[int], None] = lambda n: None, usage: Usage | None = None) -> list[str]:
     """Submit items group by group with at most max_in_flight running, freeing a group's
     geometry once its last item is done; return the failures (after finishing the rest)."""
     items = sorted(items, key=lambda it: (it.group, not it.first))
@@ -209,7 +238,10 @@ def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
         for ref in done:
             it = running.pop(ref)
             try:
-                it.on_done(ray.get(ref))
+                result = ray.get(ref)
+                if usage is not None:
+                    usage.add(result)
+                it.on_done(result)
             except ray.exceptions.RayError as e:
                 cause = getattr(e, "cause", None) or e
                 failures.append(f"{it.label}: {type(cause).__name__}: {cause}")

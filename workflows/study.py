@@ -248,13 +248,17 @@ def write_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> None
         run.write_table(layout.TARGETS, pa.concat_tables([p.select(TARGETS.names).cast(TARGETS) for p in parts]))
 
 
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
 def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | None = None,
               show_progress: bool = True) -> RunResult:
     """Run (or resume) a study; return where its results and report are."""
     from layergw.report import build_report
     from layergw.results import POINTS, table
     from layergw.store import ResultStore
-    from workflows.compare import GeometryCache, run_items
+    from workflows.compare import GeometryCache, Usage, run_items
     from workflows.diagnose import run_diagnose
     from workflows.group import write_agreement
     from workflows.extract import run_extract
@@ -307,11 +311,14 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
                  run.url(layout.PAIRS_DIR))
     max_in_flight = cfg.compare.max_in_flight or 2 * cluster_cpus()
     mark_stage(run, "compare", timings, run_id=run_id, study=cfg.study)
+    usage, t_compare = Usage(), time.perf_counter()
     with _progress_bar(plan.total, plan.done, show_progress) as bar:
         progress = Progress("compare", plan.total, plan.done, "pairs", bar=bar)
-        failures = run_items(plan.items, cache, max_in_flight, progress.update)
+        failures = run_items(plan.items, cache, max_in_flight, progress.update, usage)
     timings["compare"] = time.perf_counter() - t
-    log.info("prepared %d layer geometries, ran %d tasks", cache.prepared, len(plan.items))
+    compare_usage = usage.summary(time.perf_counter() - t_compare, cluster_cpus())
+    log.info("prepared %d layer geometries, ran %d tasks; cores busy %s, task overhead %s", cache.prepared,
+             len(plan.items), _share(compare_usage["busy_share"]), _share(compare_usage["overhead_share"]))
 
     mark_stage(run, "group", timings, run_id=run_id, study=cfg.study)
     t = time.perf_counter()
@@ -346,7 +353,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     status = {"run_id": run_id, "study": cfg.study, "code_version": version, "timings": timings,
               "tiles_total": plan.tiles_total, "tiles_reused": plan.tiles_reused, "pairs_total": plan.total,
               "failures": failures, "groups_left_out": groups_left_out,
-              "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()},
+              "ray": {"cpus": cluster_cpus(), "gpus": cluster_gpus()}, "compare_usage": compare_usage,
               "status": "failed" if failures else "complete", "stage": "done"}
     run.write_json(layout.RUN, status)
     t = time.perf_counter()

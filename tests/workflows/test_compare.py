@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from workflows.compare import make_tiles
+from workflows.compare import Usage, make_tiles
 
 
 @pytest.mark.parametrize("n_layers,size", [(1, 1), (2, 1), (5, 1), (5, 2), (7, 3), (8, 8), (19, 8), (38, 8),
@@ -44,3 +44,15 @@ def test_make_tiles_rejects_non_positive_size(size: int) -> None:
         make_tiles(5, size)
 
 
+
+
+def test_usage_sums_tile_reports_into_busy_and_overhead_shares() -> None:
+    usage = Usage()
+    for task, compared in ((2.0, 1.5), (4.0, 3.5)):
+        usage.add({"path": "t", "pairs": 3, "errors": 0, "seconds": compared, "task_seconds": task})
+    usage.add([{"row": 1}])  # a targets task reports rows, not times: not counted
+    got = usage.summary(wall_seconds=4.0, cpus=2)
+    assert got["tasks"] == 2 and got["task_seconds"] == 6.0 and got["compare_seconds"] == 5.0
+    assert got["busy_share"] == pytest.approx(6.0 / 8.0)
+    assert got["overhead_share"] == pytest.approx(1 - 5.0 / 6.0, abs=1e-4)
+    assert Usage().summary(wall_seconds=1.0, cpus=2)["overhead_share"] is None

@@ -90,6 +90,10 @@ def test_run_result_points_at_the_run_folder(local_run, tiny_layers) -> None:
     status = run.read_json("run.json")
     assert status["status"] == "complete" and status["run_id"] == cfg.resolved_run_id
     assert run.read_json("config.json")["results_hash"] == cfg.results_hash()
+    usage = status["compare_usage"]  # one report per tile task, comparisons inside each task's time
+    assert usage["tasks"] == result.tiles_total and usage["cpus"] == status["ray"]["cpus"]
+    assert 0 < usage["compare_seconds"] <= usage["task_seconds"]
+    assert 0 < usage["busy_share"] <= 1.05 and 0 <= usage["overhead_share"] < 1
 
 
 @pytest.mark.ray
@@ -288,6 +292,7 @@ def test_rerun_skips_every_tile_and_leaves_files_untouched(local_run, tiny_layer
     assert _tile_files(run.local_path()) == before
     _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
     assert run.read_json("run.json")["tiles_reused"] == result.tiles_total
+    assert run.read_json("run.json")["compare_usage"]["tasks"] == 0  # nothing ran
 
 
 @pytest.mark.ray
