@@ -47,8 +47,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: relative gap between sorted neighbours below which the closed-form first step defers to the LP
-TIE_TOL = 1e-9
+#: the smallest swap cost, relative to the cost matrix's largest entry, that the closed-form
+#: first step trusts (double rounding of the entries is ~1e-16 of it)
+TIE_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,11 @@ def applies(C1: np.ndarray, C2: np.ndarray, product_start: bool) -> bool:
     have many optimal vertices too, where the two solvers' choices would part."""
     if not (C1.shape == C2.shape and np.array_equal(C1, C1.T) and np.array_equal(C2, C2.T)):
         return False
-    return not product_start or _sorted_matching(C1.mean(axis=1), C2.mean(axis=1)) is not None
+    if not product_start:
+        return True
+    u, v = C1.mean(axis=1), C2.mean(axis=1)
+    scale = _first_step_scale((C1 ** 2).mean(axis=1), (C2 ** 2).mean(axis=1), u, v)
+    return _sorted_matching(u, v, scale) is not None
 
 
 def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter: int, tol_rel: float,
@@ -95,7 +100,8 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     Q, last = None, None
     for it in range(1, max_iter + 1):
         old = loss
-        sigma = _sorted_matching(u, v) if (it == 1 and u is not None) else None
+        sigma = (_sorted_matching(u, v, _first_step_scale(row_c, col_c, u, v))
+                 if (it == 1 and u is not None) else None)
         if sigma is None:
             if duals is None:
                 sigma, duals, capped = _lp(w, 2.0 * (row_c[:, None] + col_c[None, :]) - 4.0 * P, max_iter_emd)
@@ -146,17 +152,26 @@ def _quad_step(a: float, b: float) -> float:
     return 1.0 if a + b < 0 else 0.0
 
 
-def _sorted_matching(u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
-    """The permutation maximising sum_i u_i v_sigma(i) (both sorted alike), or None when
-    neighbours in either order are within TIE_TOL, so the optimum may not be unique."""
+def _sorted_matching(u: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray | None:
+    """The permutation maximising sum_i u_i v_sigma(i) (both sorted alike), or None when it
+    may not be the unique optimum in floating point.
+
+    Swapping the partners of two samples changes the step's cost (M = 2 constC - 4 u v^T)
+    by 4 (u_i - u_k)(v_sigma(i) - v_sigma(k)), smallest for neighbours in the sorted order;
+    it must stand clear of the rounding of M's entries, whose largest is ``scale``.
+    """
     iu, iv = np.argsort(u, kind="stable"), np.argsort(v, kind="stable")
-    for x, order in ((u, iu), (v, iv)):
-        gaps = np.diff(x[order])
-        if gaps.size and gaps.min() <= TIE_TOL * max(float(np.abs(x).max()), 1e-300):
-            return None
+    swaps = 4.0 * np.diff(u[iu]) * np.diff(v[iv])
+    if swaps.size and not swaps.min() > TIE_TOL * scale:
+        return None
     sigma = np.empty_like(iu)
     sigma[iu] = iv
     return sigma
+
+
+def _first_step_scale(row_c: np.ndarray, col_c: np.ndarray, u: np.ndarray, v: np.ndarray) -> float:
+    """The largest entry of the product start's cost matrix, up to a factor of 2."""
+    return 2.0 * (float(row_c.max()) + float(col_c.max())) + 4.0 * float(np.abs(u).max() * np.abs(v).max())
 
 
 def _lp(w: np.ndarray, M: np.ndarray, max_iter_emd: int):
