@@ -200,7 +200,7 @@ class GromovWasserstein(Measure):
         return super().compare(gx, gy)
 
     def _solve(self, C1: np.ndarray, C2: np.ndarray, G0: np.ndarray | None, start: str) -> Comparison:
-        if self.solver == "lean" and _gw_cg.applies(C1, C2, product_start=G0 is None):
+        if self.solver == "lean" and _gw_cg.applies(C1, C2):
             result = _gw_cg.solve(C1, C2, G0, max_iter=self.max_iter, tol_rel=self.tol_rel,
                                   tol_abs=self.tol_abs, max_iter_emd=self.max_iter_emd)
             return self._outcome(result.losses[-1], result.losses, result.truncated, result.plan,

@@ -105,10 +105,22 @@ def test_evenly_spaced_points_on_a_circle_still_equal_pot():
     X = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     Y = np.random.default_rng(0).standard_normal((16, 3))
     C1, C2 = squareform(pdist(X)), squareform(pdist(Y))
-    assert not _gw_cg.applies(C1, C2, product_start=True)  # left to POT, whose tie-break is the reference
-    assert _gw_cg.applies(C1, C2, product_start=False)
-    _, log = pot(C1, C2)
-    assert measures.get("gw").compare(C1, C2).value == float(log["gw_dist"])
+    w = np.full(16, 1 / 16)
+    scale = _gw_cg._first_step_scale((C1 ** 2) @ w, (C2 ** 2) @ w, C1 @ w, C2 @ w)
+    assert _gw_cg._sorted_matching(C1 @ w, C2 @ w, scale, C1, C2) is None  # every permutation may be optimal
+    T, log = pot(C1, C2)
+    got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)  # POT's own first gradient picks POT's vertex
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got.plan, T, rtol=0, atol=1e-12)
+
+
+def test_the_first_gradient_is_pots_bit_for_bit():
+    C1, C2 = relu_layers(70, 6)
+    n = C1.shape[0]
+    w = np.full(n, 1.0 / n)
+    constC, hC1, hC2 = ot.gromov.init_matrix(C1, C2, w, w, "square_loss")
+    for G in (np.outer(w, w), np.eye(n) / n):
+        np.testing.assert_array_equal(_gw_cg._pot_gradient(C1, C2, G, w), ot.gromov.gwggrad(constC, hC1, hC2, G))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -160,11 +172,11 @@ def test_the_plan_product_update_equals_the_full_product():
 
 def test_lean_applies_only_to_equal_n_and_exactly_symmetric_matrices():
     C1, C2 = relu_layers(20, 0)
-    assert _gw_cg.applies(C1, C2, product_start=True)
-    assert not _gw_cg.applies(C1, C2[:10, :10], product_start=False)
+    assert _gw_cg.applies(C1, C2)
+    assert not _gw_cg.applies(C1, C2[:10, :10])
     skew = C2.copy()
     skew[0, 1] += 1e-9
-    assert not _gw_cg.applies(C1, skew, product_start=False)
+    assert not _gw_cg.applies(C1, skew)
 
 
 def test_unequal_n_runs_pots_solver():
