@@ -375,6 +375,12 @@ def test_ablation_section_reads_the_grid_as_the_papers_tables_and_checks_the_pru
     assert n_png == 1 and "Ablations: m" in page and "Knees (within 0.01 of the full model): prune to 2" in page
     import html as html_lib
 
+    pruning = page[page.index("Pruning"):page.index("Prune plan")]
+    rows = [[html_lib.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", pruning, flags=re.S)]
+    # the kept depth at the grouping's boundary is marked in the table, the others are not
+    assert [r for r in rows if r] == [["4", "0.900 ± 0.014", "", ""], ["2", "0.895 ± 0.014", "0.600 ± 0.014", "gw segment"],
+                                     ["1", "0.400 ± 0.014", "", ""], ["0", "0.100 ± 0.014", "", ""]]
     cells = [html_lib.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", page[page.index("Prune plan"):])]
     assert cells[:7] == ["gw", "segment", "2", ">= 0.890 (within 0.01 of the full model)", "0.895 ± 0.014", "yes",
                          "last 0.600"]

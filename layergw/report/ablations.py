@@ -25,6 +25,12 @@ def _mean_std(mean: float, std: float, count: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}"
 
 
+def _cut_at(marks: dict[str, list[int]], blocks: int) -> str:
+    """The groupings with a boundary after ``blocks`` whole blocks (the cut that keeps or
+    freezes them), or an empty cell."""
+    return ", ".join(name for name, cuts in marks.items() if blocks in cuts)
+
+
 def ablation_sections(store: Any, points: Any, groups: Any, mv: MeasureVariants) -> tuple[list[str], int]:
     """Every model's ablation section and the measure ranking across them; (html parts, PNG count)."""
     if not store.exists(layout.ABLATIONS):
@@ -72,8 +78,9 @@ def _model_section(store: Any, summary: Any, model: str, cuts: dict, mv: Measure
         table = {(int(r.kept_blocks), r.selector): _mean_std(r.mean, r.std, int(r.count)) for r in prune.itertuples()}
         depths = sorted({int(n) for n in prune["kept_blocks"]}, reverse=True)
         out.append("<h3>Pruning (the paper's Table 7): keep N blocks, a fresh classifier, fine-tune</h3>")
-        out.append(html_table(["kept blocks N", *selectors], [[n, *(table.get((n, sel), "") for sel in selectors)]
-                                                             for n in depths], num={0}))
+        out.append(html_table(["kept blocks N", *selectors, "group boundary after block N"],
+                              [[n, *(table.get((n, sel), "") for sel in selectors), _cut_at(marks, n)]
+                               for n in depths], num={0}))
         curves = {sel: [prune[(prune["selector"] == sel) & (prune["kept_blocks"] == n)]["mean"].mean()
                         for n in sorted(depths)] for sel in selectors}
         png = f"ablation-{slug(model)}-prune.png"
@@ -87,9 +94,9 @@ def _model_section(store: Any, summary: Any, model: str, cuts: dict, mv: Measure
     if len(freeze):
         freeze = freeze.sort_values("first_trained_block")
         out.append("<h3>Freezing (the paper's Table 6): blocks before k and the embeddings frozen</h3>")
-        out.append(html_table(["frozen blocks k", "accuracy"], [[int(r.first_trained_block),
-                                                                  _mean_std(r.mean, r.std, int(r.count))]
-                                                                 for r in freeze.itertuples()], num={0}))
+        out.append(html_table(["frozen blocks k", "accuracy", "group boundary after block k"],
+                              [[int(r.first_trained_block), _mean_std(r.mean, r.std, int(r.count)),
+                                _cut_at(marks, int(r.first_trained_block))] for r in freeze.itertuples()], num={0}))
         png = f"ablation-{slug(model)}-freeze.png"
         store.write_bytes(layout.report_file(png), plots.png_bytes(
             plots.curves_png, [int(k) for k in freeze["first_trained_block"]], {"freeze": list(freeze["mean"])},
