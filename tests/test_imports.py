@@ -17,9 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: layer of each top-level part of layergw, lowest first
 LAYERS = [
     {"registry", "points", "inputs", "layout", "results", "store", "data"},
+    {"torchkit"},
     {"measures"},
     {"grouping", "segmentation", "diagnostics", "agreement"},
-    {"torchkit"},
     {"families"},
     {"interventions"},
     {"plots"},

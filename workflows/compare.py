@@ -126,6 +126,7 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     geom_b = geom_a if job.same_model else dict(zip(job.b.layer_ids, geoms[len(job.a.layer_ids):]))
     rows, errors, t0 = [], 0, time.perf_counter()
     with threadpool_limits(limits=1):
+        batched = _compare_batch(m, job.pairs, geom_a, geom_b)
         for i, j in job.pairs:
             row = {
                 "study": job.study, "run_id": job.run_id,
@@ -143,7 +144,7 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
                 row["error"] = "; ".join(failed)
             else:
                 try:
-                    c = m.compare(geom_a[i], geom_b[j])
+                    c = batched[(i, j)] if (i, j) in batched else m.compare(geom_a[i], geom_b[j])
                     row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
                                seconds=float(c.seconds), spread=c.spread)
                     if not np.isfinite(c.value):
@@ -156,6 +157,21 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     store.write_table(job.path, table(rows, PAIRS))
     return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": compared,
             "task_seconds": time.perf_counter() - started}
+
+
+def _compare_batch(m, pairs, geom_a: dict, geom_b: dict) -> dict:
+    """A batched measure's (``compare_many``) Comparisons of a tile's comparable pairs in one
+    call; empty for other measures, or where the batch fails, so each pair is compared (and
+    its error recorded) alone."""
+    if not hasattr(m, "compare_many"):
+        return {}
+    ok = [(i, j) for i, j in pairs if not isinstance(geom_a[i], PrepareFailed) and not isinstance(geom_b[j], PrepareFailed)]
+    try:
+        results = m.compare_many([(geom_a[i], geom_b[j]) for i, j in ok])
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+        log.warning("%s: the batch of %d pairs failed (%s); comparing them one by one", m.name, len(ok), e)
+        return {}
+    return {p: c for p, c in zip(ok, results) if np.isfinite(c.value)}
 
 
 class GeometryCache:

@@ -56,8 +56,9 @@ def make(name: str, params: dict | None = None) -> measures.Measure:
 
 
 def exact_self(m: measures.Measure) -> bool:
-    """gw and agw from the product start find a local optimum, not GW(X, X) = 0."""
-    return not (m.name in ("gw", "agw") and m.params()["init"] == "product")
+    """gw and agw from the product start find a local optimum, not GW(X, X) = 0; entropic GW's
+    plan is blurred, so its GW(X, X) is above 0 too."""
+    return not ((m.name in ("gw", "agw") and m.params()["init"] == "product") or m.name == "gw_batch")
 
 
 @pytest.fixture(scope="module")

@@ -331,6 +331,32 @@ def test_adding_a_measure_reuses_the_run_and_computes_only_its_tiles(local_run, 
     assert set(groups["measure"]) == {"gw", "cka", "rsm"}
 
 
+@pytest.mark.ray
+def test_a_batched_measure_compares_each_tile_in_one_call_with_the_values_of_its_pairs(local_run, tiny_layers,
+                                                                                      study_config, tmp_path) -> None:
+    from layergw import layout, measures
+    from workflows.study import run_study
+
+    cfg, _, _ = local_run
+    store = tmp_path / "store"
+    shutil.copytree(Path(cfg.store), store)
+    params = {"device": "cpu", "max_iter": 50, "sinkhorn_max_iter": 100, "sinkhorn_tol": 1e-6}
+    batch = {"name": "gw_batch", "params": params}
+    new_cfg = study_config({m.id: m.checkpoint for m in cfg.models}, store, measures=["gw", "cka", batch])
+    run_study(new_cfg, show_progress=False)
+    run = _run_store(new_cfg)
+    df = _pairs(run)
+    rows = df[df["measure"] == "gw_batch"]
+    _assert_complete_pairs(df, new_cfg, tiny_layers)
+    m = measures.get("gw_batch", **params)
+    model = new_cfg.models[0].id
+    geoms = {k: m.prepare(run.read_array(layout.rep(model, k))) for k in range(tiny_layers[model])}
+    mine = rows[rows["model_a"] == model]
+    assert len(mine) and mine["error"].isna().all()
+    for r in mine.itertuples():
+        assert r.value == pytest.approx(m.compare(geoms[r.layer_a_index], geoms[r.layer_b_index]).value, rel=1e-9)
+
+
 # -- S3 ------------------------------------------------------------------------------------
 
 
