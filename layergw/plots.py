@@ -127,9 +127,11 @@ def curves_png(
     xlabel: str,
     ylabel: str,
     marks: dict[str, Sequence[float]] | None = None,
+    log_scale: bool = False,
 ) -> None:
     """Write one line per named curve over a shared x (training steps, accuracy, ...); ``marks``
-    draws each named set of x positions as dashed vertical lines (group boundaries, say)."""
+    draws each named set of x positions as dashed vertical lines (group boundaries, say);
+    ``log_scale`` puts both axes on a log scale (times against sizes)."""
     xs = np.asarray(x, dtype=np.float64)
     fig = Figure(figsize=(6.0, 3.6))
     ax = fig.add_subplot(1, 1, 1)
@@ -146,6 +148,9 @@ def curves_png(
         for j, v in enumerate(at):
             ax.axvline(float(v), color=colors(i % 10), linestyle="--", linewidth=1.0, alpha=0.7,
                        label=name if j == 0 else None)
+    if log_scale:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

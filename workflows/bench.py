@@ -191,7 +191,7 @@ def gw_plot(rows: list[dict], path: str) -> None:
     ratio = sum(r["pot_s"] for r in rows) / sum(r["layergw_s"] for r in rows)
     curves_png(sizes, {"POT gromov_wasserstein2": mean["pot_s"], f"layergw gw ({rows[0]['solver']})": mean["layergw_s"]},
                path, title=f"GW per pair, one thread (POT / layergw over all pairs: {ratio:.2f}x)", xlabel="n",
-               ylabel="seconds per pair")
+               ylabel="seconds per pair", log_scale=True)
 
 
 def _figure(suite: str, figure: str, value: float, unit: str, better: str) -> dict:
