@@ -13,6 +13,14 @@ log = logging.getLogger(__name__)
 # One BLAS thread per task (tasks are the parallelism); POT must not pull torch into compare workers.
 TASK_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "POT_BACKEND_DISABLE_PYTORCH": "1"}
+# Hugging Face's per-load reports and progress bars, once per ablation cell and extraction task,
+# drown the study's own progress lines; a value the user set in the environment wins.
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def task_env() -> dict[str, str]:
+    """The environment every Ray task of a study gets."""
+    return {**{k: v for k, v in QUIET_ENV.items() if k not in os.environ}, **TASK_ENV}
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -21,7 +29,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    env = {"env_vars": dict(TASK_ENV)}
+    env = {"env_vars": task_env()}
     if not address and os.environ.get("RAY_ADDRESS"):
         address = "auto"  # a Ray job's driver: join the cluster that runs it
     if address:

@@ -19,3 +19,15 @@ def test_info_lines_are_thinned_per_logger_and_warnings_pass(monkeypatch) -> Non
     assert f.filter(_record("layergw.other", logging.INFO))          # t=6: another logger has its own clock
     assert f.filter(_record("layergw.training", logging.WARNING))    # no clock read: always passes
     assert f.filter(_record("layergw.training", logging.INFO))       # t=31: 30 s on
+
+
+def test_tasks_get_one_blas_thread_and_quiet_hugging_face_unless_the_user_said_otherwise(monkeypatch) -> None:
+    from workflows.runtime import task_env
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    env = task_env()
+    assert env["OMP_NUM_THREADS"] == "1" and env["TRANSFORMERS_VERBOSITY"] == "error"
+    assert env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    assert "TRANSFORMERS_VERBOSITY" not in task_env()  # the user's own setting reaches the workers
