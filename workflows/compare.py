@@ -91,6 +91,16 @@ class PrepareFailed:
     message: str
 
 
+def tile_gpus(measure, requested: float | None, cluster_gpus: float) -> float:
+    """GPUs a tile task of ``measure`` asks for: only batched measures (``compare_many``) use
+    one; ``requested`` (the config's ``compare.batch_num_gpus``) or 1 where the cluster has GPUs."""
+    if not hasattr(measure, "compare_many"):
+        return 0.0
+    if requested is not None:
+        return float(requested)
+    return 1.0 if cluster_gpus > 0 else 0.0
+
+
 def build_measure(name: str, params: dict):
     from layergw import measures
 

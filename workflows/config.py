@@ -180,6 +180,9 @@ class CompareSpec(Strict):
     tile_size: int = Field(16, ge=1, description="layers per tile side; a tile holds up to tile_size^2 pairs")
     max_in_flight: int | None = Field(None, ge=1, description="bound on running tile tasks; default 2 x CPUs")
     cross: list[CrossSpec] = Field(default_factory=list, description="pairs of models compared layer by layer")
+    batch_num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per tile task of a batched measure (gw_batch); default 1 on a cluster with "
+        "GPUs, 0 without; a fraction shares a GPU between tiles")
 
 
 class GroupingSpec(Strict):

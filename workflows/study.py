@@ -118,13 +118,16 @@ def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str) -> Plan:
     """Compare work for every model and measure: one item per tile not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_tiles
+    from workflows.compare import TileJob, WorkItem, build_measure, compare_tile_task, make_tiles, tile_gpus
+    from workflows.runtime import cluster_gpus
 
     plan = Plan()
     for spec in cfg.models:
         man = manifests[spec.id]
         for measure in cfg.measures:
             key = measure.key
+            gpus = tile_gpus(build_measure(measure.name, dict(measure.params)), cfg.compare.batch_num_gpus,
+                             cluster_gpus())
             done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
             for tile in make_tiles(len(man.points), cfg.compare.tile_size):
                 path = layout.tile(spec.id, key, tile.i0, tile.j0)
@@ -138,9 +141,9 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                 job = TileJob(path, tile.pairs, side, side, measure.name, dict(measure.params), man.n, cfg.study,
                               run_id, cfg.results_hash(measure), version)
 
-                def submit(spec=spec, measure=measure, job=job):
+                def submit(spec=spec, measure=measure, job=job, gpus=gpus):
                     geoms = [cache.ref(spec.id, measure, k) for k in job.a.layer_ids]
-                    return compare_tile_task.remote(run, job, *geoms)
+                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, *geoms)
 
                 plan.items.append(WorkItem((spec.id, key), len(tile.pairs), submit, f"{spec.id}/{key} {path}"))
     return plan
@@ -149,7 +152,8 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
 def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
                plan: Plan) -> None:
     """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_cross_tiles
+    from workflows.compare import TileJob, WorkItem, build_measure, compare_tile_task, make_cross_tiles, tile_gpus
+    from workflows.runtime import cluster_gpus
 
     specs = {s.id: s for s in cfg.models}
     for c in cfg.compare.cross:
@@ -165,6 +169,8 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                               f"(n={ma.n} vs n={mb.n}); cross comparisons need the same input set")
         for measure in cfg.measures:
             key = measure.key
+            gpus = tile_gpus(build_measure(measure.name, dict(measure.params)), cfg.compare.batch_num_gpus,
+                             cluster_gpus())
             done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
             for tile in make_cross_tiles(len(ma.points), len(mb.points), cfg.compare.tile_size):
                 path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)
@@ -180,10 +186,10 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                               measure.name, dict(measure.params), ma.n, cfg.study, run_id, cfg.results_hash(measure),
                               version, same_model=False)
 
-                def submit(measure=measure, job=job, c=c):
+                def submit(measure=measure, job=job, c=c, gpus=gpus):
                     geoms = ([cache.ref(c.a, measure, i) for i in job.a.layer_ids]
                              + [cache.ref(c.b, measure, j) for j in job.b.layer_ids])
-                    return compare_tile_task.remote(run, job, *geoms)
+                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, *geoms)
 
                 plan.items.append(WorkItem((c.a, key), len(tile.pairs), submit, f"{c.a} x {c.b}/{key} {path}",
                                            also_uses=((c.b, key),)))

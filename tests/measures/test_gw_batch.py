@@ -114,3 +114,17 @@ def test_asking_for_a_gpu_where_there_is_none_says_so():
     X = network_layers(12, 1, 6)
     with pytest.raises(ValueError, match="sees no GPU"):
         m.compare(m.prepare(X[0]), m.prepare(X[1]))
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_in_float32_the_values_are_the_cpus():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    layers = network_layers(200, 3, 7)
+    cpu, gpu = measures.get("gw_batch", device="cpu"), measures.get("gw_batch", device="cuda", dtype="float32")
+    geoms = [cpu.prepare(X) for X in layers]
+    pairs = [(geoms[i], geoms[j]) for i in range(4) for j in range(i + 1, 4)]
+    np.testing.assert_allclose([c.value for c in gpu.compare_many(pairs)], [c.value for c in cpu.compare_many(pairs)],
+                               rtol=1e-4)

@@ -56,3 +56,14 @@ def test_usage_sums_tile_reports_into_busy_and_overhead_shares() -> None:
     assert got["busy_share"] == pytest.approx(6.0 / 8.0)
     assert got["overhead_share"] == pytest.approx(1 - 5.0 / 6.0, abs=1e-4)
     assert Usage().summary(wall_seconds=1.0, cpus=2)["overhead_share"] is None
+
+
+def test_only_batched_measures_ask_for_a_gpu_and_only_where_there_is_one() -> None:
+    from layergw import measures
+    from workflows.compare import tile_gpus
+
+    batched, exact = measures.get("gw_batch"), measures.get("gw")
+    assert tile_gpus(exact, None, cluster_gpus=8) == 0.0 and tile_gpus(exact, 0.5, cluster_gpus=8) == 0.0
+    assert tile_gpus(batched, None, cluster_gpus=0) == 0.0
+    assert tile_gpus(batched, None, cluster_gpus=2) == 1.0
+    assert tile_gpus(batched, 0.25, cluster_gpus=2) == 0.25  # several tiles share one GPU
