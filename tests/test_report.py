@@ -369,7 +369,8 @@ def test_ablation_section_reads_the_grid_as_the_papers_tables_and_checks_the_pru
     store.write_table("ablations.parquet", pa.Table.from_pylist(rows, schema=results.ABLATIONS))
     points = pd.DataFrame({"model": "m", "layer_index": range(5), "depth": [0.0, 1.0, 2.0, 3.0, 4.0]})
     groups = pd.DataFrame({"model": "m", "measure": "gw", "params": "{}", "method": "segment",
-                           "layer_index": range(5), "boundary": [False, False, True, False, False]})
+                           "layer_index": range(5), "boundary": [False, False, False, True, False]})
+    # the last group starts at the third block's output (depth 3): made by that block, so N = 2 keeps the two before
     html, n_png = ablation_sections(store, points, groups, MeasureVariants([("gw", "{}")]))
     page = "".join(html)
     assert n_png == 1 and "Ablations: m" in page and "Knees (within 0.01 of the full model): prune to 2" in page

@@ -57,7 +57,8 @@ class LoadedModel(Protocol):
 
     def depth(self, point: RepPoint) -> float:
         """Where a point sits in blocks: 0 before the first block, b + 1 at block b's output, and
-        b + 0.5 inside block b. A group starting at a point of depth d keeps floor(d) whole blocks."""
+        b + 0.5 inside block b. A group starting at a point of depth d is removed by keeping the
+        ceil(d) - 1 whole blocks before the block that makes it (``interventions.ablate.blocks_before``)."""
         ...
 
     def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:

@@ -123,14 +123,23 @@ class Cell:
         return a.keep, a.first_trained, a.seed
 
 
+def blocks_before(depth: float) -> int:
+    """The whole blocks before the block that makes a point of this depth: a group that starts
+    there is removed by keeping them. A block's output (depth b + 1) is made by block b, so
+    it keeps b blocks, as a point inside block b (b + 0.5) does; the paper's BERT groups
+    (blocks 9-12 splitting off) give N = 8."""
+    return max(0, int(np.ceil(depth)) - 1)
+
+
 def boundary_cuts(groups: Any, depths: dict[int, float]) -> dict[tuple[str, str, str], list[int]]:
     """For each grouping of one model ((measure, params, method) -> cuts): the whole blocks kept
-    before each group boundary, floor of the boundary point's depth, in depth order."""
+    before each group boundary (``blocks_before`` the depth of the group's first point), in
+    depth order."""
     cuts: dict[tuple[str, str, str], list[int]] = {}
     df = groups.to_pandas() if hasattr(groups, "to_pandas") else groups
     for (measure, params, method), rows in df.groupby(["measure", "params", "method"], dropna=False, sort=False):
         at = rows.loc[rows["boundary"] == True, "layer_index"]  # noqa: E712
-        cuts[(measure, params, method)] = sorted({int(np.floor(depths[int(i)])) for i in at})
+        cuts[(measure, params, method)] = sorted({blocks_before(depths[int(i)]) for i in at})
     return cuts
 
 

@@ -132,6 +132,22 @@ def test_boundary_cuts_keep_the_whole_blocks_before_each_boundary():
     depths = {0: 0.0, 1: 0.5, 2: 1.0, 3: 1.5, 4: 2.0}
     groups = pd.DataFrame({"measure": "gw", "params": "{}", "method": "segment", "layer_index": range(5),
                            "boundary": [False, False, True, False, True]})
-    assert boundary_cuts(groups, depths) == {("gw", "{}", "segment"): [1, 2]}
-    inside = groups.assign(boundary=[False, True, False, True, False])  # boundaries inside blocks round down
+    # a group starting at block 0's output (depth 1) is made by block 0: keep none; at block 1's output, keep 1
+    assert boundary_cuts(groups, depths) == {("gw", "{}", "segment"): [0, 1]}
+    inside = groups.assign(boundary=[False, True, False, True, False])  # inside block b: keep the b before it
     assert boundary_cuts(inside, depths) == {("gw", "{}", "segment"): [0, 1]}
+
+
+def test_the_papers_bert_groups_cut_at_eight_blocks():
+    """Twelve block outputs (depths 1..12), blocks 9-12 splitting off: prune to N = 8 (PAPER.md),
+    and the first group frozen is blocks 1-8."""
+    import pandas as pd
+
+    from layergw.interventions.ablate import blocks_before, boundary_cuts, proposals
+
+    depths = {i: float(i + 1) for i in range(12)}
+    groups = pd.DataFrame({"measure": "gw", "params": "{}", "method": "segment", "layer_index": range(12),
+                           "boundary": [i == 8 for i in range(12)]})
+    cuts = boundary_cuts(groups, depths)[("gw", "{}", "segment")]
+    assert cuts == [8] and proposals(cuts, 12) == {"prune": 8, "freeze": 8}
+    assert [blocks_before(d) for d in (0.0, 0.5, 1.0, 2.5, 3.0)] == [0, 0, 0, 2, 2]
