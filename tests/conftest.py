@@ -52,3 +52,17 @@ def s3_uri(s3_server: str) -> Iterator[str]:
     client = boto3.client("s3", endpoint_url=f"http://{s3_server}", region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
     yield f"s3://{bucket}/prefix?endpoint_override={s3_server}&scheme=http"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``gpu``-marked tests run only where torch sees a CUDA GPU, and say why they skip elsewhere."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="gpu test: torch sees no CUDA GPU on this machine")
+    for item in gpu_tests:
+        item.add_marker(skip)

@@ -44,13 +44,10 @@ non-symmetric matrix) is left to POT by the caller: ``applies`` says which.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 #: the smallest swap cost, relative to the cost matrix's largest entry, that the closed-form
 #: first step trusts (double rounding of the entries is ~1e-16 of it)
@@ -92,26 +89,20 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         P = C1 @ G @ C2
         u = v = None
     loss = float(np.vdot(row_c[:, None] + col_c[None, :] - 2.0 * P, G))
-    losses, truncated, duals = [loss], 0, None
-    Q, last, moved = None, None, None
+    losses, truncated = [loss], 0
+    Q, last, moved = None, None, 0
     for it in range(1, max_iter + 1):
         old = loss
-        sigma = (_sorted_matching(u, v, _first_step_scale(row_c, col_c, u, v), C1, C2)
-                 if (it == 1 and u is not None) else None)
-        if sigma is None and it == 1:
-            # POT's own first gradient, bit for bit: where the LP has several optimal vertices
-            # (ties from symmetric data) the network simplex then picks POT's
-            sigma, duals, capped = _lp(w, _pot_gradient(C1, C2, G, w), max_iter_emd)
-            truncated += capped
-        elif sigma is None:
-            if duals is None or (moved is not None and moved > SIMPLEX_SHARE * n):
-                sigma, duals, capped = _lp(w, 2.0 * (row_c[:, None] + col_c[None, :]) - 4.0 * P, max_iter_emd,
-                                           duals)
-                truncated += capped
-            else:
-                sigma, duals = _assignment(P, 2.0 * row_c, 2.0 * col_c, duals)
-        moved = None if last is None else int(np.count_nonzero(sigma != last))
-        Q = _plan_product(C1, C2n, sigma, Q, last)
+        if it == 1:
+            sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
+        elif duals is None or moved > SIMPLEX_SHARE * n:
+            sigma, duals, capped = _lp(w, 2.0 * (row_c[:, None] + col_c[None, :]) - 4.0 * P, max_iter_emd, duals)
+        else:
+            (sigma, duals), capped = _assignment(P, 2.0 * row_c, 2.0 * col_c, duals), 0
+        truncated += capped
+        changed = np.arange(0) if last is None else np.flatnonzero(sigma != last)
+        moved = changed.size
+        Q = _plan_product(C1, C2n, sigma, Q, last, changed)
         last = sigma
         R = Q - P  # C1 (Gc - G) C2
         on_gc = R[rows, sigma].sum() / n
@@ -143,16 +134,27 @@ REBUILD_SHARE = 0.3
 
 
 def _plan_product(C1: np.ndarray, C2n: np.ndarray, sigma: np.ndarray, Q: np.ndarray | None,
-                  last: np.ndarray | None) -> np.ndarray:
+                  last: np.ndarray | None, changed: np.ndarray) -> np.ndarray:
     """C1 Gc C2 = C1 C2n[sigma]: updated from the previous step's product where few rows of
-    the permutation changed (a rank-d update, d the rows changed), else one product."""
+    the permutation changed (``changed``: a rank-d update, d the rows changed), else one product."""
     if Q is not None:
-        changed = np.flatnonzero(sigma != last)
         if changed.size == 0:
             return Q
         if changed.size <= REBUILD_SHARE * sigma.size:
             return Q + C1[:, changed] @ (C2n[sigma[changed]] - C2n[last[changed]])
     return C1 @ C2n[sigma]
+
+
+def _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd: int):
+    """The first step's vertex, potentials and cap count: from the product start (``u``, ``v``
+    its rank-one factors) the sorted matching where it is unambiguous; otherwise POT's own
+    first gradient, bit for bit, so that where the LP has several optimal vertices (symmetric
+    data) the network simplex picks POT's."""
+    if u is not None:
+        sigma = _sorted_matching(u, v, _first_step_scale(row_c, col_c, u, v), C1, C2)
+        if sigma is not None:
+            return sigma, None, 0
+    return _lp(w, _pot_gradient(C1, C2, G, w), max_iter_emd)
 
 
 def _quad_step(a: float, b: float) -> float:

@@ -162,12 +162,12 @@ def test_the_plan_product_update_equals_the_full_product():
     last = rng.permutation(n)
     sigma = last.copy()
     sigma[[3, 17]] = sigma[[17, 3]]  # two rows changed: a rank-2 update
-    Q = _gw_cg._plan_product(C1, C2n, last, None, None)
-    updated = _gw_cg._plan_product(C1, C2n, sigma, Q, last)
+    Q = _gw_cg._plan_product(C1, C2n, last, None, None, np.arange(0))
+    updated = _gw_cg._plan_product(C1, C2n, sigma, Q, last, np.array([3, 17]))
     G = np.zeros((n, n))
     G[np.arange(n), sigma] = 1.0 / n
     np.testing.assert_allclose(updated, C1 @ G @ C2, rtol=1e-12, atol=1e-12)
-    assert _gw_cg._plan_product(C1, C2n, sigma, updated, sigma) is updated  # nothing changed
+    assert _gw_cg._plan_product(C1, C2n, sigma, updated, sigma, np.arange(0)) is updated  # nothing changed
 
 
 def test_lean_applies_only_to_equal_n_and_exactly_symmetric_matrices():
