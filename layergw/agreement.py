@@ -61,11 +61,12 @@ def agreement(groups: Any, sets: dict[str, list[tuple[str, int]]]) -> tuple[list
                     runs[mid] = one
             if len(runs) < 2 or len({len(r) for r in runs.values()}) != 1:
                 continue
+            aris = []
             for a, b in combinations(runs, 2):
                 ari = seed_ari([runs[a]["group"].astype(int).tolist(), runs[b]["group"].astype(int).tolist()])[0]
+                aris.append(ari)
                 pairs.append({"seed_set": name, "measure": measure, "params": params, "method": method,
                               "model_a": a, "model_b": b, "seed_a": seed_of[a], "seed_b": seed_of[b], "ari": ari})
-            aris = [p["ari"] for p in pairs[-len(list(combinations(runs, 2))):]]
             ks = {m: int(r["k"].iloc[0]) for m, r in runs.items()}
             modal = Counter(ks.values()).most_common(1)[0][0]
             at = [r.loc[r["boundary"] == True, "layer_index"].tolist()  # noqa: E712

@@ -91,14 +91,13 @@ class PrepareFailed:
     message: str
 
 
-def tile_gpus(measure, requested: float | None, cluster_gpus: float) -> float:
-    """GPUs a tile task of ``measure`` asks for: only batched measures (``compare_many``) use
-    one; ``requested`` (the config's ``compare.batch_num_gpus``) or 1 where the cluster has GPUs."""
-    if not hasattr(measure, "compare_many"):
-        return 0.0
-    if requested is not None:
-        return float(requested)
-    return 1.0 if cluster_gpus > 0 else 0.0
+def tile_gpus(specs, requested: float | None, cluster_gpus: float) -> dict[str, float]:
+    """Measure key -> GPUs a tile task of that measure asks for: only batched measures
+    (``compare_many``) use one; ``requested`` (the config's ``compare.batch_num_gpus``) or 1
+    where the cluster has GPUs."""
+    default = float(requested) if requested is not None else (1.0 if cluster_gpus > 0 else 0.0)
+    return {s.key: default if hasattr(build_measure(s.name, dict(s.params)), "compare_many") else 0.0
+            for s in specs}
 
 
 def build_measure(name: str, params: dict):

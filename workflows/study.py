@@ -118,16 +118,16 @@ def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str) -> Plan:
     """Compare work for every model and measure: one item per tile not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, build_measure, compare_tile_task, make_tiles, tile_gpus
+    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
 
     plan = Plan()
+    gpus_of = tile_gpus(cfg.measures, cfg.compare.batch_num_gpus, cluster_gpus())
     for spec in cfg.models:
         man = manifests[spec.id]
         for measure in cfg.measures:
             key = measure.key
-            gpus = tile_gpus(build_measure(measure.name, dict(measure.params)), cfg.compare.batch_num_gpus,
-                             cluster_gpus())
+            gpus = gpus_of[key]
             done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
             for tile in make_tiles(len(man.points), cfg.compare.tile_size):
                 path = layout.tile(spec.id, key, tile.i0, tile.j0)
@@ -152,10 +152,11 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
 def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
                plan: Plan) -> None:
     """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, build_measure, compare_tile_task, make_cross_tiles, tile_gpus
+    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_cross_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
 
     specs = {s.id: s for s in cfg.models}
+    gpus_of = tile_gpus(cfg.measures, cfg.compare.batch_num_gpus, cluster_gpus())
     for c in cfg.compare.cross:
         for mid in (c.a, c.b):
             if mid not in specs:
@@ -169,8 +170,7 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                               f"(n={ma.n} vs n={mb.n}); cross comparisons need the same input set")
         for measure in cfg.measures:
             key = measure.key
-            gpus = tile_gpus(build_measure(measure.name, dict(measure.params)), cfg.compare.batch_num_gpus,
-                             cluster_gpus())
+            gpus = gpus_of[key]
             done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
             for tile in make_cross_tiles(len(ma.points), len(mb.points), cfg.compare.tile_size):
                 path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)

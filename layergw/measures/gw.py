@@ -79,6 +79,22 @@ def distance_matrix(X: np.ndarray) -> np.ndarray:
     return squareform(pdist(X, metric="euclidean"))
 
 
+def geometry(X: np.ndarray, normalize: str) -> np.ndarray:
+    """The (n, n) Euclidean distance matrix of X after ``normalize`` (see GromovWasserstein)."""
+    C = distance_matrix(X)
+    if normalize == "none":
+        return C
+    n = C.shape[0]
+    scale = C.max() if normalize == "max" else C.sum() / (n * (n - 1))
+    if not scale > 0:
+        raise ValueError(
+            f"gw normalize={normalize!r}: the distance matrix is all zeros "
+            f"(all {n} rows of the representation are identical), so it cannot be "
+            "scaled; use normalize='none' or check the representation"
+        )
+    return C / scale
+
+
 @register("gw")
 @dataclass(frozen=True)
 class GromovWasserstein(Measure):
@@ -162,23 +178,11 @@ class GromovWasserstein(Measure):
         return frozenset(claims)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        """The (n, n) Euclidean distance matrix of X after ``normalize``."""
-        C = distance_matrix(X)
-        if self.normalize == "none":
-            return C
-        n = C.shape[0]
-        scale = C.max() if self.normalize == "max" else C.sum() / (n * (n - 1))
-        if not scale > 0:
-            raise ValueError(
-                f"gw normalize={self.normalize!r}: the distance matrix is all zeros "
-                f"(all {n} rows of the representation are identical), so it cannot be "
-                "scaled; use normalize='none' or check the representation"
-            )
-        return C / scale
+        return geometry(X, self.normalize)
 
     def _compare(self, gx: Any, gy: Any) -> Comparison:
-        C1 = _check_geometry(gx, "first")
-        C2 = _check_geometry(gy, "second")
+        C1 = check_geometry(gx, "first")
+        C2 = check_geometry(gy, "second")
         if self.init != "product":
             check_same_n(C1.shape[0], C2.shape[0], ("first geometry", "second geometry"))
         n = C1.shape[0]
@@ -319,11 +323,12 @@ def _cg_stats(losses: list[Any], max_iter: int, tol_rel: float, tol_abs: float) 
     return iterations, bool(relative < tol_rel or delta < tol_abs)
 
 
-def _check_geometry(g: Any, which: str) -> np.ndarray:
+def check_geometry(g: Any, which: str, owner: str = "gw") -> np.ndarray:
+    """``g`` when it is a square (n, n) matrix, as ``prepare`` makes, else a ValueError."""
     if not isinstance(g, np.ndarray) or g.ndim != 2 or g.shape[0] != g.shape[1]:
         shape = getattr(g, "shape", type(g).__name__)
         raise ValueError(
-            f"gw: the {which} geometry must be a square (n, n) distance matrix from "
-            f"GromovWasserstein.prepare, got {shape}"
+            f"{owner}: the {which} geometry must be a square (n, n) distance matrix from "
+            f"prepare, got {shape}"
         )
     return g

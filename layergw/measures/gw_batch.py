@@ -46,7 +46,7 @@ from layergw.measures.base import (
     check_same_n,
     register,
 )
-from layergw.measures.gw import NORMALIZE, GromovWasserstein
+from layergw.measures.gw import NORMALIZE, check_geometry, geometry
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class BatchedEntropicGW(Measure):
         return frozenset(claims)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return GromovWasserstein(normalize=self.normalize)._prepare(X)
+        return geometry(X, self.normalize)
 
     def _compare(self, gx: Any, gy: Any) -> Comparison:
         return self.compare_many([(gx, gy)])[0]
@@ -112,10 +112,8 @@ class BatchedEntropicGW(Measure):
         out: list[Comparison | None] = [None] * len(pairs)
         by_n: dict[int, list[int]] = {}
         for k, (gx, gy) in enumerate(pairs):
-            for g, which in ((gx, "first"), (gy, "second")):
-                if not isinstance(g, np.ndarray) or g.ndim != 2 or g.shape[0] != g.shape[1]:
-                    raise ValueError(f"gw_batch: the {which} geometry of pair {k} must be a square (n, n) distance "
-                                     f"matrix from prepare, got {getattr(g, 'shape', type(g).__name__)}")
+            check_geometry(gx, f"first (pair {k})", "gw_batch")
+            check_geometry(gy, f"second (pair {k})", "gw_batch")
             check_same_n(gx.shape[0], gy.shape[0], ("first geometry", "second geometry"))
             by_n.setdefault(gx.shape[0], []).append(k)
         for n, ks in by_n.items():

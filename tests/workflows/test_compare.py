@@ -59,11 +59,11 @@ def test_usage_sums_tile_reports_into_busy_and_overhead_shares() -> None:
 
 
 def test_only_batched_measures_ask_for_a_gpu_and_only_where_there_is_one() -> None:
-    from layergw import measures
     from workflows.compare import tile_gpus
+    from workflows.config import MeasureSpec
 
-    batched, exact = measures.get("gw_batch"), measures.get("gw")
-    assert tile_gpus(exact, None, cluster_gpus=8) == 0.0 and tile_gpus(exact, 0.5, cluster_gpus=8) == 0.0
-    assert tile_gpus(batched, None, cluster_gpus=0) == 0.0
-    assert tile_gpus(batched, None, cluster_gpus=2) == 1.0
-    assert tile_gpus(batched, 0.25, cluster_gpus=2) == 0.25  # several tiles share one GPU
+    batched, exact = MeasureSpec(name="gw_batch"), MeasureSpec(name="gw")
+    specs = [batched, exact]
+    assert tile_gpus(specs, None, cluster_gpus=8) == {batched.key: 1.0, exact.key: 0.0}
+    assert tile_gpus(specs, 0.5, cluster_gpus=8) == {batched.key: 0.5, exact.key: 0.0}  # several tiles share one
+    assert tile_gpus(specs, None, cluster_gpus=0) == {batched.key: 0.0, exact.key: 0.0}
