@@ -1,6 +1,7 @@
 """Ablation stage: the pruning and freezing grid of each listed model, one Ray task per cell.
 
-For each ``ablate`` entry the grid holds the full model, depth 0, every group boundary of
+For each ``ablate`` entry the grid holds the checkpoint as trained (measured, not trained: the
+reference the full model's cell is checked against), the full model, depth 0, every group boundary of
 every measure's groupings (the whole blocks before it) and the configured depths; pruning
 takes each selector at each depth. Cells that train the same network (pruning to every block
 is freezing at k = 0; a selector may pick the first N blocks) run as one task. A cell's rows are written to one file when it finishes
@@ -79,6 +80,22 @@ def cell_task(store, spec: ModelSpec, cells: list, params: dict, n_blocks: int) 
     return n
 
 
+@ray.remote(num_cpus=1)
+def reference_task(store, spec: ModelSpec, params: dict, n_blocks: int) -> int:
+    """Measure the checkpoint as trained, as the cells are, and write its rows (none where the
+    family cannot); return how many."""
+    from layergw.interventions.ablate import REFERENCE, reference_rows
+    from layergw.results import ABLATIONS, table
+    from layergw.torchkit.device import resolve_device
+
+    with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
+        family, model = _load(store, spec, Path(tmp))
+    rows = reference_rows(spec.id, family.reference(model, params, resolve_device("auto")), n_blocks,
+                          spec.checkpoint)
+    store.write_table(layout.ablation_cell(spec.id, REFERENCE), table(rows, ABLATIONS))
+    return len(rows)
+
+
 def plan_model(entry: AblateSpec, where: str, manifest: Manifest, groups, stats: dict | None) -> list:
     """The cells of one ``ablate`` entry."""
     import numpy as np
@@ -105,7 +122,7 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
     Returns the failures (the finished cells are stored)."""
     import pyarrow as pa
 
-    from layergw.interventions.ablate import STATE_SELECTORS
+    from layergw.interventions.ablate import REFERENCE, STATE_SELECTORS
     from layergw.results import ABLATIONS
     from workflows.compare import WorkItem, run_items
 
@@ -129,6 +146,15 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
                 raise ConfigError(f"{where}: selectors {', '.join(STATE_SELECTORS)}: {cause}") from None
         gpus = entry.num_gpus if entry.num_gpus is not None else num_gpus
         task = cell_task.options(num_gpus=gpus) if gpus else cell_task
+        ref = layout.ablation_cell(entry.model, REFERENCE)
+        if ref not in paths:
+            paths.append(ref)
+            if not run.exists(ref):
+                measure = reference_task.options(num_gpus=gpus) if gpus else reference_task
+                items.append(WorkItem((entry.model, "ablate"), 1,
+                                      lambda spec=spec, entry=entry, n=manifest.n_blocks, measure=measure:
+                                      measure.remote(run, spec, entry.params, n),
+                                      f"the checkpoint of {entry.model} as trained"))
         same: dict[tuple, list] = {}
         for cell in plan_model(entry, where, manifest, groups, stats):
             path = layout.ablation_cell(entry.model, cell.name)
@@ -145,7 +171,8 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
     from workflows.progress import Progress
 
     todo = sum(it.size for it in items)
-    log.info("ablations: %d cells to run train %d distinct networks", todo, len(items))
+    log.info("ablations: %d cells to run in %d tasks (cells that train the same network share one)", todo,
+             len(items))
     progress = Progress("ablate", len(paths), len(paths) - todo, "cells")
     failures = run_items(items, _NoCache(), max(1, len(items)), progress.update)
     parts = [run.read_table(p) for p in paths if run.exists(p)]

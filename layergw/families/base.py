@@ -134,7 +134,9 @@ class Family:
     #: training recipe name -> (dotted "module:function", what it trains); the first is the default
     recipes: dict[str, tuple[str, str]] = {}
     #: "module:function" that prunes or freezes a loaded model and fine-tunes it:
-    #: ``ablate(model, ablation, params, device) -> Metrics``; None: the family cannot
+    #: ``ablate(model, ablation, params, device) -> Metrics``; None: the family cannot. The
+    #: module may also define ``reference(model, params, device) -> Metrics | None``: the
+    #: checkpoint as trained, measured as the cells are (None: it has no head for the task)
     ablation: str | None = None
 
     def load(self, checkpoint: str, **params: Any) -> LoadedModel:  # pragma: no cover - abstract
@@ -178,6 +180,17 @@ class Family:
         module, _, attr = self.ablation.partition(":")
         ablation.check(model.n_blocks, f"{self.name} ablation")
         return getattr(importlib.import_module(module), attr)(model, ablation, params, device)
+
+    def reference(self, model: LoadedModel, params: dict, device: str) -> Metrics | None:
+        """The unmodified checkpoint measured as the ablation cells are, so a grid can check that
+        keeping every block gives the checkpoint's accuracy; None where the family's ablation
+        module has no ``reference`` or the checkpoint has no head for the task."""
+        if self.ablation is None:
+            raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
+        import importlib
+
+        measure = getattr(importlib.import_module(self.ablation.partition(":")[0]), "reference", None)
+        return None if measure is None else measure(model, params, device)
 
     def recipe(self, name: str | None) -> Recipe:
         """The function of a training recipe (imports the trainer, and with it torch)."""

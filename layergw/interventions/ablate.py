@@ -165,16 +165,36 @@ def plan_cells(n_blocks: int, ablations: Sequence[str], depths: Sequence[int], s
     return cells
 
 
+#: the ``ablation`` (and ``selector``) of the row measuring the checkpoint as trained
+REFERENCE = "checkpoint"
+
+
+def _metric_rows(base: dict, metrics: Metrics) -> list[dict]:
+    values = {"accuracy": metrics.accuracy, "train_accuracy": metrics.train_accuracy, "f1": metrics.f1,
+              "loss": metrics.loss}
+    base = {**base, "split": metrics.split, "n_train": metrics.extra.get("n_train"), "epochs": metrics.step,
+            "seconds": metrics.extra.get("seconds")}
+    return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if v is not None]
+
+
 def cell_rows(model: str, cell: Cell, metrics: Metrics, n_blocks: int, checkpoint: str) -> list[dict]:
     """ABLATIONS rows of one finished cell: one per metric the fine-tuned model has."""
     a = cell.ablation
-    base = {"model": model, "ablation": a.kind, "kept_blocks": len(a.keep), "first_trained_block": a.first_trained,
-            "selector": cell.selector, "keep": json.dumps(list(a.keep)), "seed": a.seed, "n_blocks": n_blocks,
-            "split": metrics.split, "n_train": metrics.extra.get("n_train"), "epochs": metrics.step,
-            "seconds": metrics.extra.get("seconds"), "checkpoint": checkpoint}
-    values = {"accuracy": metrics.accuracy, "train_accuracy": metrics.train_accuracy, "f1": metrics.f1,
-              "loss": metrics.loss}
-    return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if v is not None]
+    return _metric_rows({"model": model, "ablation": a.kind, "kept_blocks": len(a.keep),
+                         "first_trained_block": a.first_trained, "selector": cell.selector,
+                         "keep": json.dumps(list(a.keep)), "seed": a.seed, "n_blocks": n_blocks,
+                         "checkpoint": checkpoint}, metrics)
+
+
+def reference_rows(model: str, metrics: Metrics | None, n_blocks: int, checkpoint: str) -> list[dict]:
+    """ABLATIONS rows of the checkpoint as trained (every block kept, none trained, no epochs);
+    none when the family cannot measure it."""
+    if metrics is None:
+        return []
+    return _metric_rows({"model": model, "ablation": REFERENCE, "kept_blocks": n_blocks,
+                         "first_trained_block": n_blocks, "selector": REFERENCE,
+                         "keep": json.dumps(list(range(n_blocks))), "seed": 0, "n_blocks": n_blocks,
+                         "checkpoint": checkpoint}, metrics)
 
 
 # -- reading the grid: knees, each measure's proposed cuts, the prune plan ----------------------
@@ -207,6 +227,23 @@ def knees(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict[str, i
     if len(freeze) and 0 in freeze.index:
         out["freeze"] = int(max(k for k, a in freeze.items() if a >= freeze[0] - tolerance))
     return out
+
+
+def full_check(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict | None:
+    """Whether keeping every block (N = L, fine-tuned like every cell) gives the checkpoint's own
+    accuracy: it holds when they differ by at most the seed spread (standard deviation) or
+    ``tolerance``, whichever is larger. None without both rows. A gain means the ablation
+    recipe trains the model further than its checkpoint was; knees are read against N = L."""
+    s = summary[summary["model"] == model]
+    ref = s[s["ablation"] == REFERENCE]
+    full = s[(s["ablation"] == "prune") & (s["selector"] == "first") & (s["kept_blocks"] == s["n_blocks"])]
+    if not len(ref) or not len(full):
+        return None
+    checkpoint, r = float(ref["mean"].iloc[0]), full.iloc[0]
+    difference = float(r["mean"]) - checkpoint
+    return {"model": model, "checkpoint": checkpoint, "full": float(r["mean"]), "spread": float(r["std"]),
+            "seeds": int(r["count"]), "difference": difference,
+            "holds": abs(difference) <= max(float(r["std"]), tolerance)}
 
 
 def proposals(cuts: Sequence[int], n_blocks: int) -> dict[str, int]:

@@ -12,6 +12,7 @@ from layergw.interventions.ablate import (
     TOLERANCE,
     accuracy_summary,
     boundary_cuts,
+    full_check,
     knees,
     measure_ranking,
     proposals,
@@ -70,6 +71,16 @@ def _model_section(store: Any, summary: Any, model: str, cuts: dict, mv: Measure
            f'<p class="muted">{n_blocks} blocks; held-out accuracy, mean ± standard deviation over seeds. '
            f'Knees (within {TOLERANCE} of the full model): prune to {knee["prune"]}, freeze up to '
            f'{knee["freeze"]}.</p>']
+    check = full_check(summary, model)
+    if check is not None:
+        verdict = (f"within {max(check['spread'], TOLERANCE):.3f} (the seed spread or {TOLERANCE}): the grid "
+                   f"reproduces the checkpoint" if check["holds"] else
+                   f"more than the seed spread and {TOLERANCE}: the ablation recipe "
+                   f"{'trains the model further than its checkpoint was' if check['difference'] > 0 else 'loses accuracy the checkpoint had'}"
+                   f", so the knees are read against N = {n_blocks}")
+        out.append(f'<p>The checkpoint as trained: {check["checkpoint"]:.3f}. Every block kept and fine-tuned '
+                   f'(N = {n_blocks}): {_mean_std(check["full"], check["spread"], check["seeds"])}, '
+                   f'{check["difference"]:+.3f}, {verdict}.</p>')
     marks = {f"{mv.label(m, p)} {method}": cs for (m, p, method), cs in cuts.items() if cs}
     n_png = 0
     prune = s[s["ablation"] == "prune"]

@@ -151,3 +151,37 @@ def test_the_papers_bert_groups_cut_at_eight_blocks():
     cuts = boundary_cuts(groups, depths)[("gw", "{}", "segment")]
     assert cuts == [8] and proposals(cuts, 12) == {"prune": 8, "freeze": 8}
     assert [blocks_before(d) for d in (0.0, 0.5, 1.0, 2.5, 3.0)] == [0, 0, 0, 2, 2]
+
+
+def test_the_full_model_is_checked_against_the_checkpoint_within_the_seed_spread_or_tolerance():
+    import pandas as pd
+
+    from layergw.interventions.ablate import REFERENCE, TOLERANCE, accuracy_summary, full_check, knees
+
+    def with_checkpoint(acc: float, spread: float) -> pd.DataFrame:
+        grid = grid_table(PRUNE, FREEZE, spread=spread)
+        ref = {"model": "m", "ablation": REFERENCE, "kept_blocks": 4, "first_trained_block": 4,
+               "selector": REFERENCE, "n_blocks": 4, "seed": 0, "metric": "accuracy", "value": acc}
+        return pd.concat([grid, pd.DataFrame([ref])], ignore_index=True)
+
+    s = accuracy_summary(with_checkpoint(0.995, 0.0))
+    assert knees(s, "m") == {"prune": 3, "freeze": 1}  # the checkpoint row is not a grid cell
+    check = full_check(s, "m")
+    assert check["difference"] == pytest.approx(0.005) and check["holds"]  # within the tolerance
+    far = full_check(accuracy_summary(with_checkpoint(0.95, 0.0)), "m")
+    assert far["difference"] == pytest.approx(0.05) and not far["holds"]
+    # a spread wider than the tolerance widens what counts as the same: std of +-0.04 is 0.057
+    wide = full_check(accuracy_summary(with_checkpoint(0.95, 0.04)), "m")
+    assert wide["spread"] > 0.05 > TOLERANCE and wide["holds"]
+    assert full_check(accuracy_summary(grid_table(PRUNE, FREEZE)), "m") is None  # no checkpoint row
+
+
+def test_reference_rows_are_the_unmodified_checkpoint_or_none():
+    from layergw.families.base import Metrics
+    from layergw.interventions.ablate import REFERENCE, reference_rows
+
+    rows = reference_rows("m", Metrics(step=0, accuracy=0.9, loss=0.3, split="validation"), 3, "builtin:x")
+    assert {(r["metric"], r["value"]) for r in rows} == {("accuracy", 0.9), ("loss", 0.3)}
+    assert all(r["ablation"] == REFERENCE and r["kept_blocks"] == 3 and r["keep"] == "[0, 1, 2]"
+               and r["epochs"] == 0 for r in rows)
+    assert reference_rows("m", None, 3, "builtin:x") == []

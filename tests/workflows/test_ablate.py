@@ -2,6 +2,7 @@
 study resumes with only the missing ones, and bad grids fail naming what is wrong."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -43,6 +44,7 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     assert not table.duplicated(CELL).any()
     acc = table[table["metric"] == "accuracy"]
     prune = acc[acc["ablation"] == "prune"]
+    assert set(acc["ablation"]) == {"prune", "freeze", "checkpoint"}
     assert sorted(set(prune["kept_blocks"])) == [0, 1, 2] and set(acc["seed"]) == {0, 1}
     assert set(prune[prune["kept_blocks"] == 1]["selector"]) == set(SELECTORS)  # baselines where they differ
     assert set(prune[prune["kept_blocks"] != 1]["selector"]) == {"first"}
@@ -54,8 +56,14 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     assert whole.sort_index().tolist() == k0.sort_index().tolist()
     assert table.groupby("seed")["seconds"].nunique().max() < acc.groupby("seed").size().max()
     assert (root / "ablations" / "tiny_fmod3" / "blocks.json").exists()
+    # the checkpoint as trained, once, scored as its training scored it
+    ref = acc[acc["ablation"] == "checkpoint"]
+    record = json.loads(Path(tiny_checkpoints["tiny_fmod3"] + ".json").read_text())
+    assert len(ref) == 1 and ref["epochs"].iloc[0] == 0
+    assert ref["value"].iloc[0] == pytest.approx(record["final_val_acc"], abs=1e-6)
     page = (root / "report" / "index.html").read_text()
     assert "Ablations: tiny_fmod3" in page and "Which measure predicts the ablations" in page
+    assert "The checkpoint as trained" in page
 
     before = _cells(root)
     gone = sorted(before)[:3]
@@ -113,7 +121,8 @@ def test_a_study_killed_in_the_ablation_stage_resumes_with_the_missing_cells(stu
         assert {n: after[n] for n in finished} == finished  # finished cells were not run again
         table = pq.read_table(root / "ablations.parquet").to_pandas()
         acc = table[table["metric"] == "accuracy"]
-        assert len(acc) == 30 and not table.duplicated(CELL).any()  # (3 + 4 + 3 cells) x 3 seeds, once each
+        # (3 + 4 + 3 cells) x 3 seeds and the checkpoint, once each
+        assert len(acc) == 31 and not table.duplicated(CELL).any()
     finally:
         for p in procs:
             if p.poll() is None:

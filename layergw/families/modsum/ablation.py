@@ -81,24 +81,44 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
     return float(loss.item())
 
 
+def _scores(net: ModSumTransformer, model: ModSumModel, device: str) -> tuple[float, float, float]:
+    """Validation accuracy, training accuracy and validation loss of ``net``'s first head on
+    the final target."""
+    data = model.data
+    x = torch.as_tensor(data.inputs, device=device)
+    y = torch.as_tensor(data.targets[:, -1], device=device)
+    tr = torch.as_tensor(data.train_idx, device=device)
+    va = torch.as_tensor(data.val_idx, device=device)
+    net.eval()
+    with torch.no_grad():
+        logits = net(x)[0]
+        pred = logits.argmax(-1)
+        val_loss = float(nn.functional.cross_entropy(logits[va].double(), y[va]))
+    return float((pred[va] == y[va]).float().mean()), float((pred[tr] == y[tr]).float().mean()), val_loss
+
+
+def reference(model: ModSumModel, params: dict, device: str) -> Metrics | None:
+    """The checkpoint as trained, measured as the cells are (validation split, final target);
+    None when its head is not the final target's (a layer-wise checkpoint stopped early)."""
+    net = model.model
+    if not model.record.get("complete", True) or tuple(net.cfg.head_sizes[:1]) != (model.data.moduli[-1],):
+        return None
+    t0 = time.perf_counter()
+    accuracy, train_accuracy, loss = _scores(net.to(device), model, device)
+    return Metrics(step=0, accuracy=accuracy, train_accuracy=train_accuracy, loss=loss, split="validation",
+                   extra={"seconds": time.perf_counter() - t0, "n_train": len(model.data.train_idx)})
+
+
 def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str) -> Metrics:
     """Fine-tune one ablation cell and measure it on the checkpoint's validation split."""
     spec = spec_from_params(ModSumAblationSpec, params, "modsum ablation")
     t0 = time.perf_counter()
     net = ablated_model(model, ablation).to(device)
     train_loss = fine_tune(net, model, spec, device)
-    data = model.data
-    x = torch.as_tensor(data.inputs, device=device)
-    y = torch.as_tensor(data.targets[:, -1], device=device)
-    tr = torch.as_tensor(data.train_idx, device=device)
-    va = torch.as_tensor(data.val_idx, device=device)
     trainable = [p for p in net.parameters() if p.requires_grad]
-    net.eval()
-    with torch.no_grad():
-        logits = net(x)[0]
-        pred = logits.argmax(-1)
-        val_loss = float(nn.functional.cross_entropy(logits[va].double(), y[va]))
-    return Metrics(step=spec.head_epochs + spec.epochs, accuracy=float((pred[va] == y[va]).float().mean()),
-                   train_accuracy=float((pred[tr] == y[tr]).float().mean()), loss=val_loss, split="validation",
+    accuracy, train_accuracy, val_loss = _scores(net, model, device)
+    data = model.data
+    return Metrics(step=spec.head_epochs + spec.epochs, accuracy=accuracy,
+                   train_accuracy=train_accuracy, loss=val_loss, split="validation",
                    extra={"train_loss": train_loss, "seconds": time.perf_counter() - t0, "n_train": len(data.train_idx),
                           "trainable_parameters": sum(p.numel() for p in trainable)})

@@ -60,16 +60,33 @@ def ablated_model(model: ResNet9Model, ablation: Ablation) -> TruncatedResNet9:
     return net
 
 
+def _spec(model: ResNet9Model, params: dict, seed: int, device: str) -> ImageTrainSpec:
+    """The checkpoint's training spec with ``params`` over it, as a cell trains and measures."""
+    trained = model.record.get("spec") or {}
+    spec = ImageTrainSpec.from_dict(trained) if trained else ImageTrainSpec()
+    overrides = spec_from_params(ImageTrainSpec, {**trained, **params}, "resnet9 ablation")
+    return replace(overrides, seed=seed, model_id=f"{spec.model_id}-ablation", device=device)
+
+
+def reference(model: ResNet9Model, params: dict, device: str) -> Metrics:
+    """The checkpoint as trained, measured as the cells are (the test split of its data)."""
+    from layergw.families.resnet9.training import evaluate, load_split
+
+    t0 = time.perf_counter()
+    spec = _spec(model, params, 0, device)
+    test = load_split(spec, "test")
+    return Metrics(step=0, accuracy=evaluate(model.model.to(device), test, device=device),
+                   split="test",
+                   extra={"seconds": time.perf_counter() - t0})
+
+
 def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str) -> Metrics:
     """Fine-tune one ablation cell with the checkpoint's recipe (``params`` override its
     fields, e.g. ``epochs``) and measure it on the test split."""
     from layergw.families.resnet9.training import evaluate, load_split, train_loop
 
     t0 = time.perf_counter()
-    trained = model.record.get("spec") or {}
-    spec = ImageTrainSpec.from_dict(trained) if trained else ImageTrainSpec()
-    overrides = spec_from_params(ImageTrainSpec, {**trained, **params}, "resnet9 ablation")
-    spec = replace(overrides, seed=ablation.seed, model_id=f"{spec.model_id}-ablation", device=device)
+    spec = _spec(model, params, ablation.seed, device)
     net = ablated_model(model, ablation)
     train, test = load_split(spec, "train"), load_split(spec, "test")
     if spec.max_train is not None:

@@ -104,3 +104,20 @@ def test_the_fresh_head_is_fitted_alone_before_the_blocks_move(useful_then_usele
 def test_an_ablation_budget_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="head_epochs >= 0"):
         ModSumAblationSpec(head_epochs=-1)
+
+
+@pytest.mark.parametrize("builtin", ["model_E", "model_L"])
+def test_the_reference_is_the_accuracy_training_recorded(builtin):
+    """The checkpoint as trained, measured as a cell is, equals what its own training measured
+    on the same validation split at its last epoch."""
+    model = families.get("modsum").load(f"builtin:{builtin}")
+    ref = families.get("modsum").reference(model, {}, "cpu")
+    assert ref.accuracy == pytest.approx(model.record["final_val_acc"], abs=1e-6)
+    assert ref.train_accuracy == pytest.approx(model.record["final_train_acc"], abs=1e-6)
+    assert ref.step == 0 and ref.split == "validation"
+
+
+def test_a_checkpoint_without_the_final_targets_head_has_no_reference(useful_then_useless):
+    m = useful_then_useless
+    phase_one = ModSumModel(m.model, {**m.record, "complete": False}, m.data)
+    assert families.get("modsum").reference(phase_one, {}, "cpu") is None

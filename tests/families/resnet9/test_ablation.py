@@ -47,3 +47,16 @@ def test_widths_must_chain_and_freezing_turns_off_the_early_units(model):
 def test_a_cell_trains_and_reports_on_the_test_split(model):
     m = ablate(model, Ablation("prune", (0, 1)), {"epochs": 1, "max_train": 64, "batch_size": 32}, "cpu")
     assert m.split == "test" and m.step == 1 and 0.0 <= m.accuracy <= 1.0 and m.extra["n_train"] == 64
+
+
+def test_the_reference_scores_the_unmodified_network_on_the_test_split(model):
+    from layergw.families.resnet9.training import evaluate, load_split
+    from layergw.families.resnet9.ablation import _spec
+
+    ref = families.get("resnet9").reference(model, {}, "cpu")
+    ablated = ablated_model(model, Ablation("prune", tuple(range(8))))
+    with torch.no_grad():
+        ablated.head.weight.copy_(model.model.layers[8].weight)
+    test = load_split(_spec(model, {}, 0, "cpu"), "test")
+    # the whole network with its own head is the checkpoint, scored as the cells are
+    assert ref.accuracy == pytest.approx(evaluate(ablated, test)) and ref.split == "test" and ref.step == 0
