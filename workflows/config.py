@@ -23,6 +23,20 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message says where and why."""
 
 
+def plain_name(value: str, what: str, forbidden: str = "") -> str:
+    """``value`` if it can name one folder or file inside a run (study, run id, model id, job
+    id, checkpoint label): not empty, not ``.`` or ``..``, no path separator or ``forbidden``
+    character, not starting with ``~``; refused here, before Ray starts, rather than by the
+    store inside a task."""
+    refused = "/" + "\\" + forbidden
+    bad = sorted({c for c in value if c in refused})
+    if not value or value in (".", "..") or value.startswith("~") or bad or value != value.strip():
+        listed = " ".join(repr(c) for c in refused)
+        raise ValueError(f"{what} must name one folder inside the run: not empty, not '.' or '..', none of "
+                         f"{listed}, not starting with '~' or a space; got {value!r}")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,8 +60,21 @@ class ModelSpec(Strict):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not v or any(c in v for c in "/\\ =?#"):
-            raise ValueError(f"model id must be non-empty without '/', '\\\\', spaces, '=', '?' or '#', got {v!r}")
+        return plain_name(v, "model id", " =?#")
+
+    @field_validator("checkpoint_label")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        return plain_name(v, "checkpoint_label", " =?#*")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint(cls, v: str) -> str:
+        if v.startswith("train:"):
+            job, _, label = v[len("train:"):].partition("/")
+            plain_name(job, f"the train job of checkpoint {v!r}", " =?#*@:")
+            if label and label != "*":
+                plain_name(label, f"the checkpoint label of {v!r} (a label or *)", " =?#*")
         return v
 
 
@@ -128,9 +155,7 @@ class TrainJob(Strict):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not v or any(c in v for c in "/\\ =?#*@:"):
-            raise ValueError(f"train job id must be non-empty without '/', spaces, '=', '?', '#', '*', '@' or ':', got {v!r}")
-        return v
+        return plain_name(v, "train job id", " =?#*@:")
 
 
 class SkipSpec(Strict):
@@ -262,6 +287,16 @@ class StudyConfig(Strict):
     @classmethod
     def _measures(cls, v: Any) -> Any:
         return _dedupe_measures(v)
+
+    @field_validator("study")
+    @classmethod
+    def _study(cls, v: str) -> str:
+        return plain_name(v, "study", " =?#")
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, v: str | None) -> str | None:
+        return None if v is None else plain_name(v, "run_id", " =?#")
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":

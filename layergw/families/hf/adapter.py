@@ -64,6 +64,8 @@ def load(checkpoint: str, *, data: dict | None = None, max_length: int = 256, po
     for name, value in (("max_length", max_length), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise HFLoadError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(trust_remote_code, bool):
+        raise HFLoadError(f"trust_remote_code must be true or false, got {trust_remote_code!r}")
     text = text_from_params(DEFAULT_DATA if data is None else data, "data")
     path = resolve(checkpoint)
     model, tokenizer = _load_model(checkpoint, path, trust_remote_code)
@@ -79,6 +81,12 @@ def _load_model(checkpoint: str, path: str, trust_remote_code: bool) -> tuple[nn
 
     local = Path(path).exists()
     hint = "point checkpoint at a local model folder (the output of save_pretrained) or use builtin:minilm"
+    if local and _ships_code(Path(path)):
+        if not trust_remote_code:
+            raise HFLoadError(f"Hugging Face model {checkpoint!r} ships its own Python code (auto_map in its "
+                              f"config.json), which layergw runs only when the study sets "
+                              f"models[].params.trust_remote_code: true (recorded in the run's config.json)")
+        log.warning("model %s: running the Python code it ships (trust_remote_code: true)", checkpoint)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if not local and not hub_offline_env() and not hub_reachable():
         kwargs["local_files_only"] = True  # a cached copy still loads; nothing waits on the network
@@ -98,6 +106,21 @@ def _load_model(checkpoint: str, path: str, trust_remote_code: bool) -> tuple[nn
     tokenizer.padding_side = "right"  # causal models: non-padding tokens never see right padding
     model.eval()
     return model, tokenizer
+
+
+def _ships_code(folder: Path) -> bool:
+    """Whether a local model folder asks transformers to import its own modules."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json"):
+        f = folder / name
+        if f.is_file():
+            try:
+                if "auto_map" in json.loads(f.read_text()):
+                    return True
+            except (OSError, ValueError):
+                continue
+    return False
 
 
 def is_decoder(model: nn.Module) -> bool:

@@ -317,3 +317,34 @@ def test_an_ablation_keeps_the_chosen_blocks_freezes_the_early_ones_and_fine_tun
                                                        "max_length": 32}, "cpu")
     assert metrics.split == "eval" and metrics.step == 2 and 0.0 <= metrics.accuracy <= 1.0
     assert metrics.extra["n_train"] == len(SENTENCES)
+
+
+@pytest.fixture
+def code_dir(bert_dir: str, tmp_path: Path) -> str:
+    """bert_dir whose config asks transformers to import a model class from the folder."""
+    import json
+    import shutil
+
+    out = tmp_path / "ships-code"
+    shutil.copytree(bert_dir, out)
+    (out / "modeling_tiny.py").write_text("from transformers import BertModel\n\n\n"
+                                          "class TinyModel(BertModel):\n    pass\n")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "modeling_tiny.TinyModel"}
+    (out / "config.json").write_text(json.dumps(cfg))
+    return str(out)
+
+
+def test_a_model_that_ships_code_is_refused_unless_trust_remote_code_is_set(code_dir: str, texts_tsv: str,
+                                                                            monkeypatch, caplog) -> None:
+    import transformers.dynamic_module_utils as dmu
+
+    with pytest.raises(HFLoadError, match=r"ships its own Python code .*models\[\]\.params\.trust_remote_code: true"):
+        load(code_dir, data={"source": texts_tsv})
+    with pytest.raises(HFLoadError, match="trust_remote_code must be true or false, got 'yes'"):
+        load(code_dir, data={"source": texts_tsv}, trust_remote_code="yes")
+    monkeypatch.setattr(dmu, "HF_MODULES_CACHE", str(Path(code_dir).parent / "modules"))
+    with caplog.at_level("WARNING", logger="layergw.families.hf.adapter"):
+        a = load(code_dir, data={"source": texts_tsv}, trust_remote_code=True)
+    assert type(a.model).__name__ == "TinyModel"  # the folder's own class ran
+    assert "running the Python code it ships" in caplog.text
