@@ -16,7 +16,10 @@ import json
 import logging
 import os
 import pathlib
+import random
+import re
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,6 +48,19 @@ _REQUEST_TIMEOUT_S = 60.0
 _S3_MAX_ATTEMPTS = 3
 _GCS_RETRY_LIMIT_S = 15
 _READ_THREADS = 8
+# Transient store errors (throttling, 5xx, dropped connections) are retried on top of the SDK's
+# own attempts: at most _RETRY_ATTEMPTS calls per operation, sleeping a jittered, capped
+# exponential backoff between them (base * 2^k, at most _RETRY_CAP_S, times 0.5..1).
+_RETRY_ATTEMPTS = 5
+_RETRY_BASE_S = 0.25
+_RETRY_CAP_S = 8.0
+_TRANSIENT = re.compile(
+    r"SLOW_?DOWN|THROTTL|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|TOO_MANY_REQUESTS|HTTP status (?:429|5\d\d)|"
+    r"status code:? (?:429|5\d\d)|UNAVAILABLE|RESOURCE_EXHAUSTED|NETWORK_CONNECTION|Connection reset|Broken pipe|"
+    r"Empty reply from server", re.IGNORECASE)
+# ... but not a server that is not there or does not answer: those fail at once (store.check)
+_UNREACHABLE = re.compile(r"curlCode: (?:6|7|28)\b|Couldn't connect|Could not resolve|Timeout was reached",
+                          re.IGNORECASE)
 
 
 class StoreError(RuntimeError):
@@ -78,6 +94,13 @@ def _clean_path(path: str) -> str:
     if ".." in parts:
         raise ValueError(f"store path {path!r} contains '..'; paths must stay under the store root")
     return "/".join(parts)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a store error is worth retrying: throttling, a server error or a dropped
+    connection, not a missing object, a denied request or a server that is not there."""
+    text = str(exc)
+    return bool(_TRANSIENT.search(text)) and not _UNREACHABLE.search(text)
 
 
 def _json_default(obj: Any) -> Any:
@@ -403,9 +426,7 @@ class ResultStore:
             self.delete(probe)
         except StoreError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
-            raise StoreError(
-                f"cannot reach result store {self.uri}: {cause}; {self._hint()}"
-            ) from cause
+            raise StoreError(f"cannot reach result store {self.uri}: {exc}") from cause
         log.debug("result store %s is reachable and writable", self.uri)
 
     # -- internals ----------------------------------------------------------------
@@ -487,17 +508,29 @@ class ResultStore:
                 "credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS config")
 
     def _call(self, what: str, path: str, fn: Any) -> Any:
-        """Run a filesystem operation, turning pyarrow's OSErrors into StoreErrors naming the URI."""
-        try:
-            return fn()
-        except FileNotFoundError as exc:
-            raise MissingResult(f"no result at {self.url(path)} (cannot {what} it: {exc})") from exc
-        except StoreError:
-            raise
-        except (OSError, pa.ArrowException) as exc:
-            if what == "read" and "Path does not exist" in str(exc):
-                raise MissingResult(f"no result at {self.url(path)}: {exc}") from exc
-            raise StoreError(f"cannot {what} {self.url(path)}: {exc}; {self._hint()}") from exc
+        """Run a filesystem operation, turning pyarrow's OSErrors into StoreErrors naming the URI
+        and the operation. A transient error (throttling, a 5xx, a dropped connection) is
+        retried with capped, jittered exponential backoff and a log line per retry, up to
+        ``_RETRY_ATTEMPTS`` calls; every write is atomic, so a retried one never leaves a part."""
+        for attempt in range(1, _RETRY_ATTEMPTS + 1):
+            try:
+                return fn()
+            except FileNotFoundError as exc:
+                raise MissingResult(f"no result at {self.url(path)} (cannot {what} it: {exc})") from exc
+            except StoreError:
+                raise
+            except (OSError, pa.ArrowException) as exc:
+                if what == "read" and "Path does not exist" in str(exc):
+                    raise MissingResult(f"no result at {self.url(path)}: {exc}") from exc
+                if attempt < _RETRY_ATTEMPTS and transient(exc):
+                    delay = min(_RETRY_CAP_S, _RETRY_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                    log.warning("store: cannot %s %s (attempt %d of %d): %s; retrying in %.2f s", what,
+                                self.url(path), attempt, _RETRY_ATTEMPTS, str(exc).splitlines()[0][:300], delay)
+                    time.sleep(delay)
+                    continue
+                tried = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                raise StoreError(f"cannot {what} {self.url(path)}{tried}: {exc}; {self._hint()}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _conform(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:

@@ -302,3 +302,64 @@ def test_parent_is_the_inverse_of_child(tmp_path) -> None:
     run.write_json("x.json", {"a": 1})
     assert run.parent().read_json("run1/x.json") == {"a": 1}
     assert run.parent().parent().url() == root.url()
+
+
+# -- transient faults ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import layergw.store as store_module
+
+    monkeypatch.setattr(store_module, "_RETRY_BASE_S", 0.01)
+
+
+@pytest.mark.parametrize(("message", "retried"), [
+    ("AWS Error SLOW_DOWN during PutObject operation: Please reduce your request rate.", True),
+    ("AWS Error UNKNOWN (HTTP status 503) during HeadObject operation: No response body.", True),
+    ("AWS Error NETWORK_CONNECTION during PutObject operation: curlCode: 52, Empty reply from server", True),
+    ("google::cloud::Status(UNAVAILABLE: Retry policy exhausted)", True),
+    ("AWS Error NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Couldn't connect to server", False),
+    ("AWS Error ACCESS_DENIED during PutObject operation: Access Denied", False),
+    ("AWS Error NO_SUCH_BUCKET during HeadBucket operation: The specified bucket does not exist", False),
+])
+def test_throttling_server_errors_and_dropped_connections_are_transient(message: str, retried: bool) -> None:
+    from layergw.store import transient
+
+    assert transient(OSError(message)) is retried
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("mode", ["503", "reset"])
+def test_a_flaky_store_is_retried_until_every_write_and_read_lands(s3_uri: str, s3_server: str, mode: str,
+                                                                   quick_retries, caplog) -> None:
+    from tests.faults import FaultProxy
+
+    with FaultProxy(s3_server, share=0.5, seed=1, mode=mode) as proxy:
+        flaky = ResultStore(s3_uri.replace(s3_server, proxy.endpoint))
+        with caplog.at_level("WARNING", logger="layergw.store"):
+            for i in range(8):
+                flaky.write_table(f"t/{i}.parquet", _table(4, start=i))
+            assert sorted(flaky.read_tables("t").column("i").to_pylist()) == sorted(
+                v for i in range(8) for v in range(i, i + 4))
+    assert proxy.failed > 0 and "retrying in" in caplog.text
+    direct = ResultStore(s3_uri)  # what the store really holds, read without faults
+    assert direct.list_files("t") == sorted(f"t/{i}.parquet" for i in range(8))
+
+
+@pytest.mark.s3
+def test_a_store_that_always_fails_gives_up_naming_uri_and_operation_and_writes_nothing(s3_uri: str, s3_server: str,
+                                                                                         quick_retries) -> None:
+    import layergw.store as store_module
+    from tests.faults import FaultProxy
+
+    with FaultProxy(s3_server, share=1.0) as proxy:
+        flaky = ResultStore(s3_uri.replace(s3_server, proxy.endpoint))
+        with pytest.raises(StoreError) as info:
+            flaky.write_table("t/0.parquet", _table())
+    msg = str(info.value)
+    assert flaky.url("t/0.parquet") in msg and msg.startswith("cannot write")
+    assert f"gave up after {store_module._RETRY_ATTEMPTS} attempts" in msg
+    # bounded: the SDK's own attempts for each of layergw's
+    assert proxy.failed == store_module._RETRY_ATTEMPTS * store_module._S3_MAX_ATTEMPTS and proxy.forwarded == 0
+    assert not ResultStore(s3_uri).exists("t/0.parquet")

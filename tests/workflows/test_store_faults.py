@@ -1,0 +1,57 @@
+"""A study against a flaky object store: with a fifth of the requests failing it completes
+with every pair row exactly once and the same values as on a healthy store; with every
+request failing it stops at once with an error naming the store, having written nothing."""
+from __future__ import annotations
+
+import pytest
+
+from tests.faults import FaultProxy
+from tests.workflows.test_study import PAIR_KEY, _assert_complete_pairs, _pairs
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import layergw.store as store_module
+
+    monkeypatch.setattr(store_module, "_RETRY_BASE_S", 0.02)
+
+
+@pytest.mark.ray
+@pytest.mark.s3
+def test_a_study_completes_exactly_when_a_fifth_of_store_requests_fail(tiny_checkpoints, tiny_layers, study_config,
+                                                                        ray_local, s3_uri, s3_server,
+                                                                        quick_retries) -> None:
+    from layergw.store import ResultStore
+    from workflows.study import run_study
+
+    healthy = study_config(tiny_checkpoints, s3_uri, measures=["cka"], targets={"enabled": False})
+    run_study(healthy, show_progress=False)
+    expected = _pairs(ResultStore(s3_uri).child(healthy.study, healthy.resolved_run_id))
+    with FaultProxy(s3_server, share=0.2, seed=3) as proxy:
+        flaky_uri = s3_uri.replace(s3_server, proxy.endpoint).replace("/prefix", "/flaky")
+        cfg = study_config(tiny_checkpoints, flaky_uri, measures=["cka"], targets={"enabled": False})
+        run_study(cfg, show_progress=False)
+    assert proxy.failed >= 5  # the faults were really there, in the driver's and the tasks' requests
+    run = ResultStore(s3_uri.replace("/prefix", "/flaky")).child(cfg.study, cfg.resolved_run_id)
+    got = _pairs(run)
+    _assert_complete_pairs(got, cfg, tiny_layers)
+    key = [k for k in PAIR_KEY if k in got.columns]
+    a, b = got.sort_values(key).reset_index(drop=True), expected.sort_values(key).reset_index(drop=True)
+    assert a[key].equals(b[key]) and (a["value"] - b["value"]).abs().max() < 1e-12
+    assert run.exists("report/index.html") and run.exists("groups.parquet")
+
+
+@pytest.mark.ray
+@pytest.mark.s3
+def test_a_study_on_a_store_that_always_fails_stops_naming_it_and_writes_nothing(tiny_checkpoints, study_config,
+                                                                                 s3_uri, s3_server, quick_retries) -> None:
+    from layergw.store import ResultStore, StoreError
+    from workflows.study import run_study
+
+    with FaultProxy(s3_server, share=1.0) as proxy:
+        flaky_uri = s3_uri.replace(s3_server, proxy.endpoint)
+        cfg = study_config(tiny_checkpoints, flaky_uri, measures=["cka"], targets={"enabled": False})
+        with pytest.raises(StoreError) as info:
+            run_study(cfg, show_progress=False)
+    assert proxy.endpoint in str(info.value) and "s3://" in str(info.value) and "gave up after" in str(info.value)
+    assert ResultStore(s3_uri).list_files() == []
