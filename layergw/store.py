@@ -301,12 +301,14 @@ class ResultStore:
         self.write_bytes(path, sink.getvalue().to_pybytes())
 
     def read_table(self, path: str) -> pa.Table:
-        """Read the Parquet file at ``path``."""
+        """Read the Parquet file at ``path``: the whole object in one sequential read (result
+        files are small), not the ranged reads of a random-access file, which cost a request
+        each on an object store (and hang against the GCS emulator the tests use)."""
         full = self._full(path)
 
         def read() -> pa.Table:
-            with self.filesystem.open_input_file(full) as f:
-                return pq.read_table(f)
+            with self.filesystem.open_input_stream(full) as f:
+                return pq.read_table(pa.BufferReader(f.read()))
 
         return self._call("read", path, read)
 
@@ -405,9 +407,12 @@ class ResultStore:
             if info.type == pafs.FileType.File:
                 fs.delete_file(full)
             elif info.type == pafs.FileType.Directory:
-                if self._scheme != "file" and "/" not in full:
-                    fs.delete_dir_contents(full, missing_dir_ok=True)  # never the bucket itself
-                else:
+                if self._scheme == "file":
+                    fs.delete_dir(full)
+                    return
+                fs.delete_dir_contents(full, missing_dir_ok=True)
+                # a directory marker object may remain (S3); never delete the bucket itself
+                if "/" in full and fs.get_file_info(full).type == pafs.FileType.Directory:
                     fs.delete_dir(full)
 
         self._call("delete", path, remove)

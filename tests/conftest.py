@@ -54,6 +54,40 @@ def s3_uri(s3_server: str) -> Iterator[str]:
     yield f"s3://{bucket}/prefix?endpoint_override={s3_server}&scheme=http"
 
 
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[str]:
+    """A GCS emulator (the gcp-storage-emulator package, in memory) on 127.0.0.1 for the
+    session; yields "127.0.0.1:PORT"."""
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    log.info("GCS emulator at 127.0.0.1:%d", port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gs_uri(gcs_server: str) -> Iterator[str]:
+    """A fresh bucket on the GCS emulator; yields "gs://BUCKET/prefix?endpoint_override=...&scheme=http&anonymous=true"."""
+    import json
+    import urllib.request
+
+    bucket = f"layergw-test-{uuid.uuid4().hex[:12]}"
+    req = urllib.request.Request(f"http://{gcs_server}/storage/v1/b?project=test", method="POST",
+                                 data=json.dumps({"name": bucket}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200, resp.read()
+    yield f"gs://{bucket}/prefix?endpoint_override={gcs_server}&scheme=http&anonymous=true"
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """``gpu``-marked tests run only where torch sees a CUDA GPU, and say why they skip elsewhere."""
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]

@@ -16,12 +16,13 @@ import pytest
 from layergw.store import ENDPOINT_ENV, MissingResult, ResultStore, StoreError
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3), pytest.param("gs", marks=pytest.mark.gcs)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ResultStore:
-    """The same tests on both backends: a local tmp dir and a fresh moto bucket."""
+    """The same tests on every backend: a local tmp dir, a fresh moto bucket and a fresh
+    bucket on the GCS emulator."""
     if request.param == "local":
         return ResultStore(str(tmp_path / "root"))
-    return ResultStore(request.getfixturevalue("s3_uri"))
+    return ResultStore(request.getfixturevalue(f"{request.param}_uri"))
 
 
 def _table(n: int = 3, start: int = 0) -> pa.Table:

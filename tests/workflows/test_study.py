@@ -384,6 +384,24 @@ def test_run_on_s3_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, st
     assert rerun.tiles_reused == rerun.tiles_total == result.tiles_total
 
 
+@pytest.mark.ray
+@pytest.mark.gcs
+def test_run_on_gcs_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, study_config, ray_local, gs_uri) -> None:
+    """The same study on the GCS emulator: every pair row once, the report, and a rerun that
+    finds every tile done."""
+    from layergw.store import ResultStore
+    from workflows.study import run_study
+
+    cfg = study_config(tiny_checkpoints, gs_uri, measures=["cka"])
+    result = run_study(cfg, show_progress=False)
+    run = ResultStore(result.run_uri)
+    assert result.run_uri.startswith("gs://") and run.endpoint == ResultStore(gs_uri).endpoint
+    _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
+    assert run.exists("report/index.html") and run.exists("groups.parquet") and run.exists("targets.parquet")
+    rerun = run_study(cfg, show_progress=False)
+    assert rerun.tiles_reused == rerun.tiles_total == result.tiles_total
+
+
 # -- failures ------------------------------------------------------------------------------
 
 
