@@ -1,0 +1,114 @@
+"""Run one study on a simulated multi-node Ray cluster (``ray.cluster_utils.Cluster``: a head
+and two worker nodes on this machine, health checks fast enough to notice a dead node in about
+a second) and inflict one fault while it runs; used by test_cluster_faults.py as a subprocess,
+so the cluster never meets the test session's own Ray.
+
+``python cluster_faults.py MODE STUDY.yaml REPORT.json``, MODE one of:
+
+- ``node``: remove a worker node (no graceful shutdown) while a compare task runs on it;
+- ``worker-compare`` / ``worker-extract``: SIGKILL the process of a running compare or
+  extraction task.
+
+While the study runs, every visible tile file is read whole at each poll: the report lists any
+that was not. The report also says what was killed and whether the study finished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
+               "health_check_timeout_ms": 200, "health_check_failure_threshold": 5}
+TASK_TITLES = {"worker-compare": "ray::compare_tile_task", "worker-extract": "ray::extract_model",
+               "node": "ray::compare_tile_task"}
+
+
+def _processes(title: str) -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process whose title starts with ``title``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if cmd.startswith(title):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                out.append((int(d.name), ppid))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _partial_tiles(root: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    bad = []
+    for p in (root / "pairs").rglob("*.parquet") if (root / "pairs").exists() else []:
+        try:
+            if pq.read_table(p).num_rows == 0:
+                bad.append(str(p))
+        except Exception as e:  # noqa: BLE001 - anything unreadable is a partial tile
+            bad.append(f"{p}: {e}")
+    return bad
+
+
+def main(mode: str, config: str, report: str) -> int:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from workflows.config import load_config
+    from workflows.runtime import init_ray
+    from workflows.study import run_study
+
+    cfg = load_config(config)
+    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "_system_config": FAST_HEALTH})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    init_ray(cluster.address)
+    out: dict = {"mode": mode, "killed": None, "partial": [], "finished": False}
+    done = threading.Event()
+
+    def study() -> None:
+        try:
+            out["tiles_total"] = run_study(cfg, show_progress=False).tiles_total
+            out["finished"] = True
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            out["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=study, daemon=True)
+    thread.start()
+    title = TASK_TITLES[mode]
+    victim_raylet = workers[0].all_processes["raylet"][0].process.pid if mode == "node" else None
+    deadline = time.monotonic() + 240
+    while not done.is_set() and time.monotonic() < deadline:
+        out["partial"] += _partial_tiles(root)
+        if out["killed"] is None:
+            running = _processes(title)
+            if mode == "node":
+                on_victim = [pid for pid, ppid in running if ppid == victim_raylet]
+                if on_victim:
+                    cluster.remove_node(workers[0], allow_graceful=False)
+                    out["killed"] = f"node running {title} (pid {on_victim[0]})"
+            elif running:
+                os.kill(running[0][0], signal.SIGKILL)
+                out["killed"] = f"{title} pid {running[0][0]}"
+        time.sleep(0.01 if out["killed"] is None else 0.2)
+    done.wait(timeout=max(1.0, deadline - time.monotonic()))
+    out["partial"] += _partial_tiles(root)
+    Path(report).write_text(json.dumps(out))
+    ray.shutdown()
+    cluster.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,48 @@
+"""Faults on a multi-node cluster (a head and two worker nodes simulated on this machine, in a
+subprocess): a worker node lost during compare, and the process of a running compare or
+extraction task killed. Each study completes with every pair row exactly once, and no tile
+file was ever visible half-written."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("mode", ["node", "worker-compare", "worker-extract"])
+def test_a_study_survives_a_lost_node_or_killed_task_with_every_row_once(mode, study_dict, tiny_checkpoints,
+                                                                       tiny_layers, tmp_path) -> None:
+    from layergw.store import ResultStore
+    from workflows.config import load_config
+    from tests.workflows.test_study import _assert_complete_pairs, _pairs
+
+    # gw at n = 64 in tiles of 2 points: enough tasks, each long enough to be caught running
+    data = study_dict(tiny_checkpoints, tmp_path / "store", measures=["gw"], targets={"enabled": False},
+                      inputs={"n": 64, "seed": 0}, compare={"tile_size": 2})
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    report = tmp_path / "report.json"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
+           "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), mode, str(path), str(report)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(report.read_text())
+    assert out["killed"], f"nothing was killed: {out}\n{proc.stderr[-2000:]}"
+    assert out["finished"], f"{out}\n{proc.stderr[-3000:]}"
+    assert out["partial"] == []
+    cfg = load_config(path)
+    run = ResultStore(str(tmp_path / "store")).child(cfg.study, cfg.resolved_run_id)
+    _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
+    assert run.exists("report/index.html")
