@@ -291,7 +291,7 @@ class StudyConfig(Strict):
     @field_validator("study")
     @classmethod
     def _study(cls, v: str) -> str:
-        return plain_name(v, "study", " =?#")
+        return plain_name(v, "study", "?#")
 
     @field_validator("run_id")
     @classmethod

@@ -87,12 +87,14 @@ def main(mode: str, config: str, report: str) -> int:
     thread = threading.Thread(target=study, daemon=True)
     thread.start()
     title = TASK_TITLES[mode]
-    victim_raylet = workers[0].all_processes["raylet"][0].process.pid if mode == "node" else None
+    # only this cluster's task processes (children of its raylets), never another Ray's on the machine
+    raylets = {n.all_processes["raylet"][0].process.pid for n in [cluster.head_node, *workers]}
+    victim_raylet = workers[0].all_processes["raylet"][0].process.pid
     deadline = time.monotonic() + 240
     while not done.is_set() and time.monotonic() < deadline:
         out["partial"] += _partial_tiles(root)
         if out["killed"] is None:
-            running = _processes(title)
+            running = [(pid, ppid) for pid, ppid in _processes(title) if ppid in raylets]
             if mode == "node":
                 on_victim = [pid for pid, ppid in running if ppid == victim_raylet]
                 if on_victim:

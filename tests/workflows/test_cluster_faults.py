@@ -46,3 +46,50 @@ def test_a_study_survives_a_lost_node_or_killed_task_with_every_row_once(mode, s
     run = ResultStore(str(tmp_path / "store")).child(cfg.study, cfg.resolved_run_id)
     _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
     assert run.exists("report/index.html")
+
+
+def _tiles(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "pairs").rglob("*.parquet")} \
+        if (root / "pairs").exists() else {}
+
+
+@pytest.mark.ray
+def test_a_driver_killed_on_a_surviving_cluster_resumes_there_without_redoing_tiles(study_dict, tiny_checkpoints,
+                                                                                   tiny_layers, tmp_path) -> None:
+    """`layergw run --address` on a real head: the driver is SIGKILLed after some tiles, the
+    head lives on, and the same command again computes only the missing tiles."""
+    import signal
+    import time
+
+    from layergw.store import ResultStore
+    from tests.workflows.heads import ray_head
+    from tests.workflows.test_study import _assert_complete_pairs, _pairs
+    from workflows.config import load_config
+
+    data = study_dict(tiny_checkpoints, tmp_path / "store", measures=["gw"], targets={"enabled": False},
+                      inputs={"n": 64, "seed": 0}, compare={"tile_size": 2})
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    root = tmp_path / "store" / cfg.study / cfg.resolved_run_id
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with ray_head(tmp_path / "head.log") as head:
+        args = [PYTHON, "-m", "workflows.cli", "run", str(path), "--address", head.address, "--no-progress"]
+        driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
+                                  stdout=(tmp_path / "killed.log").open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None and len(_tiles(root)) < 3:
+            time.sleep(0.05)
+        assert driver.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        time.sleep(1.0)  # tasks the driver left are cancelled with its job; let any in flight land
+        finished = _tiles(root)
+        assert head.process.poll() is None  # the cluster survived the driver
+        again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    after = _tiles(root)
+    assert {k: after[k] for k in finished} == finished  # finished tiles were not computed again
+    assert len(after) > len(finished)
+    run = ResultStore(str(tmp_path / "store")).child(cfg.study, cfg.resolved_run_id)
+    _assert_complete_pairs(_pairs(run), cfg, tiny_layers)

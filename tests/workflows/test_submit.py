@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,53 +123,13 @@ def test_a_head_without_a_job_agent_yet_is_retried_and_other_errors_are_not(tmp_
 # -- a real Ray head -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory, s3_server):
     """`ray start --head` with its dashboard (Jobs API) on 127.0.0.1, stopped at the end."""
-    from ray.job_submission import JobSubmissionClient
+    from tests.workflows.heads import ray_head as start_head
 
-    tmp = tempfile.mkdtemp(prefix="lgw-h-", dir="/tmp")
-    port, dash = _free_port(), _free_port()
-    # every port a head otherwise takes at a fixed default (the agent's 52365, the client server's 10001, ...)
-    # is chosen free, so a second head on this machine (another test run) cannot take the job agent's place
-    fixed = {flag: _free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                             "runtime-env-agent-port", "metrics-export-port",
-                                             "ray-client-server-port", "object-manager-port", "node-manager-port")}
-    # the head's `python` is the cluster's, with layergw's dependencies: here, this virtualenv's
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("RAY_ADDRESS", None)
-    log = tmp_path_factory.mktemp("head") / "head.log"
-    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
-                             "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                             "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={tmp}", "--disable-usage-stats",
-                             *(f"--{flag}={p}" for flag, p in fixed.items())],
-                            env=env, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            JobSubmissionClient(address).list_jobs()
-            break
-        except Exception:  # noqa: BLE001 - not up yet
-            if time.monotonic() > deadline or head.poll() is not None:
-                os.killpg(head.pid, signal.SIGKILL)
-                raise AssertionError("the Ray head did not start:\n" + log.read_text()[-3000:]) from None
-            time.sleep(1)
-    try:
-        yield address
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+    with start_head(tmp_path_factory.mktemp("head") / "head.log", dashboard=True) as head:
+        yield head.dashboard
 
 
 def _layergw(*args: str, cwd: Path) -> subprocess.CompletedProcess:
