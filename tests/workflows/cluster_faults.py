@@ -7,7 +7,9 @@ so the cluster never meets the test session's own Ray.
 
 - ``node``: remove a worker node (no graceful shutdown) while a compare task runs on it;
 - ``worker-compare`` / ``worker-extract``: SIGKILL the process of a running compare or
-  extraction task.
+  extraction task;
+- ``node-train``: remove the worker node running a training task once the task has saved its
+  training state (the head has no CPU here, so the task runs on a worker node).
 
 While the study runs, every visible tile file is read whole at each poll: the report lists any
 that was not. The report also says what was killed and whether the study finished.
@@ -25,7 +27,7 @@ from pathlib import Path
 FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
                "health_check_timeout_ms": 200, "health_check_failure_threshold": 5}
 TASK_TITLES = {"worker-compare": "ray::compare_tile_task", "worker-extract": "ray::extract_model",
-               "node": "ray::compare_tile_task"}
+               "node": "ray::compare_tile_task", "node-train": "ray::train_task"}
 
 
 def _processes(title: str) -> list[tuple[int, int]]:
@@ -67,7 +69,8 @@ def main(mode: str, config: str, report: str) -> int:
 
     cfg = load_config(config)
     root = Path(cfg.store) / cfg.study / cfg.resolved_run_id
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+    head_cpus = 0 if mode == "node-train" else 1
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
                                                             "_system_config": FAST_HEALTH})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
@@ -95,7 +98,14 @@ def main(mode: str, config: str, report: str) -> int:
         out["partial"] += _partial_tiles(root)
         if out["killed"] is None:
             running = [(pid, ppid) for pid, ppid in _processes(title) if ppid in raylets]
-            if mode == "node":
+            if mode == "node-train":
+                saved = list((Path(cfg.store) / cfg.study / "train").rglob("state.pt"))
+                nodes = {w.all_processes["raylet"][0].process.pid: w for w in workers}
+                on_worker = [(pid, ppid) for pid, ppid in running if ppid in nodes]
+                if saved and on_worker:
+                    cluster.remove_node(nodes[on_worker[0][1]], allow_graceful=False)
+                    out["killed"] = f"node running {title} (pid {on_worker[0][0]}) after it saved {saved[0].name}"
+            elif mode == "node":
                 on_victim = [pid for pid, ppid in running if ppid == victim_raylet]
                 if on_victim:
                     cluster.remove_node(workers[0], allow_graceful=False)

@@ -93,3 +93,27 @@ def test_a_driver_killed_on_a_surviving_cluster_resumes_there_without_redoing_ti
     assert len(after) > len(finished)
     run = ResultStore(str(tmp_path / "store")).child(cfg.study, cfg.resolved_run_id)
     _assert_complete_pairs(_pairs(run), cfg, tiny_layers)
+
+
+@pytest.mark.ray
+def test_a_node_lost_during_training_resumes_from_the_saved_state(study_dict, tmp_path) -> None:
+    """A train job whose node is lost after it saved its state is retried elsewhere and goes on
+    from that state (the recipe says so), then the study completes on the trained model."""
+    train = [{"id": "tiny", "family": "modsum",
+              "params": {"task": "f_mod", "n_blocks": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32,
+                         "max_epochs": 3000, "extra_epochs": 0, "eval_every": 100}}]
+    data = study_dict({}, tmp_path / "store", measures=["cka"], targets={"enabled": False}, inputs={"n": 16, "seed": 0},
+                      train=train, models=[{"id": "tiny", "family": "modsum", "checkpoint": "train:tiny"}])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    report = tmp_path / "report.json"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
+           "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), "node-train", str(path),
+                           str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(report.read_text())
+    assert out["killed"] and out["finished"], f"{out}\n{proc.stderr[-3000:]}"
+    logs = proc.stdout + proc.stderr
+    assert "resuming from" in logs and "epoch" in logs, logs[-3000:]
