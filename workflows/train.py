@@ -63,10 +63,14 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
             out = local / base
             out.mkdir(parents=True, exist_ok=True)
             recipe(job.id, job.params, seed, out, device)
-        else:
+        else:  # an object store: the folder is mirrored there as it trains, so a lost node resumes
+            from workflows.sync import FolderSync
+
             with tempfile.TemporaryDirectory(prefix=f"layergw-train-{job.id}-") as tmp:
-                recipe(job.id, job.params, seed, Path(tmp), device)
-                store.upload_dir(tmp, base)
+                sync = FolderSync(store, Path(tmp), base)
+                sync.restore()
+                with sync:
+                    recipe(job.id, job.params, seed, Path(tmp), device)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     labels = list_labels(store, job_key(job), seed)

@@ -49,6 +49,8 @@ def _processes(title: str) -> list[tuple[int, int]]:
 def _partial_tiles(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
+    if "://" in str(root):
+        return []
     bad = []
     for p in (root / "pairs").rglob("*.parquet") if (root / "pairs").exists() else []:
         try:
@@ -67,8 +69,11 @@ def main(mode: str, config: str, report: str) -> int:
     from workflows.runtime import init_ray
     from workflows.study import run_study
 
+    from layergw.store import ResultStore
+
     cfg = load_config(config)
-    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id
+    store = ResultStore(cfg.store)
+    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id  # the tile checks read a local store only
     head_cpus = 0 if mode == "node-train" else 1
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
                                                             "_system_config": FAST_HEALTH})
@@ -99,12 +104,12 @@ def main(mode: str, config: str, report: str) -> int:
         if out["killed"] is None:
             running = [(pid, ppid) for pid, ppid in _processes(title) if ppid in raylets]
             if mode == "node-train":
-                saved = list((Path(cfg.store) / cfg.study / "train").rglob("state.pt"))
+                saved = [f for f in store.list_files(f"{cfg.study}/train") if f.endswith("/state.pt")]
                 nodes = {w.all_processes["raylet"][0].process.pid: w for w in workers}
                 on_worker = [(pid, ppid) for pid, ppid in running if ppid in nodes]
                 if saved and on_worker:
                     cluster.remove_node(nodes[on_worker[0][1]], allow_graceful=False)
-                    out["killed"] = f"node running {title} (pid {on_worker[0][0]}) after it saved {saved[0].name}"
+                    out["killed"] = f"node running {title} (pid {on_worker[0][0]}) after it saved {saved[0]}"
             elif mode == "node":
                 on_victim = [pid for pid, ppid in running if ppid == victim_raylet]
                 if on_victim:

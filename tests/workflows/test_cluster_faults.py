@@ -96,19 +96,22 @@ def test_a_driver_killed_on_a_surviving_cluster_resumes_there_without_redoing_ti
 
 
 @pytest.mark.ray
-def test_a_node_lost_during_training_resumes_from_the_saved_state(study_dict, tmp_path) -> None:
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_a_node_lost_during_training_resumes_from_the_saved_state(where, study_dict, tmp_path, request) -> None:
     """A train job whose node is lost after it saved its state is retried elsewhere and goes on
-    from that state (the recipe says so), then the study completes on the trained model."""
+    from that state (the recipe says so), then the study completes on the trained model. On
+    an object store the job's folder is mirrored there as it trains (every half second here)."""
+    store = str(tmp_path / "store") if where == "local" else request.getfixturevalue("s3_uri")
     train = [{"id": "tiny", "family": "modsum",
               "params": {"task": "f_mod", "n_blocks": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32,
                          "max_epochs": 3000, "extra_epochs": 0, "eval_every": 100}}]
-    data = study_dict({}, tmp_path / "store", measures=["cka"], targets={"enabled": False}, inputs={"n": 16, "seed": 0},
+    data = study_dict({}, store, measures=["cka"], targets={"enabled": False}, inputs={"n": 16, "seed": 0},
                       train=train, models=[{"id": "tiny", "family": "modsum", "checkpoint": "train:tiny"}])
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     report = tmp_path / "report.json"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "LAYERGW_SYNC_S": "0.5"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), "node-train", str(path),
                            str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)

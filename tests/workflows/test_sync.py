@@ -1,0 +1,72 @@
+"""FolderSync: a task's working folder mirrored to the store while it runs."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from layergw.store import ResultStore
+from workflows.sync import FolderSync, sync_seconds
+
+
+class Recording(ResultStore):
+    """A local store that remembers the order of its writes."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.written: list[str] = []
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self.written.append(path)
+        super().write_bytes(path, data)
+
+
+def test_changed_files_are_copied_once_checkpoints_marked_complete_last_and_hidden_saves_skipped(tmp_path) -> None:
+    store, work = Recording(str(tmp_path / "store")), tmp_path / "work"
+    (work / "step-1").mkdir(parents=True)
+    (work / "step-1" / "metrics.json").write_text("{}")
+    (work / "step-1" / "model.safetensors").write_bytes(b"w1")
+    (work / "state.pt").write_bytes(b"s1")
+    (work / ".state.pt.123.tmp").write_bytes(b"half")
+    sync = FolderSync(store, work, "job/seed-0", seconds=3600)
+    assert sync.once() == 3
+    assert store.written[-1] == "job/seed-0/step-1/metrics.json"  # the marker after the weights
+    assert not store.exists("job/seed-0/.state.pt.123.tmp")
+    assert sync.once() == 0  # nothing changed
+    (work / "state.pt").write_bytes(b"s2-longer")
+    assert sync.once() == 1 and store.read_bytes("job/seed-0/state.pt") == b"s2-longer"
+
+
+def test_a_new_attempt_restores_the_folder_and_a_finished_one_prunes_what_is_gone(tmp_path) -> None:
+    store = ResultStore(str(tmp_path / "store"))
+    store.write_bytes("job/seed-0/state.pt", b"saved")
+    store.write_bytes("job/seed-0/step-1/metrics.json", b"{}")
+    work = tmp_path / "work"
+    work.mkdir()
+    sync = FolderSync(store, work, "job/seed-0", seconds=3600)
+    assert sync.restore() == 2 and (work / "state.pt").read_bytes() == b"saved"
+    with sync:
+        assert sync.once() == 0  # what was restored is not copied back
+        (work / "state.pt").unlink()  # the recipe removes its state when it finishes
+        (work / "final").mkdir()
+        (work / "final" / "metrics.json").write_text("{}")
+    assert sorted(store.list_files("job")) == ["job/seed-0/final/metrics.json", "job/seed-0/step-1/metrics.json"]
+
+
+def test_a_failed_attempt_keeps_its_saved_state_for_the_next(tmp_path) -> None:
+    store, work = ResultStore(str(tmp_path / "store")), tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(RuntimeError), FolderSync(store, work, "job", seconds=3600):
+        (work / "state.pt").write_bytes(b"s")
+        raise RuntimeError("node lost")
+    assert store.read_bytes("job/state.pt") == b"s"
+
+
+def test_the_interval_comes_from_the_environment_or_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("LAYERGW_SYNC_S", "0.5")
+    assert sync_seconds() == 0.5
+    monkeypatch.setenv("LAYERGW_SYNC_S", "soon")
+    with pytest.raises(ValueError, match="LAYERGW_SYNC_S must be a number of seconds, got 'soon'"):
+        sync_seconds()
+    monkeypatch.delenv("LAYERGW_SYNC_S")
+    assert sync_seconds() == 60.0 and os.environ.get("LAYERGW_SYNC_S") is None

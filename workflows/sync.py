@@ -1,0 +1,101 @@
+"""Mirror a task's local working folder to the result store while the task runs, so a task
+whose node is lost resumes from its last saved state on another node even when the store is
+an object store (a local store is worked in place and needs none of this)."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from layergw.families import METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+#: seconds between passes; ``LAYERGW_SYNC_S`` overrides (the node-loss tests use a short one)
+SYNC_S = 60.0
+
+
+def sync_seconds() -> float:
+    value = os.environ.get("LAYERGW_SYNC_S")
+    try:
+        return float(value) if value else SYNC_S
+    except ValueError:
+        raise ValueError(f"LAYERGW_SYNC_S must be a number of seconds, got {value!r}") from None
+
+
+class FolderSync:
+    """``with FolderSync(store, local, prefix):`` copies to ``prefix`` every file of ``local``
+    that changed since the last pass, every ``seconds`` and once more on leaving, when files
+    that are gone locally are also removed from the store. Hidden files (a save in progress)
+    are skipped, ``metrics.json`` files go last in a pass (they mark a checkpoint complete),
+    and a file that changes while it is read waits for the next pass."""
+
+    def __init__(self, store, local: Path, prefix: str, seconds: float | None = None) -> None:
+        self.store, self.local, self.prefix = store, Path(local), prefix
+        self.seconds = sync_seconds() if seconds is None else seconds
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="layergw-sync", daemon=True)
+
+    def restore(self) -> int:
+        """Copy what an earlier attempt left under ``prefix`` into the local folder; the files."""
+        paths = self.store.list_files(self.prefix)
+        if paths:
+            self.store.download_dir(self.prefix, self.local)
+            log.info("restored %d files of an earlier attempt from %s", len(paths), self.store.url(self.prefix))
+        for p in self.local.rglob("*"):
+            if p.is_file():
+                st = p.stat()
+                self._seen[p.relative_to(self.local).as_posix()] = (st.st_mtime_ns, st.st_size)
+        return len(paths)
+
+    def once(self, *, prune: bool = False) -> int:
+        """One pass; the number of files copied."""
+        files = [p for p in self.local.rglob("*") if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(self.local).parts)]
+        files.sort(key=lambda p: (p.name == METRICS_FILE, str(p)))
+        copied = 0
+        for p in files:
+            rel = p.relative_to(self.local).as_posix()
+            try:
+                before = p.stat()
+                key = (before.st_mtime_ns, before.st_size)
+                if self._seen.get(rel) == key:
+                    continue
+                data = p.read_bytes()
+                after = p.stat()
+            except FileNotFoundError:
+                continue
+            if (after.st_mtime_ns, after.st_size) != key:
+                continue
+            self.store.write_bytes(f"{self.prefix}/{rel}", data)
+            self._seen[rel] = key
+            copied += 1
+        if prune:
+            here = {p.relative_to(self.local).as_posix() for p in files}
+            base = self.prefix.strip("/")
+            for rel in self.store.list_files(self.prefix):
+                if rel[len(base):].lstrip("/") not in here:
+                    self.store.delete(rel)
+        return copied
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.once()
+            except Exception as e:  # noqa: BLE001 - a failed pass is retried at the next one
+                log.warning("could not copy %s to %s (next try in %.0f s): %s", self.local,
+                            self.store.url(self.prefix), self.seconds, e)
+
+    def __enter__(self) -> FolderSync:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self.once(prune=True)
+        else:
+            self.once()  # keep what a failed attempt saved, for the next one
