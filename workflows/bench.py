@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 #: the gw suite's n: the demo's range up to twice the paper's 1000
 GW_SIZES = (256, 512, 1000, 2000)
-SUITES = ("gw", "measures", "compare", "extract", "demo", "memory", "all")
+SUITES = ("gw", "gw-model", "measures", "compare", "extract", "demo", "memory", "all")
+#: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
+GW_MODEL, GW_MODEL_SIZES, GW_MODEL_PAIRS = "builtin:model_L", (1000,), 12
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
 
 
@@ -130,9 +132,36 @@ def relu_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return layers[0], layers[1]
 
 
-def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2) -> list[dict]:
+def model_pairs(checkpoint: str = GW_MODEL, count: int = GW_MODEL_PAIRS, seed: int = 0):
+    """A pair source for :func:`bench_pot`: ``count`` seeded random pairs of distinct points of
+    a modular-sum checkpoint, extracted on ``n`` seeded inputs (once per n)."""
+    from functools import lru_cache
+
+    from layergw import families
+    from layergw.inputs import input_indices
+
+    model = families.get("modsum").load(checkpoint)
+    points = model.points()
+    rng = np.random.default_rng(seed)
+    chosen = [tuple(int(i) for i in rng.choice(len(points), size=2, replace=False)) for _ in range(count)]
+
+    @lru_cache(maxsize=2)
+    def reps(n: int) -> dict:
+        return model.extract(input_indices(model.n_inputs(), n, seed, None), points)
+
+    def source(n: int, pair: int) -> tuple[np.ndarray, np.ndarray]:
+        i, j = chosen[pair]
+        r = reps(n)
+        return r[points[i].name], r[points[j].name]
+
+    source.labels = [f"{points[i].name} / {points[j].name}" for i, j in chosen]
+    return source
+
+
+def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2, source=relu_pair) -> list[dict]:
     """layergw's GW (its default, lean solver) and POT's ``gromov_wasserstein2`` side by side
-    on the same pairs, one thread, the same pivot cap; each row one pair at one n."""
+    on the same pairs, one thread, the same pivot cap; each row one pair at one n. ``source(n,
+    pair)`` gives the pair (default: successive layers of a random ReLU network)."""
     import ot
     from threadpoolctl import threadpool_limits
 
@@ -144,7 +173,7 @@ def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2) -> list[
     with threadpool_limits(limits=1):
         for n in sizes:
             for pair in range(pairs):
-                X, Y = relu_pair(n, pair)
+                X, Y = source(n, pair)
                 gx, gy = gw.prepare(X), gw.prepare(Y)
                 C1, C2 = distance_matrix(X), distance_matrix(Y)
                 p = np.full(n, 1.0 / n)
@@ -157,7 +186,8 @@ def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2) -> list[
                     ref = float(ot.gromov.gromov_wasserstein2(C1, C2, p, p, "square_loss",
                                                               numItermaxEmd=BENCH_MAX_ITER_EMD))
                     theirs.append(time.perf_counter() - t)
-                row = {"n": n, "pair": pair, "solver": gw.solver, "layergw_s": float(np.median(ours)),
+                row = {"n": n, "pair": pair, "layers": getattr(source, "labels", [None] * (pair + 1))[pair],
+                       "solver": gw.solver, "layergw_s": float(np.median(ours)),
                        "pot_s": float(np.median(theirs)), "value": got.value, "pot_value": ref,
                        "relative_difference": abs(got.value - ref) / abs(ref) if ref else abs(got.value),
                        "iterations": got.iterations, "converged": got.converged, "repeats": repeats}
@@ -208,6 +238,16 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
             figs += [_figure("gw", f"gw seconds per pair, n={n}", float(np.mean([r["layergw_s"] for r in at])), "s",
                              "lower"),
                      _figure("gw", f"POT time over layergw's, n={n}",
+                             sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
+        return rows, figs
+    if suite == "gw-model":
+        rows = bench_pot(sizes or GW_MODEL_SIZES, repeats=1, pairs=GW_MODEL_PAIRS, source=model_pairs())
+        figs = []
+        for n in dict.fromkeys(r["n"] for r in rows):
+            at = [r for r in rows if r["n"] == n]
+            figs += [_figure("gw-model", f"gw seconds per Model L pair, n={n}",
+                             float(np.mean([r["layergw_s"] for r in at])), "s", "lower"),
+                     _figure("gw-model", f"POT time over layergw's on Model L pairs, n={n}",
                              sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
         return rows, figs
     if suite == "extract":
@@ -357,7 +397,7 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
         gw_plot(rows, str(path.with_suffix(".png")))
     if markdown:
         Path(markdown).parent.mkdir(parents=True, exist_ok=True)
-        if suite == "gw":
+        if suite in ("gw", "gw-model"):
             text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, median of {rows[0]['repeats']} "
                     "runs per pair; compare ratios, not absolute times.\n\n" + gw_markdown(rows))
         else:

@@ -106,3 +106,17 @@ def test_history_of_an_empty_store_says_how_to_start_one(tmp_path):
 
     with pytest.raises(ValueError, match="no benchmark history under .*run `layergw bench SUITE --store"):
         read(str(tmp_path))
+
+
+def test_bench_gw_model_suite_compares_pot_and_layergw_on_layer_pairs_of_model_l(tmp_path):
+    from workflows.bench import model_pairs, run_bench
+
+    source = model_pairs(count=3)
+    X, Y = source(48, 0)
+    assert X.shape[0] == Y.shape[0] == 48 and " / " in source.labels[0]
+    path = run_bench("gw-model", str(tmp_path), sizes=(48,), markdown=str(tmp_path / "gw-model.md"))
+    df = pq.read_table(path).to_pandas()
+    assert len(df) == 12 and (df["n"] == 48).all() and df["layers"].nunique() > 1
+    assert (df["relative_difference"] < 1e-9).all()  # the same values as POT's solver, pair by pair
+    assert (df["pot_s"] > 0).all() and (df["layergw_s"] > 0).all()
+    assert "POT / layergw" in (tmp_path / "gw-model.md").read_text()
