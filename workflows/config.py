@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from layergw.registry import suggest
 
@@ -57,14 +58,11 @@ class ModelSpec(Strict):
     seed_group: str | None = Field(None, description="models with the same seed_group are seeds of one model "
                                    "(checkpoints you have; train: jobs with seeds are grouped already)")
 
-    @field_validator("id")
+    @field_validator("id", "checkpoint_label")
     @classmethod
-    def _id(cls, v: str) -> str:
-        return plain_name(v, "model id", " =?#")
-
-    @field_validator("checkpoint_label")
-    @classmethod
-    def _label(cls, v: str) -> str:
+    def _names(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "id":
+            return plain_name(v, "model id", " =?#")
         return plain_name(v, "checkpoint_label", " =?#*")
 
     @field_validator("checkpoint")
@@ -288,15 +286,13 @@ class StudyConfig(Strict):
     def _measures(cls, v: Any) -> Any:
         return _dedupe_measures(v)
 
-    @field_validator("study")
+    @field_validator("study", "run_id")
     @classmethod
-    def _study(cls, v: str) -> str:
-        return plain_name(v, "study", "?#")
-
-    @field_validator("run_id")
-    @classmethod
-    def _run_id(cls, v: str | None) -> str | None:
-        return None if v is None else plain_name(v, "run_id", " =?#")
+    def _names(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Study names may hold spaces (they are shown); run ids name URIs' folders."""
+        if v is None:
+            return None
+        return plain_name(v, info.field_name, "?#" if info.field_name == "study" else " =?#")
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
