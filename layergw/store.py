@@ -276,6 +276,41 @@ class ResultStore:
             self._call("write", path, write_object)
         log.debug("wrote %d bytes to %s", len(data), self.url(path))
 
+    def write_file(self, path: str, local: str | pathlib.Path, chunk: int = 16 << 20) -> None:
+        """Copy the local file ``local`` to ``path`` in chunks, atomically, without holding it in
+        memory (streamed extraction's point files)."""
+        if not _clean_path(path):
+            raise ValueError("write needs a file path, not the store root")
+        full = self._full(path)
+        fs = self.filesystem
+        src = pathlib.Path(local)
+
+        def copy(out_path: str) -> None:
+            with src.open("rb") as f, fs.open_output_stream(out_path) as out:
+                while block := f.read(chunk):
+                    out.write(block)
+
+        if self._scheme == "file":
+            parent, _, name = full.rpartition("/")
+            tmp = f"{parent}/{_TEMP_MARK}{name}.{uuid.uuid4().hex[:12]}"
+
+            def write_local() -> None:
+                fs.create_dir(parent, recursive=True)
+                try:
+                    copy(tmp)
+                    fs.move(tmp, full)
+                except BaseException:
+                    try:
+                        fs.delete_file(tmp)
+                    except OSError:
+                        pass
+                    raise
+
+            self._call("write", path, write_local)
+        else:  # an object appears only when its upload completes
+            self._call("write", path, lambda: copy(full))
+        log.debug("wrote %s to %s", src, self.url(path))
+
     def read_bytes(self, path: str) -> bytes:
         """The contents of the file at ``path``; MissingResult if it does not exist."""
         full = self._full(path)

@@ -364,3 +364,12 @@ def test_a_store_that_always_fails_gives_up_naming_uri_and_operation_and_writes_
     # bounded: the SDK's own attempts for each of layergw's
     assert proxy.failed == store_module._RETRY_ATTEMPTS * store_module._S3_MAX_ATTEMPTS and proxy.forwarded == 0
     assert not ResultStore(s3_uri).exists("t/0.parquet")
+
+
+def test_write_file_copies_a_local_file_in_chunks(store: ResultStore, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    store.write_file("reps/m/0.npy", src, chunk=65_536)
+    assert store.read_bytes("reps/m/0.npy") == data
+    assert store.list_files("reps") == ["reps/m/0.npy"]  # no temporary left beside it

@@ -1,5 +1,9 @@
 """Extraction stage: one Ray task per model writes every point's (n, d) float32 to the store.
 
+The inputs stream through the model ``STREAM_INPUTS`` at a time and each point's rows are
+appended to a local file, copied to the store in chunks at the end, so a task's memory holds
+one batch, not the probe set.
+
 The model's manifest (``reps/<model>/done.json``) is written last, so its presence means
 the model is complete and a rerun skips it.
 """
@@ -71,6 +75,48 @@ class Manifest:
         return cls(**d)
 
 
+#: inputs run through a model at a time: a task holds one batch of every point, never all n
+STREAM_INPUTS = 2048
+
+
+def stream_points(model, indices, points: list, device: str, folder: Path, model_id: str,
+                  batch: int = STREAM_INPUTS) -> list[int]:
+    """Run the inputs through ``model`` ``batch`` at a time, appending each point's rows to
+    ``folder/<k>.npy`` as they come, so memory does not grow with the number of inputs. The
+    whole array's shape is checked once and its values batch by batch (no NaN or Inf);
+    returns each point's width."""
+    import numpy as np
+
+    from layergw import measures
+
+    n = len(indices)
+    files: dict[int, Any] = {}
+    kinds: dict[int, tuple] = {}
+    try:
+        for start in range(0, n, batch):
+            reps = model.extract(indices[start:start + batch], points, device=device)
+            for k, p in enumerate(points):
+                X = np.ascontiguousarray(reps[p.name])
+                label = f"model {model_id!r}, point {p.name!r}"
+                if k not in files:
+                    whole = np.broadcast_to(X[:1], (n, X.shape[1])) if X.ndim == 2 and len(X) else X
+                    measures.check_shape(whole, label)
+                    kinds[k] = (X.shape[1], X.dtype)
+                    files[k] = (folder / f"{k}.npy").open("wb")
+                    np.lib.format.write_array_header_1_0(files[k], {
+                        "descr": np.lib.format.dtype_to_descr(X.dtype), "fortran_order": False,
+                        "shape": (n, X.shape[1])})
+                if X.ndim != 2 or (X.shape[1], X.dtype) != kinds[k]:
+                    raise ValueError(f"{label}: inputs {start}.. gave shape {X.shape} {X.dtype}, the first ones "
+                                     f"(n, {kinds[k][0]}) {kinds[k][1]}")
+                measures.check_finite(X, label)
+                files[k].write(X.tobytes())
+    finally:
+        for f in files.values():
+            f.close()
+    return [kinds[k][0] for k in range(len(points))]
+
+
 @ray.remote(num_cpus=1)
 def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest, bool]:
     """Extract, validate and store one model's representations and targets; return its
@@ -79,7 +125,7 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
     Points are numbered by their position among the selected points (depth order), which
     is the model's own numbering when all points are taken.
     """
-    from layergw import families, measures
+    from layergw import families
     from layergw.inputs import input_indices, split_pool
     from layergw.points import select_points, with_pooling
     from layergw.torchkit.device import resolve_device
@@ -99,14 +145,13 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
     points = with_pooling(select_points(model.points(), spec.points, model=spec.id), spec.pooling)
     pool = split_pool(model.splits(), inputs.split, f"model {spec.id!r}")
     indices = input_indices(model.n_inputs(), inputs.n, inputs.seed, pool)
-    reps = model.extract(indices, points, device=device)
     rows = []
-    for k, p in enumerate(points):
-        X = reps[p.name]
-        measures.check_representation(X, label=f"model {spec.id!r}, point {p.name!r}")
-        store.write_array(layout.rep(spec.id, k), X)
-        rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
-                             int(X.shape[1]), float(model.depth(p))))
+    with tempfile.TemporaryDirectory(prefix="layergw-reps-") as tmp:
+        widths = stream_points(model, indices, points, device, Path(tmp), spec.id)
+        for k, (p, d) in enumerate(zip(points, widths)):
+            store.write_file(layout.rep(spec.id, k), Path(tmp) / f"{k}.npy")
+            rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
+                                 d, float(model.depth(p))))
     targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
         store.write_array(layout.target_rep(spec.id, name), Y)

@@ -66,14 +66,10 @@ class Comparison:
     spread: float | None = None
 
 
-def check_representation(X: Any, label: str = "X") -> np.ndarray:
-    """Validate one layer's representation and return it as float64, C-contiguous.
-
-    X must be a 2-D numeric NumPy array of shape (n, d) with n >= 3 samples (rows),
-    d >= 1 features and only finite entries. The array is returned unchanged (not copied)
-    when it already is float64 and C-contiguous. ``label`` names X in error messages,
-    e.g. the model and representation point.
-    """
+def check_shape(X: Any, label: str = "X") -> None:
+    """The checks of :func:`check_representation` that need no copy of X (type, 2-D shape,
+    numeric dtype, n >= 3, d >= 1): what streamed extraction checks on the whole array, its
+    values being checked batch by batch with :func:`check_finite`."""
     if not isinstance(X, np.ndarray):
         raise ValueError(
             f"{label} must be a 2-D numeric NumPy array of shape (n, d), "
@@ -97,15 +93,31 @@ def check_representation(X: Any, label: str = "X") -> np.ndarray:
         )
     if d < 1:
         raise ValueError(f"{label} has d=0 columns (features); shape (n, d) with d >= 1 expected, got {X.shape}")
-    out = np.ascontiguousarray(X, dtype=np.float64)
-    finite = np.isfinite(out)
+
+
+def check_finite(X: np.ndarray, label: str = "X") -> None:
+    """Every entry of X is finite, or a ValueError counting the NaN and Inf entries."""
+    finite = np.isfinite(X)
     if not finite.all():
-        bad = int(out.size - np.count_nonzero(finite))
-        n_nan = int(np.count_nonzero(np.isnan(out)))
+        bad = int(X.size - np.count_nonzero(finite))
+        n_nan = int(np.count_nonzero(np.isnan(X)))
         raise ValueError(
             f"{label} contains NaN/Inf at {bad} entries ({n_nan} NaN, {bad - n_nan} Inf) "
-            f"of {out.size}, shape {out.shape}"
+            f"of {X.size}, shape {X.shape}"
         )
+
+
+def check_representation(X: Any, label: str = "X") -> np.ndarray:
+    """Validate one layer's representation and return it as float64, C-contiguous.
+
+    X must be a 2-D numeric NumPy array of shape (n, d) with n >= 3 samples (rows),
+    d >= 1 features and only finite entries. The array is returned unchanged (not copied)
+    when it already is float64 and C-contiguous. ``label`` names X in error messages,
+    e.g. the model and representation point.
+    """
+    check_shape(X, label)
+    out = np.ascontiguousarray(X, dtype=np.float64)
+    check_finite(out, label)
     return out
 
 
