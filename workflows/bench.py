@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 
 #: the gw suite's n: the demo's range up to twice the paper's 1000
 GW_SIZES = (256, 512, 1000, 2000)
-SUITES = ("gw", "gw-model", "measures", "compare", "extract", "demo", "memory", "all")
+SUITES = ("gw", "gw-model", "measures", "compare", "extract", "extract-memory", "demo", "memory", "all")
+#: extract-memory: probe-set sizes, and the small text model it runs (a random BERT, Yelp test sentences)
+EXTRACT_MEMORY_SIZES = (1_000, 10_000, 100_000)
+#: the one-pass comparison runs up to this n (beyond it, it only costs time: memory grows with n)
+ONE_PASS_MAX = 10_000
 #: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
 GW_MODEL, GW_MODEL_SIZES, GW_MODEL_PAIRS = "builtin:model_L", (1000,), 12
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
@@ -96,6 +100,14 @@ def bench_measures(cases: list[tuple[str, dict]] | list[str], sizes: tuple[int, 
                 log.info("%s %s n=%d prepare %.4fs compare %.4fs", name, params or "", n,
                          rows[-1]["prepare_s"], rows[-1]["compare_s"])
     return rows
+
+
+def rows_markdown(rows: list[dict]) -> str:
+    """Any suite's rows as a Markdown table, one line per row (numbers to 4 significant digits)."""
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("timestamp", "machine", "processor")]
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]) + "\n"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -259,6 +271,8 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
                                         "targets": {"enabled": False}, "compare": {"tile_size": 8}})
     if suite == "memory":
         return bench_memory()
+    if suite == "extract-memory":
+        return bench_extract_memory(sizes or EXTRACT_MEMORY_SIZES)
     if suite == "demo":
         import yaml
 
@@ -314,6 +328,78 @@ def bench_memory(counts: tuple[int, ...] = (1, 4, 16), points_per_model: int = 3
                                 "MiB", "lower")]
             log.info("memory: %d models: run %.0f MiB, report %.0f MiB", count, peaks["run"], peaks["report"])
     return rows, figures
+
+
+def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES) -> tuple[list[dict], list[dict]]:
+    """Peak memory and samples per second of one extraction task (the task's own function, in a
+    fresh process, into a local store) at each n, streamed and, for comparison up to
+    ``ONE_PASS_MAX``, in one pass over every input: a 2-block random BERT (hidden 128) on the Yelp test sentences, with its
+    three block outputs mean-pooled."""
+    import subprocess
+    import sys
+    import tempfile
+
+    rows, figures = [], []
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="layergw-bench-extract-") as tmp:
+        subprocess.run([sys.executable, "-c", f"from workflows.bench import _tiny_bert; _tiny_bert({tmp!r})"],
+                       cwd=root, check=True)
+        for n in sizes:
+            for mode in ("streamed", "one pass") if n <= ONE_PASS_MAX else ("streamed",):
+                out = subprocess.run([sys.executable, "-c", "import sys; from workflows.bench import _extract_once; "
+                                      f"_extract_once({tmp!r}, {n}, {mode == 'streamed'})"],
+                                     cwd=root, capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"extract-memory n={n} ({mode}) failed:\n{out.stderr[-2000:]}")
+                peak_kib, seconds = (float(v) for v in out.stdout.split()[-2:])
+                row = {"n": n, "mode": mode, "peak_mib": peak_kib / 2**10, "seconds": seconds,
+                       "samples_per_s": n / seconds}
+                rows.append(row)
+                log.info("extract n=%d %s: peak %.0f MiB, %.0f samples/s", n, mode, row["peak_mib"],
+                         row["samples_per_s"])
+                if mode == "streamed":
+                    figures += [_figure("extract-memory", f"extraction task peak RSS, n={n}", row["peak_mib"], "MiB",
+                                        "lower"),
+                                _figure("extract-memory", f"extraction samples per second, n={n}",
+                                        row["samples_per_s"], "1/s", "higher")]
+    return rows, figures
+
+
+def _tiny_bert(folder: str) -> None:
+    """A 2-block random BERT with MiniLM's tokenizer, saved to ``folder/bert``."""
+    import torch
+    import transformers
+
+    from layergw.families.hf.adapter import resolve
+
+    tok = transformers.AutoTokenizer.from_pretrained(resolve("builtin:minilm"))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=128, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=256, max_position_embeddings=128)
+    transformers.BertModel(cfg).save_pretrained(f"{folder}/bert")
+    tok.save_pretrained(f"{folder}/bert")
+
+
+def _extract_once(folder: str, n: int, streamed: bool) -> None:
+    """Extract n inputs as the extraction task does (``streamed``) or in one pass over them all;
+    prints the process's peak RSS (KiB) and the seconds."""
+    import resource
+
+    import torch
+
+    import workflows.extract as extract
+    from layergw.store import ResultStore
+    from workflows.config import InputsSpec, ModelSpec
+
+    torch.set_num_threads(1)
+    if not streamed:
+        extract.STREAM_INPUTS = n
+    spec = ModelSpec(id=f"bert{n}", family="hf", checkpoint=f"{folder}/bert",
+                     params={"data": {"source": "yelp", "split": "test"}, "max_length": 64, "batch_size": 64})
+    store = ResultStore(f"{folder}/store-{n}-{int(streamed)}")
+    t0 = time.perf_counter()
+    extract.extract_model._function(spec, InputsSpec(n=n, seed=0), store)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t0)
 
 
 def _peak_rss(pid: int) -> int:
@@ -400,10 +486,12 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
         if suite in ("gw", "gw-model"):
             text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, median of {rows[0]['repeats']} "
                     "runs per pair; compare ratios, not absolute times.\n\n" + gw_markdown(rows))
-        else:
+        elif suite == "measures":
             text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, d={rows[0]['d']}, "
                     f"median of {rows[0]['repeats']} runs; compare ratios, not absolute times.\n\n"
                     + markdown_table(rows))
+        else:
+            text = f"Measured {stamp} on {platform.machine()}.\n\n" + rows_markdown(rows)
         Path(markdown).write_text(text)
     if store and figures:
         from workflows.bench_history import append

@@ -80,7 +80,7 @@ STREAM_INPUTS = 2048
 
 
 def stream_points(model, indices, points: list, device: str, folder: Path, model_id: str,
-                  batch: int = STREAM_INPUTS) -> list[int]:
+                  batch: int | None = None) -> list[int]:
     """Run the inputs through ``model`` ``batch`` at a time, appending each point's rows to
     ``folder/<k>.npy`` as they come, so memory does not grow with the number of inputs. The
     whole array's shape is checked once and its values batch by batch (no NaN or Inf);
@@ -89,7 +89,7 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
 
     from layergw import measures
 
-    n = len(indices)
+    n, batch = len(indices), batch or STREAM_INPUTS
     files: dict[int, Any] = {}
     kinds: dict[int, tuple] = {}
     try:

@@ -120,3 +120,17 @@ def test_bench_gw_model_suite_compares_pot_and_layergw_on_layer_pairs_of_model_l
     assert (df["relative_difference"] < 1e-9).all()  # the same values as POT's solver, pair by pair
     assert (df["pot_s"] > 0).all() and (df["layergw_s"] > 0).all()
     assert "POT / layergw" in (tmp_path / "gw-model.md").read_text()
+
+
+def test_extract_memory_suite_measures_a_task_streamed_and_in_one_pass(tmp_path):
+    from layergw.data.text import load_text
+
+    try:
+        load_text("yelp", split="test", max_rows=10)
+    except Exception as e:  # noqa: BLE001 - the real Yelp files are optional
+        pytest.skip(f"no Yelp files here ({e})")
+    path = run_bench("extract-memory", str(tmp_path), sizes=(40,), markdown=str(tmp_path / "m.md"))
+    df = pq.read_table(path).to_pandas()
+    assert sorted(df["mode"]) == ["one pass", "streamed"] and (df["n"] == 40).all()
+    assert (df["peak_mib"] > 50).all() and (df["samples_per_s"] > 0).all()
+    assert "| n | mode | peak_mib" in (tmp_path / "m.md").read_text()
