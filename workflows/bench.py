@@ -25,8 +25,6 @@ GW_SIZES = (256, 512, 1000, 2000)
 SUITES = ("gw", "gw-model", "measures", "compare", "extract", "extract-memory", "demo", "memory", "all")
 #: extract-memory: probe-set sizes, and the small text model it runs (a random BERT, Yelp test sentences)
 EXTRACT_MEMORY_SIZES = (1_000, 10_000, 100_000)
-#: the one-pass comparison runs up to this n (beyond it, it only costs time: memory grows with n)
-ONE_PASS_MAX = 10_000
 #: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
 GW_MODEL, GW_MODEL_SIZES, GW_MODEL_PAIRS = "builtin:model_L", (1000,), 12
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
@@ -332,8 +330,8 @@ def bench_memory(counts: tuple[int, ...] = (1, 4, 16), points_per_model: int = 3
 
 def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES) -> tuple[list[dict], list[dict]]:
     """Peak memory and samples per second of one extraction task (the task's own function, in a
-    fresh process, into a local store) at each n, streamed and, for comparison up to
-    ``ONE_PASS_MAX``, in one pass over every input: a 2-block random BERT (hidden 128) on the Yelp test sentences, with its
+    fresh process, into a local store) at each n, streamed and, for comparison, in one pass
+    over every input: a 2-block random BERT (hidden 128) on the Yelp test sentences, with its
     three block outputs mean-pooled."""
     import subprocess
     import sys
@@ -345,7 +343,7 @@ def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES) -> tuple
         subprocess.run([sys.executable, "-c", f"from workflows.bench import _tiny_bert; _tiny_bert({tmp!r})"],
                        cwd=root, check=True)
         for n in sizes:
-            for mode in ("streamed", "one pass") if n <= ONE_PASS_MAX else ("streamed",):
+            for mode in ("streamed", "one pass"):
                 out = subprocess.run([sys.executable, "-c", "import sys; from workflows.bench import _extract_once; "
                                       f"_extract_once({tmp!r}, {n}, {mode == 'streamed'})"],
                                      cwd=root, capture_output=True, text=True)
