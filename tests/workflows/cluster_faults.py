@@ -6,8 +6,8 @@ so the cluster never meets the test session's own Ray.
 ``python cluster_faults.py MODE STUDY.yaml REPORT.json``, MODE one of:
 
 - ``node``: remove a worker node (no graceful shutdown) while a compare task runs on it;
-- ``worker-compare`` / ``worker-extract``: SIGKILL the process of a running compare or
-  extraction task;
+- ``workers``: SIGKILL the process of a running extraction task, then that of a running
+  compare task;
 - ``node-train``: remove the worker node running a training task once the task has saved its
   training state (the head has no CPU here, so the task runs on a worker node).
 
@@ -26,8 +26,9 @@ from pathlib import Path
 
 FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
                "health_check_timeout_ms": 200, "health_check_failure_threshold": 5}
-TASK_TITLES = {"worker-compare": "ray::compare_tile_task", "worker-extract": "ray::extract_model",
-               "node": "ray::compare_tile_task", "node-train": "ray::train_task"}
+#: the tasks each mode strikes, in order
+TASK_TITLES = {"workers": ["ray::extract_model", "ray::compare_tile_task"], "node": ["ray::compare_tile_task"],
+               "node-train": ["ray::train_task"]}
 
 
 def _processes(title: str) -> list[tuple[int, int]]:
@@ -80,7 +81,7 @@ def main(mode: str, config: str, report: str) -> int:
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     init_ray(cluster.address)
-    out: dict = {"mode": mode, "killed": None, "partial": [], "finished": False}
+    out: dict = {"mode": mode, "killed": [], "partial": [], "finished": False}
     done = threading.Event()
 
     def study() -> None:
@@ -94,14 +95,15 @@ def main(mode: str, config: str, report: str) -> int:
 
     thread = threading.Thread(target=study, daemon=True)
     thread.start()
-    title = TASK_TITLES[mode]
+    todo = list(TASK_TITLES[mode])
     # only this cluster's task processes (children of its raylets), never another Ray's on the machine
     raylets = {n.all_processes["raylet"][0].process.pid for n in [cluster.head_node, *workers]}
     victim_raylet = workers[0].all_processes["raylet"][0].process.pid
     deadline = time.monotonic() + 240
     while not done.is_set() and time.monotonic() < deadline:
         out["partial"] += _partial_tiles(root)
-        if out["killed"] is None:
+        if todo:
+            title = todo[0]
             running = [(pid, ppid) for pid, ppid in _processes(title) if ppid in raylets]
             if mode == "node-train":
                 saved = [f for f in store.list_files(f"{cfg.study}/train") if f.endswith("/state.pt")]
@@ -109,16 +111,18 @@ def main(mode: str, config: str, report: str) -> int:
                 on_worker = [(pid, ppid) for pid, ppid in running if ppid in nodes]
                 if saved and on_worker:
                     cluster.remove_node(nodes[on_worker[0][1]], allow_graceful=False)
-                    out["killed"] = f"node running {title} (pid {on_worker[0][0]}) after it saved {saved[0]}"
+                    out["killed"].append(f"node running {title} (pid {on_worker[0][0]}) after it saved {saved[0]}")
             elif mode == "node":
                 on_victim = [pid for pid, ppid in running if ppid == victim_raylet]
                 if on_victim:
                     cluster.remove_node(workers[0], allow_graceful=False)
-                    out["killed"] = f"node running {title} (pid {on_victim[0]})"
+                    out["killed"].append(f"node running {title} (pid {on_victim[0]})")
             elif running:
                 os.kill(running[0][0], signal.SIGKILL)
-                out["killed"] = f"{title} pid {running[0][0]}"
-        time.sleep(0.01 if out["killed"] is None else 0.2)
+                out["killed"].append(f"{title} pid {running[0][0]}")
+            if len(out["killed"]) > len(TASK_TITLES[mode]) - len(todo):
+                todo.pop(0)
+        time.sleep(0.01 if todo else 0.2)
     done.wait(timeout=max(1.0, deadline - time.monotonic()))
     out["partial"] += _partial_tiles(root)
     Path(report).write_text(json.dumps(out))
