@@ -277,38 +277,36 @@ class ResultStore:
         log.debug("wrote %d bytes to %s", len(data), self.url(path))
 
     def write_file(self, path: str, local: str | pathlib.Path, chunk: int = 16 << 20) -> None:
-        """Copy the local file ``local`` to ``path`` in chunks, atomically, without holding it in
-        memory (streamed extraction's point files)."""
+        """Copy the local file ``local`` to ``path`` in chunks, without holding it in memory
+        (streamed extraction's point files). Atomic everywhere: the copy goes to a temporary
+        name beside ``path`` and is moved there whole (an object store's output stream would
+        publish a cut-off upload when closed on an error)."""
         if not _clean_path(path):
             raise ValueError("write needs a file path, not the store root")
+        src = pathlib.Path(local)
+        if not src.is_file():
+            raise ValueError(f"write_file: the local file {src} does not exist")
         full = self._full(path)
         fs = self.filesystem
-        src = pathlib.Path(local)
+        parent, _, name = full.rpartition("/")
+        tmp = f"{parent}/{_TEMP_MARK}{name}.{uuid.uuid4().hex[:12]}"
 
-        def copy(out_path: str) -> None:
-            with src.open("rb") as f, fs.open_output_stream(out_path) as out:
-                while block := f.read(chunk):
-                    out.write(block)
-
-        if self._scheme == "file":
-            parent, _, name = full.rpartition("/")
-            tmp = f"{parent}/{_TEMP_MARK}{name}.{uuid.uuid4().hex[:12]}"
-
-            def write_local() -> None:
+        def copy() -> None:
+            if self._scheme == "file":
                 fs.create_dir(parent, recursive=True)
+            try:
+                with src.open("rb") as f, fs.open_output_stream(tmp) as out:
+                    while block := f.read(chunk):
+                        out.write(block)
+                fs.move(tmp, full)
+            except BaseException:
                 try:
-                    copy(tmp)
-                    fs.move(tmp, full)
-                except BaseException:
-                    try:
-                        fs.delete_file(tmp)
-                    except OSError:
-                        pass
-                    raise
+                    fs.delete_file(tmp)
+                except OSError:
+                    pass
+                raise
 
-            self._call("write", path, write_local)
-        else:  # an object appears only when its upload completes
-            self._call("write", path, lambda: copy(full))
+        self._call("write", path, copy)
         log.debug("wrote %s to %s", src, self.url(path))
 
     def read_bytes(self, path: str) -> bytes:

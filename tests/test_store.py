@@ -349,7 +349,7 @@ def test_a_flaky_store_is_retried_until_every_write_and_read_lands(s3_uri: str, 
 
 
 @pytest.mark.s3
-def test_a_store_that_always_fails_gives_up_naming_uri_and_operation_and_writes_nothing(s3_uri: str, s3_server: str,
+def test_a_store_that_always_fails_gives_up_naming_uri_and_operation(s3_uri: str, s3_server: str,
                                                                                          quick_retries) -> None:
     import layergw.store as store_module
     from tests.faults import FaultProxy
@@ -373,3 +373,33 @@ def test_write_file_copies_a_local_file_in_chunks(store: ResultStore, tmp_path: 
     store.write_file("reps/m/0.npy", src, chunk=65_536)
     assert store.read_bytes("reps/m/0.npy") == data
     assert store.list_files("reps") == ["reps/m/0.npy"]  # no temporary left beside it
+
+
+def test_an_interrupted_write_file_leaves_no_file(store: ResultStore, tmp_path: Path, monkeypatch) -> None:
+    import pathlib
+
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    real_open = pathlib.Path.open
+
+    class FailsAfterOneChunk:
+        def __init__(self, f):
+            self.f, self.reads = f, 0
+
+        def read(self, size):
+            self.reads += 1
+            if self.reads > 1:
+                raise OSError("the local disk went away")
+            return self.f.read(size)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, *a, **k: FailsAfterOneChunk(real_open(self, *a, **k)))
+    with pytest.raises(StoreError, match="the local disk went away"):
+        store.write_file("a/f.bin", src, chunk=100)
+    monkeypatch.undo()
+    assert not store.exists("a/f.bin")  # an object store would have published the first 100 bytes

@@ -30,11 +30,12 @@ def plain_name(value: str, what: str, forbidden: str = "") -> str:
     character, not starting with ``~``; refused here, before Ray starts, rather than by the
     store inside a task."""
     refused = "/" + "\\" + forbidden
-    bad = sorted({c for c in value if c in refused})
+    bad = sorted({c for c in value if c in refused or ord(c) < 32})
     if not value or value in (".", "..") or value.startswith("~") or bad or value != value.strip():
         listed = " ".join(repr(c) for c in refused)
         raise ValueError(f"{what} must name one folder inside the run: not empty, not '.' or '..', none of "
-                         f"{listed}, not starting with '~' or a space; got {value!r}")
+                         f"{listed} or control characters, not starting with '~', no leading or trailing "
+                         f"spaces; got {value!r}")
     return value
 
 

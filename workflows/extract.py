@@ -90,6 +90,8 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
     from layergw import measures
 
     n, batch = len(indices), batch or STREAM_INPUTS
+    if n == 0:
+        raise ValueError(f"model {model_id!r}: no inputs to extract")
     files: dict[int, Any] = {}
     kinds: dict[int, tuple] = {}
     try:
@@ -106,9 +108,10 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
                     np.lib.format.write_array_header_1_0(files[k], {
                         "descr": np.lib.format.dtype_to_descr(X.dtype), "fortran_order": False,
                         "shape": (n, X.shape[1])})
-                if X.ndim != 2 or (X.shape[1], X.dtype) != kinds[k]:
-                    raise ValueError(f"{label}: inputs {start}.. gave shape {X.shape} {X.dtype}, the first ones "
-                                     f"(n, {kinds[k][0]}) {kinds[k][1]}")
+                rows = len(indices[start:start + batch])
+                if X.ndim != 2 or (X.shape[1], X.dtype) != kinds[k] or X.shape[0] != rows:
+                    raise ValueError(f"{label}: inputs {start}..{start + rows - 1} gave shape {X.shape} {X.dtype}, "
+                                     f"expected ({rows}, {kinds[k][0]}) {kinds[k][1]}")
                 measures.check_finite(X, label)
                 files[k].write(X.tobytes())
     finally:

@@ -18,10 +18,25 @@ SYNC_S = 60.0
 
 def sync_seconds() -> float:
     value = os.environ.get("LAYERGW_SYNC_S")
+    if not value:
+        return SYNC_S
     try:
-        return float(value) if value else SYNC_S
+        seconds = float(value)
     except ValueError:
-        raise ValueError(f"LAYERGW_SYNC_S must be a number of seconds, got {value!r}") from None
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"LAYERGW_SYNC_S must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+def _files(folder: Path) -> list[Path]:
+    """The files under ``folder`` outside hidden files and folders (saves in progress); a
+    folder renamed or removed during the walk is passed over."""
+    out = []
+    for root, dirs, names in os.walk(folder, onerror=lambda _e: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        out += [Path(root) / n for n in names if not n.startswith(".")]
+    return out
 
 
 class FolderSync:
@@ -52,8 +67,7 @@ class FolderSync:
 
     def once(self, *, prune: bool = False) -> int:
         """One pass; the number of files copied."""
-        files = [p for p in self.local.rglob("*") if p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(self.local).parts)]
+        files = _files(self.local)
         files.sort(key=lambda p: (p.name == METRICS_FILE, str(p)))
         copied = 0
         for p in files:
@@ -97,5 +111,8 @@ class FolderSync:
         self._thread.join()
         if exc_type is None:
             self.once(prune=True)
-        else:
+            return
+        try:
             self.once()  # keep what a failed attempt saved, for the next one
+        except Exception as e:  # noqa: BLE001 - the task's own error is the one to raise
+            log.warning("could not copy what %s saved to %s: %s", self.local, self.store.url(self.prefix), e)

@@ -50,8 +50,6 @@ def _processes(title: str) -> list[tuple[int, int]]:
 def _partial_tiles(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    if "://" in str(root):
-        return []
     bad = []
     for p in (root / "pairs").rglob("*.parquet") if (root / "pairs").exists() else []:
         try:
@@ -74,7 +72,8 @@ def main(mode: str, config: str, report: str) -> int:
 
     cfg = load_config(config)
     store = ResultStore(cfg.store)
-    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id  # the tile checks read a local store only
+    # the tile checks read a local store; on an object store there are none to watch here
+    root = Path(cfg.store) / cfg.study / cfg.resolved_run_id if "://" not in cfg.store else Path("/nonexistent")
     head_cpus = 0 if mode == "node-train" else 1
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
                                                             "_system_config": FAST_HEALTH})

@@ -47,7 +47,11 @@ def test_a_nan_in_a_later_batch_and_a_batch_of_another_width_are_refused_naming_
     with pytest.raises(ValueError, match=r"model 'm', point 'p' contains NaN/Inf at 12 entries"):
         stream_points(Scripted([ok, nan]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)
     wide = lambda m: np.ones((m, 5), np.float32)  # noqa: E731
-    with pytest.raises(ValueError, match=r"model 'm', point 'p': inputs 3\.\. gave shape \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"model 'm', point 'p': inputs 3\.\.5 gave shape \(3, 5\) float32, "
+                                         r"expected \(3, 4\) float32"):
         stream_points(Scripted([ok, wide]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)
+    short = lambda m: np.ones((m - 1, 4), np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match=r"inputs 3\.\.5 gave shape \(2, 4\)"):  # a model that drops rows
+        stream_points(Scripted([ok, short]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)
     with pytest.raises(ValueError, match=r"model 'm', point 'p' has n=2 rows"):
         stream_points(Scripted([ok]), np.arange(2), [Point()], "cpu", tmp_path, "m", batch=3)

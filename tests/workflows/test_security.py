@@ -33,6 +33,8 @@ ESCAPES = [
     (_model(checkpoint="train:job/../../x"), "models.0.checkpoint"),
     (_model(checkpoint="train:../job"), "models.0.checkpoint"),
     (_with(train=[{"id": "..", "family": "modsum"}]), "train.0.id"),
+    (_with(study="a\x00b"), "study"),
+    (_with(study="trailing "), "study"),
 ]
 
 

@@ -43,7 +43,7 @@ def test_a_study_completes_exactly_when_a_fifth_of_store_requests_fail(tiny_chec
 
 @pytest.mark.ray
 @pytest.mark.s3
-def test_a_study_on_a_store_that_always_fails_stops_naming_it_and_writes_nothing(tiny_checkpoints, study_config,
+def test_a_study_on_a_store_that_always_fails_stops_at_once_naming_it(tiny_checkpoints, study_config,
                                                                                  s3_uri, s3_server, quick_retries) -> None:
     from layergw.store import ResultStore, StoreError
     from workflows.study import run_study

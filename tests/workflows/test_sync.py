@@ -66,7 +66,9 @@ def test_the_interval_comes_from_the_environment_or_a_clear_error(monkeypatch) -
     monkeypatch.setenv("LAYERGW_SYNC_S", "0.5")
     assert sync_seconds() == 0.5
     monkeypatch.setenv("LAYERGW_SYNC_S", "soon")
-    with pytest.raises(ValueError, match="LAYERGW_SYNC_S must be a number of seconds, got 'soon'"):
-        sync_seconds()
+    for bad in ("soon", "0", "-1", "nan"):
+        monkeypatch.setenv("LAYERGW_SYNC_S", bad)
+        with pytest.raises(ValueError, match=f"LAYERGW_SYNC_S must be a number of seconds above 0, got '{bad}'"):
+            sync_seconds()
     monkeypatch.delenv("LAYERGW_SYNC_S")
     assert sync_seconds() == 60.0 and os.environ.get("LAYERGW_SYNC_S") is None
