@@ -247,24 +247,11 @@ class ResultStore:
         full = self._full(path)
         fs = self.filesystem
         if self._scheme == "file":
-            # Temp file in the same directory, then rename (atomic on POSIX).
-            parent, _, name = full.rpartition("/")
-            tmp = f"{parent}/{_TEMP_MARK}{name}.{uuid.uuid4().hex[:12]}"
+            def write(tmp: str) -> None:
+                with fs.open_output_stream(tmp) as out:
+                    out.write(data)
 
-            def write_local() -> None:
-                fs.create_dir(parent, recursive=True)
-                try:
-                    with fs.open_output_stream(tmp) as out:
-                        out.write(data)
-                    fs.move(tmp, full)
-                except BaseException:
-                    try:
-                        fs.delete_file(tmp)
-                    except OSError:
-                        pass
-                    raise
-
-            self._call("write", path, write_local)
+            self._call("write", path, lambda: self._via_temp(full, write))
         else:
             # Object stores: an object appears only when its upload completes; the data is
             # complete in memory before the upload starts, so there is no partial object.
@@ -286,28 +273,33 @@ class ResultStore:
         src = pathlib.Path(local)
         if not src.is_file():
             raise ValueError(f"write_file: the local file {src} does not exist")
-        full = self._full(path)
+        fs = self.filesystem
+
+        def copy(tmp: str) -> None:
+            with src.open("rb") as f, fs.open_output_stream(tmp) as out:
+                while block := f.read(chunk):
+                    out.write(block)
+
+        self._call("write", path, lambda: self._via_temp(self._full(path), copy))
+        log.debug("wrote %s to %s", src, self.url(path))
+
+    def _via_temp(self, full: str, write: Any) -> None:
+        """``write(tmp)`` to a temporary name beside ``full``, then move it there (a rename on
+        POSIX, a server-side copy on object stores); the temporary is removed on any failure."""
         fs = self.filesystem
         parent, _, name = full.rpartition("/")
         tmp = f"{parent}/{_TEMP_MARK}{name}.{uuid.uuid4().hex[:12]}"
-
-        def copy() -> None:
-            if self._scheme == "file":
-                fs.create_dir(parent, recursive=True)
+        if self._scheme == "file":
+            fs.create_dir(parent, recursive=True)
+        try:
+            write(tmp)
+            fs.move(tmp, full)
+        except BaseException:
             try:
-                with src.open("rb") as f, fs.open_output_stream(tmp) as out:
-                    while block := f.read(chunk):
-                        out.write(block)
-                fs.move(tmp, full)
-            except BaseException:
-                try:
-                    fs.delete_file(tmp)
-                except OSError:
-                    pass
-                raise
-
-        self._call("write", path, copy)
-        log.debug("wrote %s to %s", src, self.url(path))
+                fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
 
     def read_bytes(self, path: str) -> bytes:
         """The contents of the file at ``path``; MissingResult if it does not exist."""

@@ -88,6 +88,14 @@ def gs_uri(gcs_server: str) -> Iterator[str]:
     yield f"gs://{bucket}/prefix?endpoint_override={gcs_server}&scheme=http&anonymous=true"
 
 
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's retries in this process without their seconds of backoff."""
+    import layergw.store as store_module
+
+    monkeypatch.setattr(store_module, "_RETRY_BASE_S", 0.01)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """``gpu``-marked tests run only where torch sees a CUDA GPU, and say why they skip elsewhere."""
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]

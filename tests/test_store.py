@@ -308,13 +308,6 @@ def test_parent_is_the_inverse_of_child(tmp_path) -> None:
 # -- transient faults ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    import layergw.store as store_module
-
-    monkeypatch.setattr(store_module, "_RETRY_BASE_S", 0.01)
-
-
 @pytest.mark.parametrize(("message", "retried"), [
     ("AWS Error SLOW_DOWN during PutObject operation: Please reduce your request rate.", True),
     ("AWS Error UNKNOWN (HTTP status 503) during HeadObject operation: No response body.", True),

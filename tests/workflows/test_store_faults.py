@@ -9,13 +9,6 @@ from tests.faults import FaultProxy
 from tests.workflows.test_study import PAIR_KEY, _assert_complete_pairs, _pairs
 
 
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    import layergw.store as store_module
-
-    monkeypatch.setattr(store_module, "_RETRY_BASE_S", 0.02)
-
-
 @pytest.mark.ray
 @pytest.mark.s3
 def test_a_study_completes_exactly_when_a_fifth_of_store_requests_fail(tiny_checkpoints, tiny_layers, study_config,
