@@ -122,3 +122,12 @@ def test_a_node_lost_during_training_resumes_from_the_saved_state(where, study_d
     assert out["killed"] and out["finished"], f"{out}\n{proc.stderr[-3000:]}"
     logs = proc.stdout + proc.stderr
     assert "resuming from" in logs and "epoch" in logs, logs[-3000:]
+    from layergw.store import ResultStore
+    from tests.workflows.test_study import PAIR_KEY, _pairs
+    from workflows.config import load_config
+
+    cfg = load_config(path)
+    run = ResultStore(store).child(cfg.study, cfg.resolved_run_id)
+    n_points = run.read_table("points.parquet").num_rows
+    pairs = _pairs(run)
+    assert len(pairs) == n_points * (n_points - 1) // 2 and not pairs.duplicated(PAIR_KEY).any()
