@@ -328,7 +328,12 @@ def bench_memory(counts: tuple[int, ...] = (1, 4, 16), points_per_model: int = 3
     return rows, figures
 
 
-def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES) -> tuple[list[dict], list[dict]]:
+#: the texts extract-memory runs through the model (a load_text mapping)
+EXTRACT_MEMORY_TEXTS = {"source": "yelp", "split": "test"}
+
+
+def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES,
+                         texts: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Peak memory and samples per second of one extraction task (the task's own function, in a
     fresh process, into a local store) at each n, streamed and, for comparison, in one pass
     over every input: a 2-block random BERT (hidden 128) on the Yelp test sentences, with its
@@ -345,7 +350,7 @@ def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES) -> tuple
         for n in sizes:
             for mode in ("streamed", "one pass"):
                 out = subprocess.run([sys.executable, "-c", "import sys; from workflows.bench import _extract_once; "
-                                      f"_extract_once({tmp!r}, {n}, {mode == 'streamed'})"],
+                                      f"_extract_once({tmp!r}, {n}, {mode == 'streamed'}, {texts or EXTRACT_MEMORY_TEXTS!r})"],
                                      cwd=root, capture_output=True, text=True)
                 if out.returncode:
                     raise RuntimeError(f"extract-memory n={n} ({mode}) failed:\n{out.stderr[-2000:]}")
@@ -378,7 +383,7 @@ def _tiny_bert(folder: str) -> None:
     tok.save_pretrained(f"{folder}/bert")
 
 
-def _extract_once(folder: str, n: int, streamed: bool) -> None:
+def _extract_once(folder: str, n: int, streamed: bool, texts: dict) -> None:
     """Extract n inputs as the extraction task does (``streamed``) or in one pass over them all;
     prints the process's peak RSS (KiB) and the seconds."""
     import resource
@@ -393,7 +398,7 @@ def _extract_once(folder: str, n: int, streamed: bool) -> None:
     if not streamed:
         extract.STREAM_INPUTS = n
     spec = ModelSpec(id=f"bert{n}", family="hf", checkpoint=f"{folder}/bert",
-                     params={"data": {"source": "yelp", "split": "test"}, "max_length": 64, "batch_size": 64})
+                     params={"data": texts, "max_length": 64, "batch_size": 64})
     store = ResultStore(f"{folder}/store-{n}-{int(streamed)}")
     t0 = time.perf_counter()
     extract.extract_model._function(spec, InputsSpec(n=n, seed=0), store)

@@ -123,14 +123,13 @@ def test_bench_gw_model_suite_compares_pot_and_layergw_on_layer_pairs_of_model_l
 
 
 def test_extract_memory_suite_measures_a_task_streamed_and_in_one_pass(tmp_path):
-    from layergw.data.text import load_text
+    from workflows.bench import bench_extract_memory, rows_markdown
 
-    try:
-        load_text("yelp", split="test", max_rows=10)
-    except Exception as e:  # noqa: BLE001 - the real Yelp files are optional
-        pytest.skip(f"no Yelp files here ({e})")
-    path = run_bench("extract-memory", str(tmp_path), sizes=(40,), markdown=str(tmp_path / "m.md"))
-    df = pq.read_table(path).to_pandas()
-    assert sorted(df["mode"]) == ["one pass", "streamed"] and (df["n"] == 40).all()
-    assert (df["peak_mib"] > 50).all() and (df["samples_per_s"] > 0).all()
-    assert "| n | mode | peak_mib" in (tmp_path / "m.md").read_text()
+    texts = tmp_path / "texts.tsv"
+    texts.write_text("text\tlabel\n" + "".join(f"sentence number {i} is {'good' if i % 2 else 'bad'} .\t{i % 2}\n"
+                                              for i in range(60)))
+    rows, figures = bench_extract_memory((40,), texts={"source": str(texts)})
+    assert sorted(r["mode"] for r in rows) == ["one pass", "streamed"] and all(r["n"] == 40 for r in rows)
+    assert all(r["peak_mib"] > 50 and r["samples_per_s"] > 0 for r in rows)
+    assert {f["figure"] for f in figures} == {"extraction task peak RSS, n=40", "extraction samples per second, n=40"}
+    assert rows_markdown(rows).startswith("| n | mode | peak_mib")
