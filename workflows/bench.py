@@ -238,28 +238,26 @@ def _figure(suite: str, figure: str, value: float, unit: str, better: str) -> di
     return {"suite": suite, "figure": figure, "value": float(value), "unit": unit, "better": better}
 
 
+def _gw_figures(suite: str, rows: list[dict], pair: str, on: str) -> list[dict]:
+    """Per n: layergw's mean seconds per pair, and POT's summed time over layergw's."""
+    figs = []
+    for n in dict.fromkeys(r["n"] for r in rows):
+        at = [r for r in rows if r["n"] == n]
+        figs += [_figure(suite, f"gw seconds per {pair}, n={n}", float(np.mean([r["layergw_s"] for r in at])), "s",
+                         "lower"),
+                 _figure(suite, f"POT time over layergw's{on}, n={n}",
+                         sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
+    return figs
+
+
 def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[list[dict], list[dict]]:
     """(detail rows, history figures) of one history suite."""
     if suite == "gw":
         rows = bench_pot(sizes or GW_SIZES)
-        figs = []
-        for n in dict.fromkeys(r["n"] for r in rows):
-            at = [r for r in rows if r["n"] == n]
-            figs += [_figure("gw", f"gw seconds per pair, n={n}", float(np.mean([r["layergw_s"] for r in at])), "s",
-                             "lower"),
-                     _figure("gw", f"POT time over layergw's, n={n}",
-                             sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
-        return rows, figs
+        return rows, _gw_figures("gw", rows, "pair", "")
     if suite == "gw-model":
         rows = bench_pot(sizes or GW_MODEL_SIZES, repeats=1, pairs=GW_MODEL_PAIRS, source=model_pairs())
-        figs = []
-        for n in dict.fromkeys(r["n"] for r in rows):
-            at = [r for r in rows if r["n"] == n]
-            figs += [_figure("gw-model", f"gw seconds per Model L pair, n={n}",
-                             float(np.mean([r["layergw_s"] for r in at])), "s", "lower"),
-                     _figure("gw-model", f"POT time over layergw's on Model L pairs, n={n}",
-                             sum(r["pot_s"] for r in at) / sum(r["layergw_s"] for r in at), "x", "higher")]
-        return rows, figs
+        return rows, _gw_figures("gw-model", rows, "Model L pair", " on Model L pairs")
     if suite == "extract":
         return _bench_extract()
     if suite == "compare":
