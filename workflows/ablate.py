@@ -6,7 +6,10 @@ every measure's groupings (the whole blocks before it) and the configured depths
 takes each selector at each depth. Cells that train the same network (pruning to every block
 is freezing at k = 0; a selector may pick the first N blocks) run as one task. A cell's rows are written to one file when it finishes
 (``layout.ablation_cell``), so a killed study resumes with the missing cells only, and
-``ablations.parquet`` gathers them with each cell exactly once.
+``ablations.parquet`` gathers them with each cell exactly once. A running cell's fine-tuning
+saves its progress in the cell's working folder (``layout.ablation_work``, mirrored to an
+object store as it runs), so a cell whose worker or node is lost resumes where it was; the
+folder is removed once the cell's rows are written.
 """
 from __future__ import annotations
 
@@ -69,14 +72,21 @@ def cell_task(store, spec: ModelSpec, cells: list, params: dict, n_blocks: int) 
     from layergw.results import ABLATIONS, table
     from layergw.torchkit.device import resolve_device
 
+    from workflows.runtime import worker_logging
+    from workflows.sync import working_folder
+
+    worker_logging()
     with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
         family, model = _load(store, spec, Path(tmp))
-    metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"))
+    work = layout.ablation_work(spec.id, cells[0].name)
+    with working_folder(store, work, f"ablate-{spec.id}") as folder:
+        metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"), workdir=folder)
     n = 0
     for cell in cells:
         rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
         store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
         n += len(rows)
+    store.delete(work)
     return n
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from layergw.families import METRICS_FILE
@@ -116,3 +119,22 @@ class FolderSync:
             self.once()  # keep what a failed attempt saved, for the next one
         except Exception as e:  # noqa: BLE001 - the task's own error is the one to raise
             log.warning("could not copy what %s saved to %s: %s", self.local, self.store.url(self.prefix), e)
+
+
+@contextmanager
+def working_folder(store, prefix: str, what: str) -> Iterator[Path]:
+    """A local folder for a task's resumable work at ``prefix`` of ``store``: the store's own
+    folder, in place, when it is local; otherwise a temporary folder that starts with what an
+    earlier attempt left there and is mirrored back as the task runs (:class:`FolderSync`).
+    ``what`` names the task in the temporary folder's name."""
+    local = store.local_path()
+    if local is not None:
+        folder = local / prefix
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix=f"layergw-{what}-") as tmp:
+        sync = FolderSync(store, Path(tmp), prefix)
+        sync.restore()
+        with sync:
+            yield Path(tmp)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import ray
 from layergw import layout
 from layergw.families import METRICS_FILE, Family
 from workflows.config import _KIND_RECIPES, ConfigError, ModelSpec, StudyConfig, TrainJob
+from workflows.sync import working_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,9 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
     device = resolve_device("auto")
     recipe = families.get(job.family).recipe(job.recipe)
     t0 = time.perf_counter()
-    local = store.local_path()
     try:
-        if local is not None:  # work in place: a killed job resumes from what it left
-            out = local / base
-            out.mkdir(parents=True, exist_ok=True)
+        with working_folder(store, base, f"train-{job.id}") as out:  # a killed or lost job resumes from it
             recipe(job.id, job.params, seed, out, device)
-        else:  # an object store: the folder is mirrored there as it trains, so a lost node resumes
-            from workflows.sync import FolderSync
-
-            with tempfile.TemporaryDirectory(prefix=f"layergw-train-{job.id}-") as tmp:
-                sync = FolderSync(store, Path(tmp), base)
-                sync.restore()
-                with sync:
-                    recipe(job.id, job.params, seed, Path(tmp), device)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     labels = list_labels(store, job_key(job), seed)

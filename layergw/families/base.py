@@ -134,7 +134,8 @@ class Family:
     #: training recipe name -> (dotted "module:function", what it trains); the first is the default
     recipes: dict[str, tuple[str, str]] = {}
     #: "module:function" that prunes or freezes a loaded model and fine-tunes it:
-    #: ``ablate(model, ablation, params, device) -> Metrics``; None: the family cannot. The
+    #: ``ablate(model, ablation, params, device, workdir=None) -> Metrics`` (given a
+    #: ``workdir``, it saves its progress there and a rerun resumes); None: the family cannot. The
     #: module may also define ``reference(model, params, device) -> Metrics | None``: the
     #: checkpoint as trained, measured as the cells are (None: it has no head for the task)
     ablation: str | None = None
@@ -171,15 +172,19 @@ class Family:
                              f"{suggest(name, list(self.recipes))}; recipes: {', '.join(self.recipes)}")
         return name
 
-    def ablate(self, model: LoadedModel, ablation: Ablation, params: dict, device: str) -> Metrics:
-        """Prune or freeze a loaded model as ``ablation`` says, fine-tune it, and measure it."""
+    def ablate(self, model: LoadedModel, ablation: Ablation, params: dict, device: str,
+               workdir: Path | None = None) -> Metrics:
+        """Prune or freeze a loaded model as ``ablation`` says, fine-tune it, and measure it; with
+        ``workdir`` (a local folder), the fine-tuning saves its progress there and resumes from it."""
         if self.ablation is None:
             raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
         import importlib
 
         module, _, attr = self.ablation.partition(":")
         ablation.check(model.n_blocks, f"{self.name} ablation")
-        return getattr(importlib.import_module(module), attr)(model, ablation, params, device)
+        run = getattr(importlib.import_module(module), attr)
+        return run(model, ablation, params, device) if workdir is None else run(model, ablation, params, device,
+                                                                                 workdir=workdir)
 
     def reference(self, model: LoadedModel, params: dict, device: str) -> Metrics | None:
         """The unmodified checkpoint measured as the ablation cells are, so a grid can check that

@@ -18,6 +18,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+#: the training-state file of a resumable fine-tuning in its working folder
+TRAIN_STATE = "train-state.pt"
+
 
 def save_checkpoint(state_dict: dict[str, torch.Tensor], record: dict, directory: str | Path, name: str) -> Path:
     """Write ``<directory>/<name>.safetensors`` then ``<name>.json``, each atomically; the weights' path."""

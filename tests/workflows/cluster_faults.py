@@ -9,7 +9,8 @@ so the cluster never meets the test session's own Ray.
 - ``workers``: SIGKILL the process of a running extraction task, then that of a running
   compare task;
 - ``node-train``: remove the worker node running a training task once the task has saved its
-  training state (the head has no CPU here, so the task runs on a worker node).
+  training state (the head has no CPU here, so the task runs on a worker node);
+- ``node-ablate``: the same for an ablation cell's fine-tuning.
 
 While the study runs, every visible tile file is read whole at each poll: the report lists any
 that was not. The report also says what was killed and whether the study finished.
@@ -28,7 +29,9 @@ FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200
                "health_check_timeout_ms": 200, "health_check_failure_threshold": 5}
 #: the tasks each mode strikes, in order
 TASK_TITLES = {"workers": ["ray::extract_model", "ray::compare_tile_task"], "node": ["ray::compare_tile_task"],
-               "node-train": ["ray::train_task"]}
+               "node-train": ["ray::train_task"], "node-ablate": ["ray::cell_task"]}
+#: where each node-loss mode looks for the saved state that must exist before the node goes
+SAVED_STATE = {"node-train": ("train", "/state.pt"), "node-ablate": ("", "/train-state.pt")}
 
 
 def _processes(title: str) -> list[tuple[int, int]]:
@@ -74,7 +77,7 @@ def main(mode: str, config: str, report: str) -> int:
     store = ResultStore(cfg.store)
     # the tile checks read a local store; on an object store there are none to watch here
     root = Path(cfg.store) / cfg.study / cfg.resolved_run_id if "://" not in cfg.store else Path("/nonexistent")
-    head_cpus = 0 if mode == "node-train" else 1
+    head_cpus = 0 if mode in SAVED_STATE else 1
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
                                                             "_system_config": FAST_HEALTH})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -104,8 +107,9 @@ def main(mode: str, config: str, report: str) -> int:
         if todo:
             title = todo[0]
             running = [(pid, ppid) for pid, ppid in _processes(title) if ppid in raylets]
-            if mode == "node-train":
-                saved = [f for f in store.list_files(f"{cfg.study}/train") if f.endswith("/state.pt")]
+            if mode in SAVED_STATE:
+                under, name = SAVED_STATE[mode]
+                saved = [f for f in store.list_files(f"{cfg.study}/{under}") if f.endswith(name)]
                 nodes = {w.all_processes["raylet"][0].process.pid: w for w in workers}
                 on_worker = [(pid, ppid) for pid, ppid in running if ppid in nodes]
                 if saved and on_worker:

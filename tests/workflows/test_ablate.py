@@ -56,6 +56,7 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     assert whole.sort_index().tolist() == k0.sort_index().tolist()
     assert table.groupby("seed")["seconds"].nunique().max() < acc.groupby("seed").size().max()
     assert (root / "ablations" / "tiny_fmod3" / "blocks.json").exists()
+    assert not [p for p in (root / "ablations").rglob("*") if p.is_file() and "work" in p.parts]  # states removed
     # the checkpoint as trained, once, scored as its training scored it
     ref = acc[acc["ablation"] == "checkpoint"]
     record = json.loads(Path(tiny_checkpoints["tiny_fmod3"] + ".json").read_text())

@@ -131,3 +131,40 @@ def test_a_node_lost_during_training_resumes_from_the_saved_state(where, study_d
     n_points = run.read_table("points.parquet").num_rows
     pairs = _pairs(run)
     assert len(pairs) == n_points * (n_points - 1) // 2 and not pairs.duplicated(PAIR_KEY).any()
+
+
+@pytest.mark.ray
+@pytest.mark.s3
+def test_a_node_lost_during_an_ablation_cell_resumes_its_fine_tuning(study_dict, tiny_checkpoints, s3_uri,
+                                                                     tmp_path) -> None:
+    """An ablation cell whose node is lost after its fine-tuning saved a state goes on from that
+    state on another node (mirrored to S3 every half second), every cell ends in
+    ablations.parquet once, and no cell's working folder is left in the store."""
+    from layergw.store import ResultStore
+    from workflows.config import load_config
+
+    entry = {"model": "tiny_fmod3", "ablations": ["freeze"], "selectors": ["first"], "seeds": [0],
+             "params": {"epochs": 400, "head_epochs": 50}}
+    data = study_dict({"tiny_fmod3": tiny_checkpoints["tiny_fmod3"]}, s3_uri, measures=["cka"],
+                      targets={"enabled": False}, inputs={"n": 16, "seed": 0}, ablate=[entry])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    report = tmp_path / "report.json"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
+           "PYTHONPATH": str(REPO), "LAYERGW_SYNC_S": "0.5"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), "node-ablate", str(path),
+                           str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(report.read_text())
+    logs = proc.stdout + proc.stderr
+    assert out["killed"] and out["finished"], f"{out}\n{logs[-3000:]}"
+    assert "resuming from epoch" in logs, logs[-3000:]
+    cfg = load_config(path)
+    run = ResultStore(s3_uri).child(cfg.study, cfg.resolved_run_id)
+    table = run.read_table("ablations.parquet").to_pandas()
+    acc = table[table["metric"] == "accuracy"]
+    cells = acc[acc["ablation"] == "freeze"]
+    assert sorted(cells["first_trained_block"]) == [0, 1, 2]  # each cell once
+    assert ((acc["value"] >= 0) & (acc["value"] <= 1)).all()
+    assert [f for f in run.list_files("ablations") if "/work/" in f] == []

@@ -72,3 +72,31 @@ def test_the_interval_comes_from_the_environment_or_a_clear_error(monkeypatch) -
             sync_seconds()
     monkeypatch.delenv("LAYERGW_SYNC_S")
     assert sync_seconds() == 60.0 and os.environ.get("LAYERGW_SYNC_S") is None
+
+
+class Remote(ResultStore):
+    """A local store that passes for an object store (no local path), as S3 or GCS would."""
+
+    def local_path(self):
+        return None
+
+
+def test_a_working_folder_is_the_store_itself_when_local_and_a_mirrored_copy_otherwise(tmp_path) -> None:
+    from workflows.sync import working_folder
+
+    local = ResultStore(str(tmp_path / "local"))
+    with working_folder(local, "ablations/m/work/cell", "ablate") as folder:
+        (folder / "train-state.pt").write_bytes(b"s1")
+    assert folder == tmp_path / "local" / "ablations/m/work/cell" and local.exists("ablations/m/work/cell/train-state.pt")
+
+    remote = Remote(str(tmp_path / "remote"))
+    with pytest.raises(KeyboardInterrupt):
+        with working_folder(remote, "ablations/m/work/cell", "ablate") as first:
+            (first / "train-state.pt").write_bytes(b"s1")
+            raise KeyboardInterrupt("node lost")
+    assert not first.exists() and remote.read_bytes("ablations/m/work/cell/train-state.pt") == b"s1"
+    with working_folder(remote, "ablations/m/work/cell", "ablate") as second:
+        assert (second / "train-state.pt").read_bytes() == b"s1"  # the next attempt starts from it
+        (second / "train-state.pt").unlink()
+        (second / "done").write_bytes(b"d")
+    assert remote.list_files("ablations/m/work/cell") == ["ablations/m/work/cell/done"]

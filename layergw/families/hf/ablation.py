@@ -36,19 +36,26 @@ def block_list(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
                      f"{', '.join(path for path, _ in ARCH_STYLES.values())}); it cannot be pruned or frozen")
 
 
-def apply(model: nn.Module, ablation: Ablation) -> None:
+def apply(model: nn.Module, ablation: Ablation, *, resumed: bool = False) -> None:
     """Keep ``ablation.keep`` of the blocks, give the classifier fresh weights (seeded) and freeze
-    the embeddings and the blocks before ``first_trained``."""
+    the embeddings and the blocks before ``first_trained``. ``resumed``: ``model`` is a saved
+    checkpoint of this cell (blocks already kept, head already trained), so only the freezing
+    is applied again."""
     parent, attr, blocks = block_list(model)
-    setattr(parent, attr, nn.ModuleList(blocks[i] for i in ablation.keep))
-    for key in ("num_hidden_layers", "n_layer", "n_layers"):
-        if hasattr(model.config, key):
-            setattr(model.config, key, len(ablation.keep))
-    torch.manual_seed(ablation.seed)
     heads = [m for name, m in model.named_children() if name in HEADS]
     heads += [m for name, m in model.named_modules() if name.endswith(".pooler")]
-    for head in heads:
-        head.apply(model._init_weights)
+    if resumed:
+        if len(blocks) != len(ablation.keep):
+            raise ValueError(f"hf ablation: the saved state of this cell has {len(blocks)} blocks, but the cell keeps "
+                             f"{len(ablation.keep)}; delete its working folder to start again")
+    else:
+        setattr(parent, attr, nn.ModuleList(blocks[i] for i in ablation.keep))
+        for key in ("num_hidden_layers", "n_layer", "n_layers"):
+            if hasattr(model.config, key):
+                setattr(model.config, key, len(ablation.keep))
+        torch.manual_seed(ablation.seed)
+        for head in heads:
+            head.apply(model._init_weights)
     if ablation.first_trained:
         kept = getattr(parent, attr)
         trainable = {id(p) for b in kept[ablation.first_trained:] for p in b.parameters()}
@@ -57,22 +64,40 @@ def apply(model: nn.Module, ablation: Ablation) -> None:
             p.requires_grad_(id(p) in trainable)
 
 
-def ablate(model: HFModel, ablation: Ablation, params: dict, device: str) -> Metrics:
-    """Fine-tune one ablation cell of the checkpoint and measure it on the evaluation texts."""
+#: checkpoints a resumable cell saves besides its start and end (each evaluates and saves the model)
+RESUME_POINTS = 3
+
+
+def ablate(model: HFModel, ablation: Ablation, params: dict, device: str, workdir: Path | None = None) -> Metrics:
+    """Fine-tune one ablation cell of the checkpoint and measure it on the evaluation texts.
+
+    With ``workdir`` the fine-tuning runs there and a rerun resumes from its latest
+    checkpoint; unless ``params`` sets ``save_steps``, it saves :data:`RESUME_POINTS`
+    evenly spaced ones to resume from."""
+    import math
+
     from layergw.data.text import text_from_params
     from layergw.families.hf.finetune import FineTuneSpec, finetune
 
     t0 = time.perf_counter()
-    spec = spec_from_params(FineTuneSpec, params, "hf ablation", skip=("train", "eval"),
-                            fixed={"id": "cell", "checkpoint": model.path, "seed": ablation.seed, "device": device})
     train = text_from_params(params.get("train", {"source": "sst2", "split": "train"}), "hf ablation: params.train")
     evaluation = text_from_params(params.get("eval", {"source": "sst2", "split": "dev"}), "hf ablation: params.eval")
+    fixed = {"id": "cell", "checkpoint": model.path, "seed": ablation.seed, "device": device}
+    spec = spec_from_params(FineTuneSpec, params, "hf ablation", skip=("train", "eval"), fixed=fixed)
+    if workdir is not None and "save_steps" not in params:
+        total = math.ceil(len(train.texts) / spec.batch_size) * spec.epochs
+        steps = sorted({total * k // (RESUME_POINTS + 1) for k in range(1, RESUME_POINTS + 1)} - {0, total})
+        spec = spec_from_params(FineTuneSpec, {**params, "save_steps": steps}, "hf ablation", skip=("train", "eval"),
+                                fixed=fixed)
 
-    def edit(m: Any) -> None:
-        apply(m, ablation)
+    def edit(m: Any, resumed: bool = False) -> None:
+        apply(m, ablation, resumed=resumed)
 
-    with tempfile.TemporaryDirectory(prefix="layergw-hf-ablation-") as tmp:
-        record = finetune(spec, train, evaluation, Path(tmp), edit=edit)
+    if workdir is not None:
+        record = finetune(spec, train, evaluation, Path(workdir), edit=edit)
+    else:
+        with tempfile.TemporaryDirectory(prefix="layergw-hf-ablation-") as tmp:
+            record = finetune(spec, train, evaluation, Path(tmp), edit=edit)
     last = record.checkpoints[-1]
     return Metrics(step=record.total_steps, accuracy=record.final_accuracy, f1=record.final_f1, loss=record.final_loss,
                    split="eval", extra={"seconds": time.perf_counter() - t0, "n_train": len(train.texts),

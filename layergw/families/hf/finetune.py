@@ -324,14 +324,16 @@ def _device_name(device: torch.device) -> str:
 
 def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: str | Path, *,
              log_every: int = 50, eval_batch_size: int = 64,
-             edit: Callable[[Any], None] | None = None) -> FineTuneRecord:
+             edit: Callable[..., None] | None = None) -> FineTuneRecord:
     """Fine-tune ``spec.checkpoint`` on ``train``, evaluating on ``eval``; return the record.
 
     Saves ``out/<id>/step-<k>/`` at step 0, at ``spec.save_steps`` and at the final step,
     then ``out/<id>/record.json``. Rerunning with the same spec and data resumes from the
     latest checkpoint, or returns the record at once when the run is finished. ``edit``
     changes the freshly loaded model before training (an ablation drops and freezes blocks;
-    only parameters left with ``requires_grad`` train); a run with an edit is not resumed.
+    only parameters left with ``requires_grad`` train) as ``edit(model, resumed=False)``; a
+    resumed run loads its own checkpoint, already edited, and calls ``edit(model,
+    resumed=True)`` to re-apply what a checkpoint does not keep (which parameters train).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -385,9 +387,7 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
     model = AutoModelForSequenceClassification.from_pretrained(
         load_from, num_labels=spec.num_labels, local_files_only=True)
     if edit is not None:
-        if resume is not None:
-            raise ValueError(f"{spec.id}: a fine-tuning with a model edit cannot resume; use a fresh out folder")
-        edit(model)
+        edit(model, resumed=resume is not None)
     model.to(device)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, betas=(0.9, 0.999),

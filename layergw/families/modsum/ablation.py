@@ -1,11 +1,17 @@
 """Pruning and freezing of a modular-sum transformer: the kept blocks, a fresh head for the
 task's final target fitted first on its own, then full-batch AdamW as in training, accuracy
-on the checkpoint's own validation split."""
+on the checkpoint's own validation split.
+
+Given a ``workdir``, the fine-tuning saves its state there every :data:`SAVE_EVERY` epochs
+and a rerun resumes from it, to the same weights as an uninterrupted run (full-batch
+training draws nothing at random)."""
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -13,6 +19,12 @@ from torch import nn
 from layergw.families.base import Ablation, Metrics, spec_from_params
 from layergw.families.modsum.adapter import ModSumModel
 from layergw.families.modsum.model import ModSumTransformer, make_head
+from layergw.torchkit import checkpoint as ckpt
+
+log = logging.getLogger(__name__)
+
+#: epochs between saved states of a cell's fine-tuning (a state is the small model and AdamW's moments)
+SAVE_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -56,29 +68,51 @@ def ablated_model(model: ModSumModel, ablation: Ablation) -> ModSumTransformer:
     return new
 
 
-def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSpec, device: str) -> float:
+def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSpec, device: str,
+              state: Path | None = None) -> float:
     """Train ``net`` in place on the checkpoint's training split: its head alone, then every
-    parameter that requires a gradient; the last training loss."""
+    parameter that requires a gradient; the last training loss. With ``state`` (a file), the
+    progress is saved there every :data:`SAVE_EVERY` epochs and resumed from it when it exists."""
     data = model.data
     x = torch.as_tensor(data.inputs, device=device)
     y = torch.as_tensor(data.targets[:, -1], device=device)
     tr = torch.as_tensor(data.train_idx, device=device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     head = list(net.heads.parameters())
+    phases = ((head, spec.head_epochs), (trainable, spec.epochs))
+    saved = ckpt.load_state(state) if state is not None else None
+    start_phase, start_epoch, loss = 0, 0, None
+    if saved is not None:
+        if saved.get("epochs") != [e for _, e in phases]:
+            raise ValueError(f"{state} holds the state of a fine-tuning of {saved.get('epochs')} epochs, not "
+                             f"{[e for _, e in phases]}: delete it to start again")
+        net.load_state_dict(saved["net"])
+        start_phase, start_epoch, loss = saved["phase"], saved["epoch"], saved["loss"]
+        log.info("resuming from epoch %d of phase %d (%s)", start_epoch, start_phase, state)
     net.train()
-    for params, epochs in ((head, spec.head_epochs), (trainable, spec.epochs)):
-        if not epochs:
+    for phase, (params, epochs) in enumerate(phases):
+        if phase < start_phase or not epochs:
             continue
         chosen = {id(p) for p in params}
         for p in trainable:
             p.requires_grad_(id(p) in chosen)
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
-        for _ in range(epochs):
-            loss = nn.functional.cross_entropy(net(x[tr])[0].double(), y[tr])
+        first = 0
+        if phase == start_phase and saved is not None:
+            opt.load_state_dict(saved["opt"])
+            first = start_epoch
+        for epoch in range(first, epochs):
+            step_loss = nn.functional.cross_entropy(net(x[tr])[0].double(), y[tr])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss.backward()
             opt.step()
-    return float(loss.item())
+            loss = float(step_loss.item())
+            if state is not None and (epoch + 1) % SAVE_EVERY == 0:
+                ckpt.save_state(state, {"epochs": [e for _, e in phases], "phase": phase, "epoch": epoch + 1,
+                                        "loss": loss, "net": net.state_dict(), "opt": opt.state_dict()})
+    for p in trainable:
+        p.requires_grad_(True)
+    return float("nan") if loss is None else loss
 
 
 def _scores(net: ModSumTransformer, model: ModSumModel, device: str) -> tuple[float, float, float]:
@@ -109,12 +143,15 @@ def reference(model: ModSumModel, params: dict, device: str) -> Metrics | None:
                    extra={"seconds": time.perf_counter() - t0, "n_train": len(model.data.train_idx)})
 
 
-def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str) -> Metrics:
-    """Fine-tune one ablation cell and measure it on the checkpoint's validation split."""
+def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str,
+           workdir: Path | None = None) -> Metrics:
+    """Fine-tune one ablation cell and measure it on the checkpoint's validation split; with
+    ``workdir``, resumably (its state is ``workdir/``:data:`~layergw.torchkit.checkpoint.TRAIN_STATE`)."""
     spec = spec_from_params(ModSumAblationSpec, params, "modsum ablation")
     t0 = time.perf_counter()
     net = ablated_model(model, ablation).to(device)
-    train_loss = fine_tune(net, model, spec, device)
+    state = Path(workdir) / ckpt.TRAIN_STATE if workdir is not None else None
+    train_loss = fine_tune(net, model, spec, device, state)
     trainable = [p for p in net.parameters() if p.requires_grad]
     accuracy, train_accuracy, val_loss = _scores(net, model, device)
     data = model.data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,9 +81,12 @@ def reference(model: ResNet9Model, params: dict, device: str) -> Metrics:
                    extra={"seconds": time.perf_counter() - t0})
 
 
-def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str) -> Metrics:
+def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str,
+           workdir: Path | None = None) -> Metrics:
     """Fine-tune one ablation cell with the checkpoint's recipe (``params`` override its
-    fields, e.g. ``epochs``) and measure it on the test split."""
+    fields, e.g. ``epochs``) and measure it on the test split; with ``workdir``, resumably
+    (the state of the last finished epoch is ``workdir/``:data:`~layergw.torchkit.checkpoint.TRAIN_STATE`)."""
+    from layergw.torchkit.checkpoint import TRAIN_STATE
     from layergw.families.resnet9.training import evaluate, load_split, train_loop
 
     t0 = time.perf_counter()
@@ -94,7 +98,8 @@ def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str) -
 
         train = ImageData(train.images[:spec.max_train], train.labels[:spec.max_train], train.source, train.split,
                           train.num_classes, train.mean, train.std)
-    history = train_loop(net, train, test, spec, device)
+    history = train_loop(net, train, test, spec, device,
+                         state=Path(workdir) / TRAIN_STATE if workdir is not None else None)
     return Metrics(step=spec.epochs, accuracy=history[-1]["test_acc"],
                    train_accuracy=evaluate(net, train, device=device), loss=history[-1]["loss"], split="test",
                    extra={"seconds": time.perf_counter() - t0, "n_train": len(train),

@@ -39,6 +39,7 @@ from layergw.families.base import spec_from_params, write_metrics
 from layergw.families.resnet9.checkpoint import metrics_of, read_record, save_checkpoint
 from layergw.families.resnet9.model import ResNet9, ResNet9Config, random_resnet9
 from layergw.families.resnet9.spec import ImageTrainSpec
+from layergw.torchkit import checkpoint as ckpt
 from layergw.torchkit.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,11 @@ def train_image_classifier(spec: ImageTrainSpec, out: str | Path, *, overwrite: 
 
 
 def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageTrainSpec, device: str, *,
-               progress: Callable[[str], None] | None = None) -> list[dict]:
+               progress: Callable[[str], None] | None = None, state: Path | None = None) -> list[dict]:
     """Train ``model``'s trainable parameters (``requires_grad``) per ``spec``'s recipe; one history
-    row per epoch with the test accuracy in eval mode. Shuffling follows ``spec.seed``."""
+    row per epoch with the test accuracy in eval mode. Shuffling follows ``spec.seed``. With
+    ``state`` (a file), the progress is saved there after every epoch and a rerun resumes from
+    it, to the same weights on the CPU as an uninterrupted run."""
     model.train().to(device)
     x_all = torch.as_tensor(train.images)
     y_all = torch.as_tensor(train.labels)
@@ -102,8 +105,22 @@ def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageT
                                                     cycle_momentum=False)
     gen = torch.Generator().manual_seed(spec.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
-    history = []
-    for epoch in range(1, spec.epochs + 1):
+    history: list[dict] = []
+    saved = ckpt.load_state(state) if state is not None else None
+    if saved is not None:
+        if saved.get("epochs") != spec.epochs:
+            raise ValueError(f"{state} holds the state of a {saved.get('epochs')}-epoch training, not "
+                             f"{spec.epochs}: delete it to start again")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        if sched is not None:
+            sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["rng"])
+        history = list(saved["history"])
+        log.info("%s: resuming from epoch %d of %d (%s)", spec.model_id, len(history), spec.epochs, state)
+        model.train()
+    for epoch in range(len(history) + 1, spec.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=gen)
         total_loss, correct = 0.0, 0
@@ -128,6 +145,10 @@ def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageT
         log.info(msg)
         if progress:
             progress(msg)
+        if state is not None:
+            ckpt.save_state(state, {"epochs": spec.epochs, "model": model.state_dict(), "opt": opt.state_dict(),
+                                    "sched": sched.state_dict() if sched is not None else None,
+                                    "gen": gen.get_state(), "rng": torch.get_rng_state(), "history": history})
     model.eval()
     return history
 

@@ -319,6 +319,46 @@ def test_an_ablation_keeps_the_chosen_blocks_freezes_the_early_ones_and_fine_tun
     assert metrics.extra["n_train"] == len(SENTENCES)
 
 
+def test_a_killed_ablation_cell_resumes_from_its_last_checkpoint_with_the_same_blocks_frozen(
+        bert_dir: str, texts_tsv: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from safetensors.torch import load_file
+
+    import layergw.families.hf.finetune as ft
+    from layergw.families.base import Ablation
+    from layergw.families.hf.ablation import ablate
+
+    model = load(bert_dir, data={"source": texts_tsv})
+    data = {"source": texts_tsv}
+    params = {"train": data, "eval": data, "batch_size": 2, "max_length": 32, "epochs": 2}
+    cell = Ablation("freeze", (0, 1), first_trained=1, seed=4)
+    whole = ablate(model, cell, params, "cpu")
+    real = ft.ckpt.save_state
+    steps: list[int] = []
+
+    def killed_after_the_second_checkpoint(path: Path, state: dict) -> None:
+        real(path, state)
+        steps.append(state["step"])
+        if len(steps) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ft.ckpt, "save_state", killed_after_the_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        ablate(model, cell, params, "cpu", workdir=tmp_path)
+    monkeypatch.setattr(ft.ckpt, "save_state", real)
+    with caplog.at_level("INFO", logger="layergw.families.hf.finetune"):
+        resumed = ablate(model, cell, params, "cpu", workdir=tmp_path)
+    total = whole.step
+    assert steps == [0, total // 4] and f"resuming from step {total // 4} of {total}" in caplog.text
+    assert (resumed.accuracy, resumed.f1, resumed.loss, resumed.step) == (whole.accuracy, whole.f1, whole.loss, total)
+    original = load_file(str(Path(bert_dir) / "model.safetensors"))
+    final = load_file(str(tmp_path / "cell" / f"step-{total}" / "model.safetensors"))
+    frozen = [k for k in final if ".embeddings." in k or ".layer.0." in k]
+    assert frozen and all(torch.equal(final[k], original[k.removeprefix("bert.")]) for k in frozen)
+    assert not torch.equal(final["bert.encoder.layer.1.output.dense.weight"],
+                           original["encoder.layer.1.output.dense.weight"])
+
+
 @pytest.fixture
 def code_dir(bert_dir: str, tmp_path: Path) -> str:
     """bert_dir whose config asks transformers to import a model class from the folder."""

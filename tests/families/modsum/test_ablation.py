@@ -121,3 +121,41 @@ def test_a_checkpoint_without_the_final_targets_head_has_no_reference(useful_the
     m = useful_then_useless
     phase_one = ModSumModel(m.model, {**m.record, "complete": False}, m.data)
     assert families.get("modsum").reference(phase_one, {}, "cpu") is None
+
+
+def test_a_killed_cell_resumes_from_its_saved_state_to_the_same_model(useful_then_useless, tmp_path, monkeypatch):
+    import layergw.families.modsum.ablation as ma
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(ma, "SAVE_EVERY", 10)
+    params, cell = {"epochs": 30, "head_epochs": 20}, Ablation("freeze", (0, 1), first_trained=1, seed=2)
+    whole = ablate(useful_then_useless, cell, params, "cpu")
+    real = ma.ckpt.save_state
+    saves = []
+
+    def killed_at_the_third_save(path, state):
+        real(path, state)
+        saves.append((state["phase"], state["epoch"]))
+        if len(saves) == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ma.ckpt, "save_state", killed_at_the_third_save)
+    with pytest.raises(KeyboardInterrupt):
+        ablate(useful_then_useless, cell, params, "cpu", workdir=tmp_path)
+    assert saves == [(0, 10), (0, 20), (1, 10)]  # killed 10 epochs into the second phase
+    monkeypatch.setattr(ma.ckpt, "save_state", lambda path, state: saves.append((state["phase"], state["epoch"])))
+    resumed = ablate(useful_then_useless, cell, params, "cpu", workdir=tmp_path)
+    assert saves[3:] == [(1, 20), (1, 30)]  # it trained only the rest
+    assert resumed.accuracy == whole.accuracy and resumed.loss == whole.loss and resumed.step == whole.step
+    assert resumed.extra["train_loss"] == whole.extra["train_loss"]
+    assert resumed.extra["trainable_parameters"] == whole.extra["trainable_parameters"]
+
+
+def test_a_saved_state_of_another_budget_is_refused(useful_then_useless, tmp_path, monkeypatch):
+    import layergw.families.modsum.ablation as ma
+
+    monkeypatch.setattr(ma, "SAVE_EVERY", 5)
+    cell = Ablation("prune", (0,))
+    ablate(useful_then_useless, cell, {"epochs": 5, "head_epochs": 5}, "cpu", workdir=tmp_path)
+    with pytest.raises(ValueError, match=r"fine-tuning of \[5, 5\] epochs, not \[5, 6\]: delete it"):
+        ablate(useful_then_useless, cell, {"epochs": 6, "head_epochs": 5}, "cpu", workdir=tmp_path)

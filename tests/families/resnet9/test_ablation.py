@@ -60,3 +60,27 @@ def test_the_reference_scores_the_unmodified_network_on_the_test_split(model):
     test = load_split(_spec(model, {}, 0, "cpu"), "test")
     # the whole network with its own head is the checkpoint, scored as the cells are
     assert ref.accuracy == pytest.approx(evaluate(ablated, test)) and ref.split == "test" and ref.step == 0
+
+
+def test_a_killed_cell_resumes_from_its_last_epoch_to_the_same_network(model, tmp_path, monkeypatch):
+    import layergw.families.resnet9.training as tr
+
+    params, cell = {"epochs": 3, "max_train": 64, "batch_size": 16}, Ablation("freeze", tuple(range(8)), 2, seed=1)
+    whole = ablate(model, cell, params, "cpu")
+    real = tr.ckpt.save_state
+    epochs = []
+
+    def killed_after_epoch_2(path, state):
+        real(path, state)
+        epochs.append(len(state["history"]))
+        if len(epochs) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(tr.ckpt, "save_state", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        ablate(model, cell, params, "cpu", workdir=tmp_path)
+    monkeypatch.setattr(tr.ckpt, "save_state", lambda path, state: (real(path, state),
+                                                                     epochs.append(len(state["history"]))))
+    resumed = ablate(model, cell, params, "cpu", workdir=tmp_path)
+    assert epochs == [1, 2, 3]  # the rerun trained the third epoch only
+    assert (resumed.accuracy, resumed.train_accuracy, resumed.loss) == (whole.accuracy, whole.train_accuracy, whole.loss)
