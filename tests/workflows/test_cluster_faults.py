@@ -1,7 +1,8 @@
 """Faults on a multi-node cluster (a head and two worker nodes simulated on this machine, in a
-subprocess): a worker node lost during compare, and the process of a running compare or
-extraction task killed. Each study completes with every pair row exactly once, and no tile
-file was ever visible half-written."""
+subprocess): a worker node lost during compare, the process of a running compare or extraction
+task killed, the driver killed on a surviving head, and a node lost during a train job or an
+ablation cell. Each study completes with every pair row (and cell) exactly once, no tile file
+was ever visible half-written, and a lost training resumes from its saved state."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,19 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 
 
+def _inflict(mode: str, config: Path, tmp_path: Path, **env_extra: str) -> tuple[dict, str]:
+    """Run ``cluster_faults.py MODE`` on a study config in a subprocess; its report and logs."""
+    report = tmp_path / "report.json"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
+           "PYTHONPATH": str(REPO), **env_extra}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), mode, str(config),
+                           str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    logs = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and report.exists(), logs[-6000:]
+    return json.loads(report.read_text()), logs
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("mode", ["node", "workers"])
 def test_a_study_survives_a_lost_node_or_killed_task_with_every_row_once(mode, study_dict, tiny_checkpoints,
@@ -31,18 +45,11 @@ def test_a_study_survives_a_lost_node_or_killed_task_with_every_row_once(mode, s
                       inputs={"n": 64, "seed": 0}, compare={"tile_size": 2})
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
-    report = tmp_path / "report.json"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
-           "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), mode, str(path), str(report)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(report.read_text())
+    out, logs = _inflict(mode, path, tmp_path)
     from tests.workflows.cluster_faults import TASK_TITLES
 
-    assert len(out["killed"]) == len(TASK_TITLES[mode]), f"not everything was killed: {out}\n{proc.stderr[-2000:]}"
-    assert out["finished"], f"{out}\n{proc.stderr[-3000:]}"
+    assert len(out["killed"]) == len(TASK_TITLES[mode]), f"not everything was killed: {out}\n{logs[-2000:]}"
+    assert out["finished"], f"{out}\n{logs[-3000:]}"
     assert out["partial"] == []
     cfg = load_config(path)
     run = ResultStore(str(tmp_path / "store")).child(cfg.study, cfg.resolved_run_id)
@@ -111,16 +118,8 @@ def test_a_node_lost_during_training_resumes_from_the_saved_state(where, study_d
                       train=train, models=[{"id": "tiny", "family": "modsum", "checkpoint": "train:tiny"}])
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
-    report = tmp_path / "report.json"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
-           "PYTHONPATH": str(REPO), "LAYERGW_SYNC_S": "0.5"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), "node-train", str(path),
-                           str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(report.read_text())
-    assert out["killed"] and out["finished"], f"{out}\n{proc.stderr[-3000:]}"
-    logs = proc.stdout + proc.stderr
+    out, logs = _inflict("node-train", path, tmp_path, LAYERGW_SYNC_S="0.5")
+    assert out["killed"] and out["finished"], f"{out}\n{logs[-3000:]}"
     assert "resuming from" in logs and "epoch" in logs, logs[-3000:]
     from layergw.store import ResultStore
     from tests.workflows.test_study import PAIR_KEY, _pairs
@@ -149,15 +148,7 @@ def test_a_node_lost_during_an_ablation_cell_resumes_its_fine_tuning(study_dict,
                       targets={"enabled": False}, inputs={"n": 16, "seed": 0}, ablate=[entry])
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
-    report = tmp_path / "report.json"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tempfile.mkdtemp(prefix="lgw-c-", dir="/tmp"),
-           "PYTHONPATH": str(REPO), "LAYERGW_SYNC_S": "0.5"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([PYTHON, str(Path(__file__).with_name("cluster_faults.py")), "node-ablate", str(path),
-                           str(report)], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0 and report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(report.read_text())
-    logs = proc.stdout + proc.stderr
+    out, logs = _inflict("node-ablate", path, tmp_path, LAYERGW_SYNC_S="0.5")
     assert out["killed"] and out["finished"], f"{out}\n{logs[-3000:]}"
     assert "resuming from epoch" in logs, logs[-3000:]
     cfg = load_config(path)
