@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 #: the gw suite's n: the demo's range up to twice the paper's 1000
 GW_SIZES = (256, 512, 1000, 2000)
-SUITES = ("gw", "gw-model", "measures", "compare", "extract", "extract-memory", "demo", "memory", "all")
+SUITES = ("gw", "gw-model", "gw-batch", "measures", "compare", "extract", "extract-memory", "demo", "memory", "all")
 #: extract-memory: probe-set sizes, and the small text model it runs (a random BERT, Yelp test sentences)
 EXTRACT_MEMORY_SIZES = (1_000, 10_000, 100_000)
 #: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
 GW_MODEL, GW_MODEL_SIZES, GW_MODEL_PAIRS = "builtin:model_L", (1000,), 12
 HISTORY_SUITES = ("gw", "compare", "extract", "demo")
+#: gw-batch: pairs solved as one batch, and its float32 variant (the GPU's fast path)
+GW_BATCH_DTYPES = ("float64", "float32")
 
 
 #: Parameter settings timed besides each measure's defaults (when the measure has them).
@@ -208,6 +210,48 @@ def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2, source=r
     return rows
 
 
+def bench_gw_batch(sizes: tuple[int, ...] = GW_MODEL_SIZES, pairs: int = GW_MODEL_PAIRS, source=None,
+                   device: str = "auto") -> list[dict]:
+    """Throughput of ``gw_batch`` (all ``pairs`` as one batch, on ``device``: a GPU when torch
+    sees one) against the exact ``gw`` on one CPU thread, on the same pairs (default: Model L's
+    layers) with the same geometry (normalize "mean"), and how the two rank the pairs. One
+    row per (n, solver); the batch is timed after a warm-up batch of two pairs."""
+    from scipy.stats import spearmanr
+    from threadpoolctl import threadpool_limits
+
+    from layergw import measures
+    from layergw.torchkit.device import resolve_device
+
+    source = source or model_pairs(count=pairs)
+    exact = measures.get("gw", normalize="mean")
+    rows = []
+    for n in sizes:
+        data = [source(n, k) for k in range(pairs)]
+        with threadpool_limits(limits=1):
+            t = time.perf_counter()
+            ref = [exact.score(X, Y) for X, Y in data]
+            exact_s = time.perf_counter() - t
+        rows.append({"n": n, "solver": "gw (exact, lean)", "device": "cpu, one thread", "dtype": "float64",
+                     "pairs": pairs, "seconds": exact_s, "pairs_per_s": pairs / exact_s, "spearman": 1.0,
+                     "converged": pairs})
+        log.info("gw-batch n=%d: exact gw %.3f s per pair", n, exact_s / pairs)
+        for dtype in GW_BATCH_DTYPES:
+            batch = measures.get("gw_batch", device=device, dtype=dtype)
+            geoms = [(batch.prepare(X), batch.prepare(Y)) for X, Y in data]
+            batch.compare_many(geoms[:2])  # warm-up: kernels, allocator, handles
+            t = time.perf_counter()
+            got = batch.compare_many(geoms)
+            seconds = time.perf_counter() - t
+            rows.append({"n": n, "solver": f"gw_batch (epsilon {batch.epsilon})",
+                         "device": resolve_device(device), "dtype": dtype, "pairs": pairs, "seconds": seconds,
+                         "pairs_per_s": pairs / seconds,
+                         "spearman": float(spearmanr([c.value for c in got], ref).statistic),
+                         "converged": sum(c.converged for c in got)})
+            log.info("gw-batch n=%d: gw_batch %s on %s %.3f s per pair, rank correlation with gw %.3f", n, dtype,
+                     rows[-1]["device"], seconds / pairs, rows[-1]["spearman"])
+    return rows
+
+
 def gw_markdown(rows: list[dict]) -> str:
     """One line per n: seconds per pair of each solver (mean over pairs), the ratio of the
     summed times, the largest relative difference of values and the CG steps."""
@@ -258,6 +302,10 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
     if suite == "gw-model":
         rows = bench_pot(sizes or GW_MODEL_SIZES, repeats=1, pairs=GW_MODEL_PAIRS, source=model_pairs())
         return rows, _gw_figures("gw-model", rows, "Model L pair", " on Model L pairs")
+    if suite == "gw-batch":
+        rows = bench_gw_batch(sizes or GW_MODEL_SIZES)
+        return rows, [_figure("gw-batch", f"{r['solver']} {r['dtype']} pairs per second on {r['device']}, n={r['n']}",
+                              r["pairs_per_s"], "pairs/s", "higher") for r in rows]
     if suite == "extract":
         return _bench_extract()
     if suite == "compare":

@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float64", "float32")
+#: default ``tol`` and ``sinkhorn_tol`` per dtype: in float32 at n = 64 the plans of Model L's
+#: layer pairs never settled to 1e-7 in 1000 iterations and all settled to 1e-6, within 4e-6
+#: of float64's values
+TOLERANCES = {"float64": 1e-9, "float32": 1e-6}
 
 
 @register("gw_batch")
@@ -63,6 +67,8 @@ class BatchedEntropicGW(Measure):
     epsilon: entropic regularization of each Sinkhorn projection.
     max_iter, tol: outer (projected-gradient) iterations and the plan-change tolerance.
     sinkhorn_max_iter, sinkhorn_tol: each projection's iterations and marginal tolerance.
+    Both tolerances default to what the dtype can reach (:data:`TOLERANCES`: 1e-9 in
+    float64, 1e-6 in float32, whose rounding keeps a plan from settling much below that).
     device: "auto" (a GPU when torch sees one), "cpu" or "cuda".
     dtype: "float64" (the reference) or "float32" (faster on GPUs; about 1e-6 relative).
     """
@@ -76,9 +82,9 @@ class BatchedEntropicGW(Measure):
     normalize: str = "mean"
     epsilon: float = 0.05
     max_iter: int = 1000
-    tol: float = 1e-9
+    tol: float | None = None
     sinkhorn_max_iter: int = 1000
-    sinkhorn_tol: float = 1e-9
+    sinkhorn_tol: float | None = None
     device: str = "auto"
     dtype: str = "float64"
 
@@ -87,6 +93,9 @@ class BatchedEntropicGW(Measure):
         check_choice(owner, "normalize", self.normalize, NORMALIZE)
         check_choice(owner, "device", self.device, DEVICES)
         check_choice(owner, "dtype", self.dtype, DTYPES)
+        for name in ("tol", "sinkhorn_tol"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, TOLERANCES[self.dtype])
         for name in ("epsilon", "tol", "sinkhorn_tol"):
             object.__setattr__(self, name, check_positive_float(owner, name, getattr(self, name)))
         for name in ("max_iter", "sinkhorn_max_iter"):

@@ -123,3 +123,15 @@ def test_on_a_gpu_in_float32_the_values_are_the_cpus():
     pairs = [(geoms[i], geoms[j]) for i in range(4) for j in range(i + 1, 4)]
     np.testing.assert_allclose([c.value for c in gpu.compare_many(pairs)], [c.value for c in cpu.compare_many(pairs)],
                                rtol=1e-4)
+
+
+def test_float32_defaults_to_a_tolerance_it_can_reach_and_lands_near_float64():
+    layers = network_layers(64, 3, 8)
+    f64, f32 = measures.get("gw_batch", device="cpu"), measures.get("gw_batch", device="cpu", dtype="float32")
+    assert (f64.tol, f64.sinkhorn_tol, f32.tol, f32.sinkhorn_tol) == (1e-9, 1e-9, 1e-6, 1e-6)
+    assert f64.key == measures.get("gw_batch", device="cpu", tol=1e-9, sinkhorn_tol=1e-9).key  # resolved, recorded
+    geoms = [f64.prepare(X) for X in layers]
+    pairs = [(geoms[i], geoms[j]) for i in range(4) for j in range(i + 1, 4)]
+    low = f32.compare_many(pairs)
+    assert all(c.converged for c in low)
+    np.testing.assert_allclose([c.value for c in low], [c.value for c in f64.compare_many(pairs)], rtol=1e-5)

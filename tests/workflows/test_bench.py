@@ -133,3 +133,16 @@ def test_extract_memory_suite_measures_a_task_streamed_and_in_one_pass(tmp_path)
     assert all(r["peak_mib"] > 50 and r["samples_per_s"] > 0 for r in rows)
     assert {f["figure"] for f in figures} == {"extraction task peak RSS, n=40", "extraction samples per second, n=40"}
     assert rows_markdown(rows).startswith("| n | mode | peak_mib")
+
+
+def test_bench_gw_batch_times_the_batch_against_exact_gw_on_the_same_model_l_pairs():
+    from workflows.bench import bench_gw_batch, model_pairs
+
+    rows = bench_gw_batch((64,), pairs=6, source=model_pairs(count=6), device="cpu")
+    assert [(r["solver"].split()[0], r["dtype"]) for r in rows] == [("gw", "float64"), ("gw_batch", "float64"),
+                                                                    ("gw_batch", "float32")]
+    for r in rows:
+        assert r["n"] == 64 and r["pairs"] == 6 and r["pairs_per_s"] == pytest.approx(6 / r["seconds"])
+        assert 0 <= r["converged"] <= 6
+    # entropic GW blurs the plans but orders Model L's layer pairs much as the exact solver does
+    assert rows[1]["spearman"] > 0.7 and rows[2]["spearman"] == pytest.approx(rows[1]["spearman"], abs=0.05)
