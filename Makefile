@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean device-wheels
 
 install: $(VENV)/.installed
 
@@ -26,3 +26,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs
+
+# Wheels the GPU machine's image lacks (its Python is 3.12; it has torch, numpy, scipy, pyarrow),
+# carried there by scripts/device_check.sh: run(command="bash scripts/device_check.sh", carry=[".device"])
+device-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .device/wheels "pot==$$($(PY) -c 'import ot; print(ot.__version__)')" \
+		"pydantic==$$($(PY) -c 'import pydantic; print(pydantic.VERSION)')" \
+		"pydantic-core==$$($(PY) -c 'import pydantic_core; print(pydantic_core.__version__)')" \
+		annotated-types typing-inspection
