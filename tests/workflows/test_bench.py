@@ -28,7 +28,7 @@ def test_bench_gw_suite_times_layergw_and_pot_on_the_same_pairs(tmp_path):
 
 
 def test_unknown_suite_names_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="valid suites: gw, gw-model, measures"):
+    with pytest.raises(ValueError, match="valid suites: gw, gw-model, gw-batch, measures"):
         run_bench("nope", str(tmp_path))
 
 
