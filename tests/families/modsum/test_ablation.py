@@ -127,8 +127,8 @@ def test_a_killed_cell_resumes_from_its_saved_state_to_the_same_model(useful_the
     import layergw.families.modsum.ablation as ma
 
     torch.set_num_threads(1)
-    monkeypatch.setattr(ma, "SAVE_EVERY", 10)
-    params, cell = {"epochs": 30, "head_epochs": 20}, Ablation("freeze", (0, 1), first_trained=1, seed=2)
+    monkeypatch.setattr(ma, "SAVE_EVERY", 5)
+    params, cell = {"epochs": 15, "head_epochs": 10}, Ablation("freeze", (0, 1), first_trained=1, seed=2)
     whole = ablate(useful_then_useless, cell, params, "cpu")
     real = ma.ckpt.save_state
     saves = []
@@ -142,10 +142,10 @@ def test_a_killed_cell_resumes_from_its_saved_state_to_the_same_model(useful_the
     monkeypatch.setattr(ma.ckpt, "save_state", killed_at_the_third_save)
     with pytest.raises(KeyboardInterrupt):
         ablate(useful_then_useless, cell, params, "cpu", workdir=tmp_path)
-    assert saves == [(0, 10), (0, 20), (1, 10)]  # killed 10 epochs into the second phase
+    assert saves == [(0, 5), (0, 10), (1, 5)]  # killed 5 epochs into the second phase
     monkeypatch.setattr(ma.ckpt, "save_state", lambda path, state: saves.append((state["phase"], state["epoch"])))
     resumed = ablate(useful_then_useless, cell, params, "cpu", workdir=tmp_path)
-    assert saves[3:] == [(1, 20), (1, 30)]  # it trained only the rest
+    assert saves[3:] == [(1, 10), (1, 15)]  # it trained only the rest
     assert resumed.accuracy == whole.accuracy and resumed.loss == whole.loss and resumed.step == whole.step
     assert resumed.extra["train_loss"] == whole.extra["train_loss"]
     assert resumed.extra["trainable_parameters"] == whole.extra["trainable_parameters"]
