@@ -21,7 +21,7 @@ runs) and one folder per run, ``<run id>/``:
     skip/<model>/kl.npy, agreement.json the skip intervention's KL matrix and each measure's agreement
     bootstrap/<model>/<measure key>.parquet  boundary confidence over resampled inputs (BOOTSTRAP)
     ablations/<model>/<cell>.parquet    one pruning or freezing cell (ABLATIONS); blocks.json the selectors' statistics
-    ablations/<model>/work/<cell>/      a running cell's saved fine-tuning state (removed when the cell is written)
+    ablations/<model>/work/<name>/      a running task's saved fine-tuning state (removed when its cells are written)
     ablations.parquet                   every cell gathered
     report/index.html, report/*.png     the report, drawn from the above
 
@@ -111,9 +111,10 @@ def ablation_cell(model: str, cell: str) -> str:
     return f"ablations/{model}/{cell}.parquet"
 
 
-def ablation_work(model: str, cell: str) -> str:
-    """The working folder of a running cell: its fine-tuning's saved state, to resume from."""
-    return f"ablations/{model}/work/{cell}"
+def ablation_work(model: str, name: str) -> str:
+    """The working folder of a running ablation task (its fine-tuning's saved state, to resume
+    from); an empty ``name``: the folder of all of a model's."""
+    return f"ablations/{model}/work/{name}".rstrip("/")
 
 
 def ablation_blocks(model: str) -> str:

@@ -15,6 +15,7 @@
 #
 # $OUT comes back; the last lines printed are a summary.
 set -u
+shopt -s nullglob
 OUT=${OUT:-/tmp/layergw-device-out}
 BUDGET_S=${BUDGET_S:-570}
 START=$(date +%s)

@@ -76,18 +76,39 @@ def cell_task(store, spec: ModelSpec, cells: list, params: dict, n_blocks: int) 
     from workflows.sync import working_folder
 
     worker_logging()
-    with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
+    work = layout.ablation_work(spec.id, work_name(cells[0].trains, params))
+    with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:  # holds a downloaded checkpoint
         family, model = _load(store, spec, Path(tmp))
-    work = layout.ablation_work(spec.id, cells[0].name)
-    with working_folder(store, work, f"ablate-{spec.id}") as folder:
-        metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"), workdir=folder)
+        with working_folder(store, work, f"ablate-{spec.id}") as folder:
+            metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"), workdir=folder)
     n = 0
     for cell in cells:
         rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
         store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
         n += len(rows)
-    store.delete(work)
+    _remove(store, work)
     return n
+
+
+def work_name(trains: tuple, params: dict) -> str:
+    """The working folder of the network a task trains (kept blocks, first trained block,
+    seed) under ``params``: the same for every attempt, another one when the params change,
+    so a saved state is never resumed under another recipe."""
+    import hashlib
+    import json
+
+    keep, first_trained, seed = trains
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"keep{'.'.join(map(str, keep)) or '-none'}-k{first_trained}-s{seed}-{digest}"
+
+
+def _remove(store, path: str) -> None:
+    """Delete a working folder whose results are stored; a failure is only logged (nothing
+    finished depends on it, and the next study's clean-up tries again)."""
+    try:
+        store.delete(path)
+    except Exception as e:  # noqa: BLE001 - the rows are written; the folder is only clutter
+        log.warning("could not remove the working folder %s: %s", store.url(path), e)
 
 
 @ray.remote(num_cpus=1)
@@ -100,8 +121,8 @@ def reference_task(store, spec: ModelSpec, params: dict, n_blocks: int) -> int:
 
     with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:
         family, model = _load(store, spec, Path(tmp))
-    rows = reference_rows(spec.id, family.reference(model, params, resolve_device("auto")), n_blocks,
-                          spec.checkpoint)
+        rows = reference_rows(spec.id, family.reference(model, params, resolve_device("auto")), n_blocks,
+                              spec.checkpoint)
     store.write_table(layout.ablation_cell(spec.id, REFERENCE), table(rows, ABLATIONS))
     return len(rows)
 
@@ -139,6 +160,7 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
     specs = {m.id: m for m in cfg.models}
     groups = run.read_table(layout.GROUPS).to_pandas() if run.exists(layout.GROUPS) else None
     items, paths = [], []
+    owner: dict[str, str] = {}  # cell file -> model
     for k, entry in enumerate(cfg.ablate):
         where = f"ablate[{k}] ({entry.model})"
         if entry.model not in specs:
@@ -159,6 +181,7 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
         ref = layout.ablation_cell(entry.model, REFERENCE)
         if ref not in paths:
             paths.append(ref)
+            owner[ref] = entry.model
             if not run.exists(ref):
                 measure = reference_task.options(num_gpus=gpus) if gpus else reference_task
                 items.append(WorkItem((entry.model, "ablate"), 1,
@@ -171,6 +194,7 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
             if path in paths:
                 continue
             paths.append(path)
+            owner[path] = entry.model
             if not run.exists(path):
                 same.setdefault(cell.trains, []).append(cell)
         for cells in same.values():
@@ -185,7 +209,11 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
              len(items))
     progress = Progress("ablate", len(paths), len(paths) - todo, "cells")
     failures = run_items(items, _NoCache(), max(1, len(items)), progress.update)
-    parts = [run.read_table(p) for p in paths if run.exists(p)]
+    done = {p for p in paths if run.exists(p)}
+    for model in dict.fromkeys(entry.model for entry in cfg.ablate):
+        if all(p in done for p in paths if owner[p] == model):
+            _remove(run, layout.ablation_work(model, ""))  # left by attempts whose grouping changed
+    parts = [run.read_table(p) for p in paths if p in done]
     if parts:
         run.write_table(layout.ABLATIONS, pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts]))
     return failures

@@ -159,3 +159,14 @@ def test_a_depth_outside_the_model_and_a_model_without_blocks_are_refused() -> N
     none = Manifest("m", 10, 0, "all", (), (), "cpu", 0.0, {}, 0)
     with pytest.raises(ConfigError, match=r"model 'm' has no blocks to prune or freeze"):
         plan_model(AblateSpec(model="m", ablations=["freeze"]), "ablate[0] (m)", none, None, None)
+
+
+def test_a_tasks_working_folder_is_named_by_the_network_it_trains_and_its_params():
+    from workflows.ablate import work_name
+
+    trains = ((0, 1, 2), 1, 0)
+    name = work_name(trains, {"epochs": 2, "lr": 1e-3})
+    assert name.startswith("keep0.1.2-k1-s0-") and name == work_name(trains, {"lr": 1e-3, "epochs": 2})
+    assert work_name(trains, {"epochs": 3, "lr": 1e-3}) != name  # another recipe never resumes this state
+    assert work_name(((0, 1, 2), 1, 1), {"epochs": 2, "lr": 1e-3}) != name
+    assert work_name(((), 0, 0), {}).startswith("keep-none-k0-s0-")

@@ -352,14 +352,11 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
 
     root = Path(out) / spec.id
     root.mkdir(parents=True, exist_ok=True)
-    identity = {"spec": spec.to_json(), "data": data_info}
+    identity = _identity(spec, data_info)
     spec_path = root / "spec.json"
     if spec_path.exists():
-        stored = json.loads(spec_path.read_text())
-        if stored != identity:
-            diff = [k for k in set(stored["spec"]) | set(identity["spec"])
-                    if stored["spec"].get(k) != identity["spec"].get(k)]
-            what = f"spec fields {sorted(diff)}" if diff else "train or eval data"
+        what = _differs(json.loads(spec_path.read_text()), identity)
+        if what:
             raise ValueError(f"out/{spec.id} holds a run with different {what}: use another id or "
                              f"out folder, or delete {root}")
     else:
@@ -511,6 +508,35 @@ def _examples_seen(step: int, steps_per_epoch: int, batch_size: int, n: int) -> 
 class _Data:
     texts: list[str]
     labels: np.ndarray
+
+
+#: spec fields a run may resume under with other values: where it runs, and where the same
+#: checkpoint was found (a retried task on another node downloads it to another folder);
+#: the checkpoint's contents are compared instead
+_PLACE = ("device", "checkpoint")
+
+
+def _identity(spec: FineTuneSpec, data_info: dict) -> dict:
+    """What a run folder's ``spec.json`` records, and a resumed run must match."""
+    from layergw.families import content_hash
+
+    folder = Path(spec.checkpoint).expanduser()
+    checkpoint = content_hash(folder) if not spec.checkpoint.startswith("builtin:") and folder.is_dir() \
+        else spec.checkpoint
+    return {"spec": spec.to_json(), "checkpoint_contents": checkpoint, "data": data_info}
+
+
+def _differs(stored: dict, identity: dict) -> str:
+    """What differs between a stored identity and this run's, in words ('' when nothing does);
+    a folder written before ``checkpoint_contents`` existed is compared by checkpoint path."""
+    old, new = stored.get("spec", {}), identity["spec"]
+    place = _PLACE if "checkpoint_contents" in stored else ("device",)
+    fields = sorted(k for k in set(old) | set(new) if k not in place and old.get(k) != new.get(k))
+    if "checkpoint_contents" in stored and stored["checkpoint_contents"] != identity["checkpoint_contents"]:
+        fields.append("checkpoint (its contents)")
+    if fields:
+        return f"spec fields {fields}"
+    return "" if stored.get("data") == identity["data"] else "train or eval data"
 
 
 def _load_resume(root: Path, save_at: list[int]) -> dict | None:

@@ -248,3 +248,20 @@ def test_builtin_minilm_resolves_to_the_package_folder() -> None:
     path = local_folder("builtin:minilm")
     assert path == Path(pkg.get_model_path())
     assert (path / "config.json").is_file()
+
+
+def test_a_run_goes_on_from_a_copy_of_its_checkpoint_on_another_device_but_not_from_other_weights(
+        tiny_bert: Path, tmp_path: Path) -> None:
+    """A retried task on another node finds the same checkpoint in another folder and may pick
+    another device: the same run. Other weights in the checkpoint folder are another run."""
+    import shutil
+
+    finetune(spec_for(tiny_bert, epochs=1), TRAIN, EVAL, tmp_path / "out")
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tiny_bert, copy)
+    again = finetune(spec_for(copy, epochs=1, device="auto"), TRAIN, EVAL, tmp_path / "out")
+    assert again.total_steps > 0  # the finished record, not a refusal
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match=r"different spec fields \['checkpoint \(its contents\)'\]"):
+        finetune(spec_for(copy, epochs=1), TRAIN, EVAL, tmp_path / "out")
