@@ -170,3 +170,44 @@ def test_a_tasks_working_folder_is_named_by_the_network_it_trains_and_its_params
     assert work_name(trains, {"epochs": 3, "lr": 1e-3}) != name  # another recipe never resumes this state
     assert work_name(((0, 1, 2), 1, 1), {"epochs": 2, "lr": 1e-3}) != name
     assert work_name(((), 0, 0), {}).startswith("keep-none-k0-s0-")
+
+
+@pytest.mark.s3
+def test_an_hf_cell_of_a_trained_checkpoint_on_an_object_store_fine_tunes_from_the_download(tmp_path, s3_uri):
+    """A ``train:`` checkpoint on an object store is downloaded to a temporary folder, and the
+    Hugging Face fine-tuning loads from it: the folder must live until the cell is done (it was
+    once removed first). The task's function runs here without Ray, on S3 (moto)."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from layergw.families.base import Ablation
+    from layergw.interventions.ablate import Cell
+    from layergw.store import ResultStore
+    from workflows.ablate import cell_task
+    from workflows.config import ModelSpec
+
+    model_dir = tmp_path / "bert"
+    words = ["good", "bad", "movie", "plot", "fun", "dull"]
+    (model_dir).mkdir()
+    (model_dir / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    transformers.BertTokenizerFast.from_pretrained(model_dir).save_pretrained(model_dir)
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    transformers.BertModel(cfg).save_pretrained(model_dir)
+    texts = tmp_path / "texts.tsv"
+    texts.write_text("text\tlabel\n" + "".join(f"{w} movie\t{i % 2}\n" for i, w in enumerate(words)))
+
+    study = ResultStore(s3_uri).child("study")
+    ref = "job/0123456789abcdef/seed-0/final"
+    for f in model_dir.iterdir():
+        study.write_bytes(f"train/{ref}/{f.name}", f.read_bytes())
+    run = study.child("run")
+    spec = ModelSpec(id="bert", family="hf", checkpoint="train:job", params={"data": {"source": str(texts)}})
+    spec = spec.model_copy(update={"checkpoint": f"train:{ref}"})  # as the train stage resolves it
+    data = {"source": str(texts)}
+    params = {"train": data, "eval": data, "batch_size": 3, "max_length": 8}
+    cell = Cell(Ablation("prune", (0,)), "first")
+    n = cell_task._function(run, spec, [cell], params, 2)
+    assert n > 0 and run.exists(f"ablations/bert/{cell.name}.parquet")
+    assert run.list_files("ablations/bert/work") == []  # its working folder went with it
