@@ -173,7 +173,8 @@ def test_a_tasks_working_folder_is_named_by_the_network_it_trains_and_its_params
 
 
 @pytest.mark.s3
-def test_an_hf_cell_of_a_trained_checkpoint_on_an_object_store_fine_tunes_from_the_download(tmp_path, s3_uri):
+def test_an_hf_cell_of_a_trained_checkpoint_on_an_object_store_fine_tunes_from_the_download(tmp_path, s3_uri,
+                                                                                          monkeypatch):
     """A ``train:`` checkpoint on an object store is downloaded to a temporary folder, and the
     Hugging Face fine-tuning loads from it: the folder must live until the cell is done (it was
     once removed first). The task's function runs here without Ray, on S3 (moto)."""
@@ -208,6 +209,7 @@ def test_an_hf_cell_of_a_trained_checkpoint_on_an_object_store_fine_tunes_from_t
     data = {"source": str(texts)}
     params = {"train": data, "eval": data, "batch_size": 3, "max_length": 8}
     cell = Cell(Ablation("prune", (0,)), "first")
+    monkeypatch.setattr("workflows.runtime.worker_logging", lambda: None)  # a Ray worker's, not this process's
     n = cell_task._function(run, spec, [cell], params, 2)
     assert n > 0 and run.exists(f"ablations/bert/{cell.name}.parquet")
     assert run.list_files("ablations/bert/work") == []  # its working folder went with it

@@ -14,8 +14,12 @@ def test_duration_reads_as_minutes_or_hours() -> None:
 
 
 def test_time_left_counts_only_work_done_in_this_run(monkeypatch) -> None:
+    import types
+
     clock = iter([100.0, 110.0])
-    monkeypatch.setattr("workflows.progress.time.monotonic", lambda: next(clock))
+    # the module's own clock only: patching time.monotonic itself would feed any other caller
+    # (a log filter, a server thread) from this iterator too
+    monkeypatch.setattr("workflows.progress.time", types.SimpleNamespace(monotonic=lambda: next(clock)))
     p = Progress("compare", total=100, done=50, unit="pairs", interval=1e9)
     p.done += 10  # 10 new pairs in 10 s: the 40 left take 40 s, the 50 found done do not speed it up
     assert p.line() == "compare: 60/100 pairs (60%), 0m10s, about 0m40s left"
