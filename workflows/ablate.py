@@ -22,6 +22,7 @@ import ray
 from layergw import layout
 from workflows.config import AblateSpec, ConfigError, InputsSpec, ModelSpec, StudyConfig
 from workflows.extract import Manifest
+from workflows.sync import remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,15 @@ def cell_task(store, spec: ModelSpec, cells: list, params: dict, n_blocks: int) 
 
     worker_logging()
     work = layout.ablation_work(spec.id, work_name(cells[0].trains, params))
+    n = 0
     with tempfile.TemporaryDirectory(prefix="layergw-ablate-") as tmp:  # holds a downloaded checkpoint
         family, model = _load(store, spec, Path(tmp))
-        with working_folder(store, work, f"ablate-{spec.id}") as folder:
+        with working_folder(store, work, f"ablate-{spec.id}", discard=True) as folder:
             metrics = family.ablate(model, cells[0].ablation, params, resolve_device("auto"), workdir=folder)
-    n = 0
-    for cell in cells:
-        rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
-        store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
-        n += len(rows)
-    _remove(store, work)
+            for cell in cells:
+                rows = cell_rows(spec.id, cell, metrics, n_blocks, spec.checkpoint)
+                store.write_table(layout.ablation_cell(spec.id, cell.name), table(rows, ABLATIONS))
+                n += len(rows)
     return n
 
 
@@ -100,15 +100,6 @@ def work_name(trains: tuple, params: dict) -> str:
     keep, first_trained, seed = trains
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"keep{'.'.join(map(str, keep)) or '-none'}-k{first_trained}-s{seed}-{digest}"
-
-
-def _remove(store, path: str) -> None:
-    """Delete a working folder whose results are stored; a failure is only logged (nothing
-    finished depends on it, and the next study's clean-up tries again)."""
-    try:
-        store.delete(path)
-    except Exception as e:  # noqa: BLE001 - the rows are written; the folder is only clutter
-        log.warning("could not remove the working folder %s: %s", store.url(path), e)
 
 
 @ray.remote(num_cpus=1)
@@ -212,7 +203,7 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
     done = {p for p in paths if run.exists(p)}
     for model in dict.fromkeys(entry.model for entry in cfg.ablate):
         if all(p in done for p in paths if owner[p] == model):
-            _remove(run, layout.ablation_work(model, ""))  # left by attempts whose grouping changed
+            remove_quietly(run, layout.ablation_work(model, ""))  # left by attempts whose grouping changed
     parts = [run.read_table(p) for p in paths if p in done]
     if parts:
         run.write_table(layout.ABLATIONS, pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts]))

@@ -96,6 +96,7 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
     kinds: dict[int, tuple] = {}
     try:
         for start in range(0, n, batch):
+            rows = len(indices[start:start + batch])
             reps = model.extract(indices[start:start + batch], points, device=device)
             for k, p in enumerate(points):
                 X = np.ascontiguousarray(reps[p.name])
@@ -108,7 +109,6 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
                     np.lib.format.write_array_header_1_0(files[k], {
                         "descr": np.lib.format.dtype_to_descr(X.dtype), "fortran_order": False,
                         "shape": (n, X.shape[1])})
-                rows = len(indices[start:start + batch])
                 if X.ndim != 2 or (X.shape[1], X.dtype) != kinds[k] or X.shape[0] != rows:
                     raise ValueError(f"{label}: inputs {start}..{start + rows - 1} gave shape {X.shape} {X.dtype}, "
                                      f"expected ({rows}, {kinds[k][0]}) {kinds[k][1]}")

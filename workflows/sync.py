@@ -49,8 +49,8 @@ class FolderSync:
     are skipped, ``metrics.json`` files go last in a pass (they mark a checkpoint complete),
     and a file that changes while it is read waits for the next pass."""
 
-    def __init__(self, store, local: Path, prefix: str, seconds: float | None = None) -> None:
-        self.store, self.local, self.prefix = store, Path(local), prefix
+    def __init__(self, store, local: Path, prefix: str, seconds: float | None = None, keep: bool = True) -> None:
+        self.store, self.local, self.prefix, self.keep = store, Path(local), prefix, keep
         self.seconds = sync_seconds() if seconds is None else seconds
         self._seen: dict[str, tuple[int, int]] = {}
         self._stop = threading.Event()
@@ -113,7 +113,8 @@ class FolderSync:
         self._stop.set()
         self._thread.join()
         if exc_type is None:
-            self.once(prune=True)
+            if self.keep:
+                self.once(prune=True)
             return
         try:
             self.once()  # keep what a failed attempt saved, for the next one
@@ -122,19 +123,32 @@ class FolderSync:
 
 
 @contextmanager
-def working_folder(store, prefix: str, what: str) -> Iterator[Path]:
+def working_folder(store, prefix: str, what: str, *, discard: bool = False) -> Iterator[Path]:
     """A local folder for a task's resumable work at ``prefix`` of ``store``: the store's own
     folder, in place, when it is local; otherwise a temporary folder that starts with what an
     earlier attempt left there and is mirrored back as the task runs (:class:`FolderSync`).
-    ``what`` names the task in the temporary folder's name."""
+    ``what`` names the task in the temporary folder's name. ``discard``: the folder is scratch
+    (an ablation cell's saved state): when the block succeeds it is deleted from the store
+    rather than copied there a last time, so write the task's results inside the block."""
     local = store.local_path()
     if local is not None:
         folder = local / prefix
         folder.mkdir(parents=True, exist_ok=True)
         yield folder
-        return
-    with tempfile.TemporaryDirectory(prefix=f"layergw-{what}-") as tmp:
-        sync = FolderSync(store, Path(tmp), prefix)
-        sync.restore()
-        with sync:
-            yield Path(tmp)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"layergw-{what}-") as tmp:
+            sync = FolderSync(store, Path(tmp), prefix, keep=not discard)
+            sync.restore()
+            with sync:
+                yield Path(tmp)
+    if discard:
+        remove_quietly(store, prefix)
+
+
+def remove_quietly(store, prefix: str) -> None:
+    """Delete a working folder whose results are stored; a failure is only logged (nothing
+    finished depends on it, and a later clean-up tries again)."""
+    try:
+        store.delete(prefix)
+    except Exception as e:  # noqa: BLE001 - the results are written; the folder is only clutter
+        log.warning("could not remove the working folder %s: %s", store.url(prefix), e)

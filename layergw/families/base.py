@@ -182,9 +182,7 @@ class Family:
 
         module, _, attr = self.ablation.partition(":")
         ablation.check(model.n_blocks, f"{self.name} ablation")
-        run = getattr(importlib.import_module(module), attr)
-        return run(model, ablation, params, device) if workdir is None else run(model, ablation, params, device,
-                                                                                 workdir=workdir)
+        return getattr(importlib.import_module(module), attr)(model, ablation, params, device, workdir=workdir)
 
     def reference(self, model: LoadedModel, params: dict, device: str) -> Metrics | None:
         """The unmodified checkpoint measured as the ablation cells are, so a grid can check that

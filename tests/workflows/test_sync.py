@@ -100,3 +100,18 @@ def test_a_working_folder_is_the_store_itself_when_local_and_a_mirrored_copy_oth
         (second / "train-state.pt").unlink()
         (second / "done").write_bytes(b"d")
     assert remote.list_files("ablations/m/work/cell") == ["ablations/m/work/cell/done"]
+
+
+def test_a_scratch_working_folder_is_kept_for_a_retry_and_dropped_after_success(tmp_path) -> None:
+    from workflows.sync import working_folder
+
+    for store in (ResultStore(str(tmp_path / "local")), Remote(str(tmp_path / "remote"))):
+        with pytest.raises(KeyboardInterrupt):
+            with working_folder(store, "work/cell", "ablate", discard=True) as folder:
+                (folder / "train-state.pt").write_bytes(b"s1")
+                raise KeyboardInterrupt("node lost")
+        assert store.read_bytes("work/cell/train-state.pt") == b"s1"  # the retry resumes from it
+        with working_folder(store, "work/cell", "ablate", discard=True) as folder:
+            assert (folder / "train-state.pt").read_bytes() == b"s1"
+            (folder / "train-state.pt").write_bytes(b"s2-final")
+        assert store.list_files("work") == []  # scratch: deleted, not copied a last time

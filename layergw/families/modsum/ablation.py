@@ -80,12 +80,13 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
     trainable = [p for p in net.parameters() if p.requires_grad]
     head = list(net.heads.parameters())
     phases = ((head, spec.head_epochs), (trainable, spec.epochs))
+    budget = [spec.head_epochs, spec.epochs]
     saved = ckpt.load_state(state) if state is not None else None
     start_phase, start_epoch, loss = 0, 0, None
     if saved is not None:
-        if saved.get("epochs") != [e for _, e in phases]:
+        if saved.get("epochs") != budget:
             raise ValueError(f"{state} holds the state of a fine-tuning of {saved.get('epochs')} epochs, not "
-                             f"{[e for _, e in phases]}: delete it to start again")
+                             f"{budget}: delete it to start again")
         net.load_state_dict(saved["net"])
         start_phase, start_epoch, loss = saved["phase"], saved["epoch"], saved["loss"]
         log.info("resuming from epoch %d of phase %d (%s)", start_epoch, start_phase, state)
@@ -108,7 +109,7 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
             opt.step()
             loss = float(step_loss.item())
             if state is not None and (epoch + 1) % SAVE_EVERY == 0:
-                ckpt.save_state(state, {"epochs": [e for _, e in phases], "phase": phase, "epoch": epoch + 1,
+                ckpt.save_state(state, {"epochs": budget, "phase": phase, "epoch": epoch + 1,
                                         "loss": loss, "net": net.state_dict(), "opt": opt.state_dict()})
     for p in trainable:
         p.requires_grad_(True)
