@@ -78,3 +78,49 @@ def with_pooling(points: list[RepPoint], pooling: str | None) -> list[RepPoint]:
         else:
             out.append(replace(p, pooling=pooling))
     return out
+
+
+#: the paper's Table-2 points of a block that are not per head, in depth order: (TransformerLens
+#: hook inside ``blocks.<b>``, display name); the per-head points sit after Resid-Pre
+BLOCK_POINTS = (("hook_resid_pre", "Resid-Pre"), ("hook_attn_out", "Attn-Out"), ("hook_resid_mid", "Resid-Mid"),
+                ("mlp.hook_pre", "Pre"), ("mlp.hook_post", "Post"), ("hook_mlp_out", "MLP-out"),
+                ("hook_resid_post", "Resid-Post"))
+#: per head, in the paper's order: (hook inside ``blocks.<b>.attn``, display name)
+HEAD_POINTS = (("hook_k", "k"), ("hook_q", "q"), ("hook_attn_scores", "Attn-Pre"), ("hook_pattern", "Attn"),
+               ("hook_v", "v"), ("hook_z", "z"))
+#: per-head hooks whose tensor is an attention matrix (batch, head, query, key)
+ATTENTION_MATRICES = ("hook_attn_scores", "hook_pattern")
+
+
+def table2_points(n_blocks: int, *, pooling: str = "flatten", matrix_pooling: str = "flatten",
+                  heads: dict[str, int] | None = None, leave_out: tuple[str, ...] = (),
+                  start: int = 0) -> list[RepPoint]:
+    """The paper's Table-2 points of ``n_blocks`` blocks under TransformerLens names, in depth order.
+
+    ``heads`` maps a per-head hook (``hook_q``, ...) to its number of heads (grouped-query
+    attention has fewer key-value heads); hooks it leaves out, and every per-head point when it
+    is None, are not listed. ``leave_out`` drops block points by hook (``hook_resid_mid`` of a
+    parallel block). Roles are the display names; indices count from ``start``.
+    """
+    points: list[RepPoint] = []
+
+    def add(name: str, display: str, block: int, role: str, head: int | None = None, how: str = pooling,
+            matrix: bool = False) -> None:
+        hook = name if head is None else name.rsplit(".", 1)[0]
+        points.append(RepPoint(name, display, start + len(points), hook, head, how, block, role, 1 if matrix else 2))
+
+    for b in range(n_blocks):
+        pre, tag = f"blocks.{b}", f"B{b + 1}"
+        for hook, display in BLOCK_POINTS:
+            if hook in leave_out:
+                continue
+            add(f"{pre}.{hook}", f"{tag} {display}", b, display)
+            if hook == "hook_resid_pre" and heads:
+                width = max(heads.values())
+                for h in range(width):
+                    for head_hook, head_display in HEAD_POINTS:
+                        if h < heads.get(head_hook, 0):
+                            matrix = head_hook in ATTENTION_MATRICES
+                            add(f"{pre}.attn.{head_hook}.h{h}", f"{tag} h{h} {head_display}", b, head_display, h,
+                                matrix_pooling if matrix else pooling, matrix)
+    return points

@@ -26,8 +26,9 @@ LAYERS = [
     {"report"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
-#: modules of a family that hold or load models; they never import its trainers
-MODEL_MODULES = {"__init__", "model", "adapter", "checkpoint", "spec"}
+#: modules of a family that hold or load models; they never import its trainers (a family's
+#: ``__init__``, its Family class, reaches them only inside the methods that train)
+MODEL_MODULES = {"model", "adapter", "checkpoint", "spec"}
 TRAINERS = {"training", "finetune", "lm"}
 #: modules whose import must pull in neither torch nor Ray (nor the datasets library)
 LIGHT = ["layergw", "layergw.measures", "layergw.families", "layergw.grouping", "layergw.diagnostics",
@@ -95,6 +96,17 @@ def test_models_never_import_their_trainers():
         for line, mod in imports(p):
             if mod.startswith("layergw.families.") and set(mod.split(".")[3:4]) & TRAINERS:
                 bad.append(f"{p.relative_to(ROOT)}:{line}: {mod}")
+    assert bad == []
+
+
+def test_families_reach_their_trainers_only_inside_methods():
+    bad = []
+    for p in sorted(ROOT.joinpath("layergw", "families").rglob("__init__.py")):
+        for node in ast.parse(p.read_text()).body:  # module level only
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                bad += [f"{p.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
+                        if n.startswith("layergw.families.") and set(n.split(".")[3:4]) & TRAINERS]
     assert bad == []
 
 

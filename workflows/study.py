@@ -72,9 +72,9 @@ def check_plan(cfg: StudyConfig) -> None:
     specs_by_id = {m.id: m for m in cfg.models}
     for k, entry in enumerate(cfg.ablate):
         family = families.get(specs_by_id[entry.model].family)
-        if family.ablation is None:
+        if not family.can_ablate:
             raise ConfigError(f"ablate[{k}] ({entry.model}): model family {family.name!r} cannot prune or freeze "
-                              f"its models yet")
+                              f"its models")
 
 
 def check_group_count(cfg: StudyConfig, manifests: dict[str, Manifest]) -> None:

@@ -1,7 +1,7 @@
 """Train stage: jobs that make checkpoints (modular sum, fine-tuning, images, small LMs) run as
 Ray tasks before extraction; their checkpoints live in the study's folder of the store.
 
-A job names a model family and one of its recipes (``Family.recipe``), which writes one
+A job names a model family and one of its recipes (``Family.train``), which writes one
 folder per checkpoint with ``metrics.json`` in the shared ``Metrics`` shape. Layout under
 ``<store>/<study>/`` (``layergw.layout.train_seed_dir``): ``train/<job>/<job hash>/seed-<s>/<label>/``
 per saved checkpoint, ``label`` ``final`` or ``step-<k>``, and ``.../seed-<s>/done.json`` written
@@ -55,11 +55,11 @@ def train_task(store, job: TrainJob, seed: int) -> dict:
     if store.exists(done):
         return {**store.read_json(done), "reused": True}
     device = resolve_device("auto")
-    recipe = families.get(job.family).recipe(job.recipe)
+    family = families.get(job.family)
     t0 = time.perf_counter()
     try:
         with working_folder(store, base, f"train-{job.id}") as out:  # a killed or lost job resumes from it
-            recipe(job.id, job.params, seed, out, device)
+            family.train(job.recipe, job.id, job.params, seed, out, device)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     labels = list_labels(store, job_key(job), seed)

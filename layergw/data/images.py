@@ -29,6 +29,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -239,3 +240,18 @@ def _npz(path: Path, seed: int, test_fraction: float) -> dict:
     if len(images) != len(labels):
         raise ValueError(f"image file {path}: {len(images)} images but {len(labels)} labels")
     return _stratified(images, labels, seed, test_fraction)
+
+
+def images_from_params(args: Any, size: int, where: str = "data") -> ImageData:
+    """:func:`load_images` from a config mapping (``{source: digits, split: test}``) at ``size``
+    pixels; a non-mapping, a missing ``source`` or an unknown key is a ValueError naming ``where``."""
+    import inspect
+
+    valid = [k for k in inspect.signature(load_images).parameters if k != "size"]
+    if not isinstance(args, dict) or "source" not in args:
+        raise ValueError(f"{where} must be a mapping with at least 'source' (digits, cifar10, an ImageFolder folder "
+                         f"or a .npz file; keys: {', '.join(valid)}), e.g. {{source: digits, split: test}}; got {args!r}")
+    unknown = sorted(set(args) - set(valid))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    return load_images(**args, size=size)

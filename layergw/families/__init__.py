@@ -1,27 +1,82 @@
 """Model families by name: ``families.get("modsum")``. Importing this package imports no
 torch; loading or training a model does.
 
-Adding a family is one package here with a :class:`~layergw.families.base.Family`
-subclass, registered below.
+A family is found by its registered name (the built-in ``modsum``, ``resnet9``, ``hf`` and
+``torch``), by a package's entry point in the ``layergw.families`` group (so an installed
+plugin is found in the driver and in every Ray worker alike), or as ``"package.module:Class"``.
+Adding a family is one module with a :class:`~layergw.families.base.Family` subclass.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+import importlib
+import logging
+from importlib.metadata import entry_points
 
-from layergw.families.base import METRICS_FILE, Family, LoadedModel, Metrics, read_metrics, write_metrics
+from layergw.families.base import (
+    METRICS_FILE,
+    CausalLM,
+    Family,
+    LoadedModel,
+    Metrics,
+    content_hash,
+    read_metrics,
+    write_metrics,
+)
 from layergw.registry import Registry
 
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "layergw.families"
 FAMILIES: Registry[Family] = Registry("model family")
+_BUILTIN = {"modsum": "layergw.families.modsum:ModSumFamily", "resnet9": "layergw.families.resnet9:ResNet9Family",
+            "hf": "layergw.families.hf:HFFamily"}
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Register every installed package's ``layergw.families`` entry point (once, lazily)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in FAMILIES:
+            log.warning("model family plugin %s (%s) is ignored: the name is taken", ep.name, ep.value)
+            continue
+        try:
+            FAMILIES.register_lazy(ep.name, ep.value)
+        except ValueError as e:
+            log.warning("model family plugin %s (%s) is ignored: %s", ep.name, ep.value, e)
 
 
 def names() -> list[str]:
+    _load_plugins()
     return FAMILIES.names()
 
 
 def get(name: str) -> Family:
-    """The family registered as ``name``; unknown names are a ValueError naming the valid ones."""
-    return FAMILIES.get(name)
+    """The family ``name`` (registered, an installed plugin, or ``"package.module:Class"``); an
+    unknown name is a ValueError naming the valid ones."""
+    if isinstance(name, str) and ":" in name:
+        return _by_path(name)
+    if name not in FAMILIES:
+        _load_plugins()
+    family = FAMILIES.get(name)
+    if not isinstance(family, Family):
+        raise ValueError(f"model family {name!r} is a {type(family).__name__}, not a layergw Family")
+    return family
+
+
+def _by_path(target: str) -> Family:
+    module, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"model family {target!r}: cannot import {attr!r} from {module!r} ({e}); a family is "
+                         f"'package.module:Class' importable on the driver and every worker") from None
+    if not (isinstance(cls, type) and issubclass(cls, Family)):
+        raise ValueError(f"model family {target!r} is not a subclass of layergw.families.Family")
+    return cls()
 
 
 def fingerprint(family: str, checkpoint: str) -> str:
@@ -29,33 +84,8 @@ def fingerprint(family: str, checkpoint: str) -> str:
     return get(family).fingerprint(checkpoint)
 
 
-_SMALL_FILE = 1 << 20
+for _name, _target in _BUILTIN.items():
+    FAMILIES.register_lazy(_name, _target)
 
-
-def content_hash(path: Path) -> str:
-    """Names and sizes of every file under ``path``, and the bytes of the small ones (configs,
-    vocabularies) and the first MiB of the large: changes when weights are replaced, without
-    reading gigabytes of weights."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for p in files:
-        size = p.stat().st_size
-        h.update(f"{p.relative_to(path) if p != path else p.name}:{size}\n".encode())
-        with p.open("rb") as f:
-            h.update(f.read() if size <= _SMALL_FILE else f.read(_SMALL_FILE))
-    return h.hexdigest()[:16]
-
-
-def _register() -> None:
-    from layergw.families.hf import HFFamily
-    from layergw.families.modsum import ModSumFamily
-    from layergw.families.resnet9 import ResNet9Family
-
-    for cls in (ModSumFamily, ResNet9Family, HFFamily):
-        FAMILIES.register(cls.name)(cls)
-
-
-_register()
-
-__all__ = ["FAMILIES", "METRICS_FILE", "Family", "LoadedModel", "Metrics", "content_hash", "fingerprint", "get",
-           "names", "read_metrics", "write_metrics"]
+__all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "METRICS_FILE", "CausalLM", "Family", "LoadedModel", "Metrics",
+           "content_hash", "fingerprint", "get", "names", "read_metrics", "write_metrics"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,29 +115,35 @@ def read_metrics(folder: str | Path) -> Metrics:
     return Metrics.from_json(json.loads((Path(folder) / METRICS_FILE).read_text()))
 
 
-#: A recipe trains one seed of a job into ``out`` and leaves one folder per checkpoint there
-#: (``final`` or ``step-<k>``), each with ``metrics.json`` written last:
-#: ``recipe(job_id, params, seed, out, device)``. Bad params are a ValueError naming them.
-Recipe = Callable[[str, dict, int, Path, str], None]
+class CausalLM(Protocol):
+    """A causal language model run block by block (``Family.causal_lm``), for the skip check:
+    the residual stream before block 0 and after each block, and the logits when a given stream
+    enters block ``start`` with the blocks before it not run (``start = n_blocks``: straight into
+    the final norm and head)."""
+
+    model: Any
+    tokenizer: Any
+    n_blocks: int
+    max_positions: int | None
+
+    def streams(self, ids: Any, mask: Any) -> list[Any]: ...
+
+    def logits_from(self, h: Any, start: int, ids: Any, mask: Any) -> Any: ...
 
 
 class Family:
-    """Base of the model families; subclasses set ``name`` and ``recipes`` and implement
-    ``load``, ``resolve`` (a checkpoint string to what ``load`` opens) and ``fingerprint``.
+    """Base of the model families, the one protocol the workflows use: subclasses set ``name``
+    and ``recipes`` and implement ``load`` and ``fingerprint``, and where they can, ``train``,
+    ``ablate``, ``reference`` and ``causal_lm``. Methods import torch inside them, so a family
+    object is light.
 
     ``load`` takes ``checkpoint`` and the family's keyword parameters (a study's
     ``models[].params``); its signature is what config validation checks them against.
     """
 
     name: str = ""
-    #: training recipe name -> (dotted "module:function", what it trains); the first is the default
-    recipes: dict[str, tuple[str, str]] = {}
-    #: "module:function" that prunes or freezes a loaded model and fine-tunes it:
-    #: ``ablate(model, ablation, params, device, workdir=None) -> Metrics`` (given a
-    #: ``workdir``, it saves its progress there and a rerun resumes); None: the family cannot. The
-    #: module may also define ``reference(model, params, device) -> Metrics | None``: the
-    #: checkpoint as trained, measured as the cells are (None: it has no head for the task)
-    ablation: str | None = None
+    #: training recipe name -> what it trains (one line); the first is the default
+    recipes: dict[str, str] = {}
 
     def load(self, checkpoint: str, **params: Any) -> LoadedModel:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -146,6 +151,10 @@ class Family:
     def fingerprint(self, checkpoint: str) -> str:  # pragma: no cover - abstract
         """What identifies a checkpoint's contents, for run ids (a content hash where local)."""
         raise NotImplementedError
+
+    def resolve(self, checkpoint: str) -> str | Path:
+        """What a checkpoint string names on this machine (a file or folder); by default itself."""
+        return checkpoint
 
     def load_parameters(self) -> list[str]:
         """The keyword parameters ``load`` takes besides ``checkpoint``."""
@@ -172,35 +181,52 @@ class Family:
                              f"{suggest(name, list(self.recipes))}; recipes: {', '.join(self.recipes)}")
         return name
 
+    def train(self, recipe: str | None, job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
+        """Train one seed of a job with a recipe into ``out``: one folder per checkpoint (``final``
+        or ``step-<k>``), each with ``metrics.json`` written last. Bad params are a ValueError naming
+        them."""
+        raise ValueError(f"model family {self.name!r} has no training recipe")
+
+    @property
+    def can_ablate(self) -> bool:
+        return type(self).ablate is not Family.ablate
+
     def ablate(self, model: LoadedModel, ablation: Ablation, params: dict, device: str,
                workdir: Path | None = None) -> Metrics:
         """Prune or freeze a loaded model as ``ablation`` says, fine-tune it, and measure it; with
         ``workdir`` (a local folder), the fine-tuning saves its progress there and resumes from it."""
-        if self.ablation is None:
-            raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
-        import importlib
-
-        module, _, attr = self.ablation.partition(":")
-        ablation.check(model.n_blocks, f"{self.name} ablation")
-        return getattr(importlib.import_module(module), attr)(model, ablation, params, device, workdir=workdir)
+        raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
 
     def reference(self, model: LoadedModel, params: dict, device: str) -> Metrics | None:
         """The unmodified checkpoint measured as the ablation cells are, so a grid can check that
-        keeping every block gives the checkpoint's accuracy; None where the family's ablation
-        module has no ``reference`` or the checkpoint has no head for the task."""
-        if self.ablation is None:
-            raise ValueError(f"model family {self.name!r} cannot prune or freeze its models")
-        import importlib
+        keeping every block gives the checkpoint's accuracy; None where the checkpoint has no head
+        for the task."""
+        return None
 
-        measure = getattr(importlib.import_module(self.ablation.partition(":")[0]), "reference", None)
-        return None if measure is None else measure(model, params, device)
+    def causal_lm(self, checkpoint: str, **params: Any) -> CausalLM:
+        """The checkpoint as a :class:`CausalLM` for the skip check."""
+        raise ValueError(f"model family {self.name!r} has no causal language models; the skip check needs one")
 
-    def recipe(self, name: str | None) -> Recipe:
-        """The function of a training recipe (imports the trainer, and with it torch)."""
-        import importlib
 
-        module, _, attr = self.recipes[self.recipe_name(name)][0].partition(":")
-        return getattr(importlib.import_module(module), attr)
+_SMALL_FILE = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """Names and sizes of every file under ``path``, and the bytes of the small ones (configs,
+    vocabularies) and the first MiB of the large: changes when weights are replaced, without
+    reading gigabytes of weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in files:
+        size = p.stat().st_size
+        h.update(f"{p.relative_to(path) if p != path else p.name}:{size}\n".encode())
+        with p.open("rb") as f:
+            h.update(f.read() if size <= _SMALL_FILE else f.read(_SMALL_FILE))
+    return h.hexdigest()[:16]
+
 
 def weights_path(checkpoint: str, what: str, hint: str) -> Path:
     """The ``.safetensors`` file a checkpoint path names (the suffix may be left out); a

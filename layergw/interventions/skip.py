@@ -8,23 +8,19 @@ block ``j + 1`` (blocks ``i+1 .. j`` are skipped), and the damage is
 
 Indexing of the (L+1) x (L+1) matrix, for a model with L blocks:
 
-* index 0 is the embedding output (token + position embeddings), ``hidden_states.0``;
-* index ``i`` (1..L) is the residual stream after block ``i``, ``hidden_states.i``.
+* index 0 is the stream entering block 1 (the embedding output);
+* index ``i`` (1..L) is the residual stream after block ``i``, before any final norm.
 
-This is the depth order of the Hugging Face adapter's representation points
-(``embeddings``, ``hidden_states.1`` .. ``hidden_states.L``). Note that for GPT-2 Hugging Face
-returns ``hidden_states.L`` *after* the final LayerNorm; here index L is the residual stream
-after block L, before it (the point is the same depth; skipping "into" index L means
-going straight to the final LayerNorm and LM head).
+This is the depth order of a family's stream points (``embeddings`` / ``blocks.0.hook_resid_pre``,
+then each block's output). Entry ``[i, j]`` for ``i < j`` is the KL when the residual after block
+``i`` enters block ``j + 1``; for ``j = L`` it enters the final norm and LM head directly. The
+matrix is filled symmetrically (``[j, i] = [i, j]``) with a zero diagonal (skipping nothing
+changes nothing), so it is a distance-like layer-pair matrix that can be compared row by row
+with a measure's symmetric L x L matrix (:func:`row_spearman`).
 
-Entry ``[i, j]`` for ``i < j`` is the KL when the residual after block ``i`` enters block
-``j + 1``; for ``j = L`` it enters the final LayerNorm + LM head directly. The matrix is
-filled symmetrically (``[j, i] = [i, j]``) with a zero diagonal (skipping nothing changes
-nothing), so it is a distance-like layer-pair matrix that can be compared row by row with
-a measure's symmetric L x L matrix (:func:`row_spearman`).
-
-Only the model-running functions import torch (lazily), so :func:`row_spearman` and
-:func:`agreement_table` work without it.
+The model side runs any :class:`~layergw.families.base.CausalLM` (a family's block-by-block
+access to a causal LM: ``Family.causal_lm``); only the model-running functions import torch
+(lazily), so :func:`row_spearman` and :func:`agreement_table` work without it.
 """
 from __future__ import annotations
 
@@ -39,113 +35,40 @@ from layergw.measures.base import KINDS
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from layergw.families.base import CausalLM
+
 log = logging.getLogger(__name__)
 
-SUPPORTED_ARCHITECTURES = ("GPT2LMHeadModel",)
 POSITIONS = ("all", "last")
-_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-
-
-class UnsupportedArchitectureError(ValueError):
-    """The model is not one whose blocks :mod:`layergw.interventions.skip` knows how to run one by one."""
 
 
 # ---------------------------------------------------------------------------- model side
 
-def check_supported(model: Any) -> None:
-    """Raise :class:`UnsupportedArchitectureError` unless ``model`` is a GPT-2 LM we can run block by block."""
-    name = type(model).__name__
-    config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    ok = (model_type == "gpt2" and hasattr(model, "lm_head") and hasattr(model, "transformer")
-          and all(hasattr(model.transformer, a) for a in ("wte", "wpe", "drop", "h", "ln_f")))
-    if not ok:
-        raise UnsupportedArchitectureError(
-            f"model must be one of {', '.join(SUPPORTED_ARCHITECTURES)} (GPT-2 family: gpt2, distilgpt2, "
-            f"gpt2-medium/large/xl or a GPT2Config model) for skip interventions; got {name} "
-            f"(model_type={model_type!r})")
-    if getattr(config, "add_cross_attention", False):
-        raise UnsupportedArchitectureError(f"model {name} has cross-attention; skip interventions need a "
-                                           f"decoder-only GPT-2 (add_cross_attention=False)")
-    impl = getattr(config, "_attn_implementation", None) or "eager"
-    if impl not in _ATTN_IMPLEMENTATIONS:
-        raise UnsupportedArchitectureError(
-            f"model {name} uses attention implementation {impl!r}; skip interventions pass an additive "
-            f"4-D mask, which needs one of {_ATTN_IMPLEMENTATIONS} (load with attn_implementation='sdpa')")
-
-
-def n_blocks(model: Any) -> int:
-    """The number of transformer blocks L of a supported model."""
-    check_supported(model)
-    return len(model.transformer.h)
-
-
-def _attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive (B, 1, T, T) mask: query t sees key s iff s <= t and s is a real token."""
-    import torch
-
-    t = mask.shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
-    allowed = causal[None, None, :, :] & mask.bool()[:, None, None, :]
-    out = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
-    return out.masked_fill(~allowed, torch.finfo(dtype).min)
-
-
-def _embed(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
-    """hidden_states.0: token + absolute position embeddings (right padding: positions 0..T-1)."""
-    import torch
-
-    tr = model.transformer
-    pos = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
-    return tr.drop(tr.wte(input_ids) + tr.wpe(pos))
-
-
-def _run_blocks(model: Any, h: torch.Tensor, attn: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Blocks ``start .. stop-1`` (zero-based module indices) on ``h``."""
-    for k in range(start, stop):
-        h = model.transformer.h[k](h, attention_mask=attn)
-        if isinstance(h, tuple):  # older transformers return (hidden, ...)
-            h = h[0]
-    return h
-
-
-def _head(model: Any, h: torch.Tensor) -> torch.Tensor:
-    return model.lm_head(model.transformer.ln_f(h))
-
-
-def skip_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, i: int, j: int
+def skip_logits(lm: CausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, i: int, j: int
                 ) -> torch.Tensor:
     """Logits (B, T, V) when the residual after block ``i`` is fed into block ``j + 1``.
 
     ``0 <= i <= j <= L``; ``i == j`` is the unmodified forward pass. Inputs are right padded
     (``attention_mask`` 1 for real tokens, real tokens first), as :func:`skip_kl_per_text` builds them.
-    The model should be in eval mode (dropout off) for a deterministic result.
     """
     import torch
 
-    L = n_blocks(model)
+    L = lm.n_blocks
     if not (0 <= i <= j <= L):
         raise ValueError(f"need 0 <= i <= j <= L={L}, got i={i}, j={j}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    h = _embed(model, input_ids)
-    attn = _attention_mask(attention_mask, h.dtype)
-    h = _run_blocks(model, h, attn, 0, i)   # blocks 1..i (one-based)
-    h = _run_blocks(model, h, attn, j, L)   # blocks j+1..L (one-based)
-    return _head(model, h)
+    h = lm.streams(input_ids, attention_mask)[i]
+    return lm.logits_from(h, j, input_ids, attention_mask)
 
 
-def _batch_kl(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: str) -> np.ndarray:
+def _batch_kl(lm: CausalLM, ids: torch.Tensor, mask: torch.Tensor, positions: str) -> np.ndarray:
     """(B, L+1, L+1) per-text mean KL over the chosen positions, upper triangle filled."""
     import torch
 
-    L = len(model.transformer.h)
+    L = lm.n_blocks
     b = ids.shape[0]
-    h0 = _embed(model, ids)
-    attn = _attention_mask(mask, h0.dtype)
-    hs = [h0]
-    for k in range(L):
-        hs.append(_run_blocks(model, hs[-1], attn, k, k + 1))
+    hs = lm.streams(ids, mask)
     if positions == "all":
         sel = mask.bool()
     else:
@@ -153,23 +76,22 @@ def _batch_kl(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: str)
         sel[torch.arange(b, device=mask.device), mask.sum(1) - 1] = True
     owner = sel.nonzero()[:, 0]                       # text of each selected position
     counts = torch.bincount(owner, minlength=b).to(torch.float64)
-    logp = torch.log_softmax(_head(model, hs[L][sel]).double(), dim=-1)
+    logp = torch.log_softmax(lm.logits_from(hs[L], L, ids, mask)[sel].double(), dim=-1)
     p = logp.exp()
     out = np.zeros((b, L + 1, L + 1))
     for j in range(1, L + 1):                         # residual enters block j+1 (zero-based module j)
         stack = torch.cat(hs[:j], dim=0)              # sources i = 0..j-1, stacked along the batch
-        res = _run_blocks(model, stack, attn.repeat(j, 1, 1, 1), j, L)
+        logits = lm.logits_from(stack, j, ids.repeat(j, 1), mask.repeat(j, 1))
         for i in range(j):
-            logq = torch.log_softmax(_head(model, res[i * b:(i + 1) * b][sel]).double(), dim=-1)
+            logq = torch.log_softmax(logits[i * b:(i + 1) * b][sel].double(), dim=-1)
             kl = (p * (logp - logq)).sum(-1).clamp_min(0.0)   # >= 0 in exact arithmetic
             per_text = torch.zeros(b, dtype=torch.float64, device=kl.device).index_add_(0, owner, kl)
             out[:, i, j] = (per_text / counts).cpu().numpy()
     return out
 
 
-def skip_kl_per_text(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
-                     batch_size: int = 8, positions: str = "all", device: str = "cpu"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def skip_kl_per_text(lm: CausalLM, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 8,
+                     positions: str = "all", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Per-text skip KL matrices and how many positions each averages over.
 
     Returns ``(kl, n_positions)``: ``kl`` is (n_texts, L+1, L+1), each text's mean over its
@@ -182,24 +104,23 @@ def skip_kl_per_text(model: Any, tokenizer: Any, texts: Sequence[str], *, max_le
     """
     import torch
 
-    check_supported(model)
     if positions not in POSITIONS:
         raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
-    n_pos = int(model.config.n_positions)
-    if max_length > n_pos:
-        log.warning("skip KL: max_length %d exceeds the model's n_positions %d; truncating to %d",
+    n_pos = lm.max_positions
+    if n_pos is not None and max_length > n_pos:
+        log.warning("skip KL: max_length %d exceeds the model's %d positions; truncating to %d",
                     max_length, n_pos, n_pos)
         max_length = n_pos
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError("texts must be a non-empty sequence of strings")
     from layergw.torchkit.text import encode, pad_right
 
-    L = len(model.transformer.h)
-    seqs = encode(tokenizer, texts, max_length)["input_ids"]
+    L = lm.n_blocks
+    seqs = encode(lm.tokenizer, texts, max_length)["input_ids"]
     empty = [k for k, s in enumerate(seqs) if len(s) == 0]
     if len(empty) == len(seqs):
         raise ValueError("texts: every text tokenizes to zero tokens")
@@ -208,15 +129,17 @@ def skip_kl_per_text(model: Any, tokenizer: Any, texts: Sequence[str], *, max_le
     order = sorted((k for k in range(len(seqs)) if seqs[k]), key=lambda k: len(seqs[k]))
     kl = np.full((len(seqs), L + 1, L + 1), np.nan)
     counts = np.zeros(len(seqs), dtype=np.int64)
+    model = lm.model
     was_training = model.training
     model.to(device)
     model.eval()
+    pad = getattr(lm.tokenizer, "pad_token_id", None) or 0
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                ids, mask = (t.to(device) for t in pad_right([seqs[k] for k in idx]))  # pad id masked: any
-                kl[idx] = _batch_kl(model, ids, mask, positions)
+                ids, mask = (t.to(device) for t in pad_right([seqs[k] for k in idx], pad))
+                kl[idx] = _batch_kl(lm, ids, mask, positions)
                 counts[idx] = mask.sum(1).cpu().numpy() if positions == "all" else 1
                 log.debug("skip KL: %d/%d texts", min(start + batch_size, len(order)), len(order))
     finally:
@@ -229,20 +152,18 @@ def skip_kl_per_text(model: Any, tokenizer: Any, texts: Sequence[str], *, max_le
     return kl, counts
 
 
-def skip_kl_matrix(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
-                   batch_size: int = 8, positions: str = "all", device: str = "cpu") -> np.ndarray:
+def skip_kl_matrix(lm: CausalLM, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 8,
+                   positions: str = "all", device: str = "cpu") -> np.ndarray:
     """The (L+1) x (L+1) skip KL matrix, averaged over all chosen positions of all texts.
 
     ``[i, j] = [j, i]`` (i < j) is the mean of ``KL(p_orig || p_skip)`` when the residual
     after block ``i`` (0 = embeddings) is fed into block ``j + 1`` (``j = L``: straight into
-    the final LayerNorm and LM head); the diagonal is 0. ``positions="all"`` weighs every
+    the final norm and LM head); the diagonal is 0. ``positions="all"`` weighs every
     non-padding token equally (a token-weighted mean over texts), ``"last"`` takes each
     text's last token (a plain mean over texts). Texts are truncated to ``max_length`` tokens
-    (at most the model's ``n_positions``).
-    Supported models: :data:`SUPPORTED_ARCHITECTURES`; others raise
-    :class:`UnsupportedArchitectureError`.
+    (at most the model's positions).
     """
-    kl, counts = skip_kl_per_text(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
+    kl, counts = skip_kl_per_text(lm, texts, max_length=max_length, batch_size=batch_size,
                                   positions=positions, device=device)
     keep = counts > 0
     w = counts[keep].astype(np.float64)
@@ -329,5 +250,4 @@ def agreement_table(measure_matrices: Mapping[str, tuple[np.ndarray, str]], kl: 
     return rows
 
 
-__all__ = ["POSITIONS", "SUPPORTED_ARCHITECTURES", "UnsupportedArchitectureError", "agreement_table",
-           "check_supported", "n_blocks", "row_spearman", "skip_kl_matrix", "skip_kl_per_text", "skip_logits"]
+__all__ = ["POSITIONS", "agreement_table", "row_spearman", "skip_kl_matrix", "skip_kl_per_text", "skip_logits"]

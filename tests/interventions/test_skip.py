@@ -6,8 +6,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from layergw.families.hf.architectures import ArchitectureError, architecture_for
+from layergw.families.hf.edit import HFCausalLM
 from layergw.interventions.skip import (
-    UnsupportedArchitectureError,
     agreement_table,
     row_spearman,
     skip_kl_matrix,
@@ -16,6 +17,11 @@ from layergw.interventions.skip import (
 )
 
 torch.set_num_threads(1)
+
+
+def as_lm(model, tokenizer=None) -> HFCausalLM:
+    """The model run block by block through layergw's architecture table."""
+    return HFCausalLM(model, tokenizer, architecture_for(model.config))
 
 TEXTS = ["the food was great and the staff were friendly .",
          "terrible service .",
@@ -67,7 +73,7 @@ def test_manual_forward_without_skip_reproduces_model_logits(attn):
         ref = m(input_ids=ids, attention_mask=mask).logits
         L = m.config.n_layer
         for i in range(L + 1):
-            got = skip_logits(m, ids, mask, i, i)
+            got = skip_logits(as_lm(m), ids, mask, i, i)
             real = mask.bool()
             torch.testing.assert_close(got[real], ref[real], rtol=1e-5, atol=1e-5)
 
@@ -82,18 +88,18 @@ def test_skip_equals_model_with_those_blocks_removed():
         cut.transformer.h = torch.nn.ModuleList([b for k, b in enumerate(m.transformer.h) if not i <= k < j])
         with torch.no_grad():
             ref = cut(input_ids=ids, attention_mask=mask).logits
-            got = skip_logits(m, ids, mask, i, j)
+            got = skip_logits(as_lm(m), ids, mask, i, j)
         torch.testing.assert_close(got[real], ref[real], rtol=1e-5, atol=1e-5)
 
 
 def test_skip_logits_rejects_bad_pair(model):
     ids, mask = padded_batch()
     with pytest.raises(ValueError, match="0 <= i <= j"):
-        skip_logits(model, ids, mask, 2, 1)
+        skip_logits(as_lm(model), ids, mask, 2, 1)
 
 
 def test_kl_matrix_is_symmetric_nonnegative_with_zero_diagonal(model, tokenizer):
-    K = skip_kl_matrix(model, tokenizer, TEXTS, max_length=32, batch_size=2)
+    K = skip_kl_matrix(as_lm(model, tokenizer), TEXTS, max_length=32, batch_size=2)
     L = model.config.n_layer
     assert K.shape == (L + 1, L + 1)
     assert np.all(np.isfinite(K))
@@ -105,12 +111,12 @@ def test_kl_matrix_is_symmetric_nonnegative_with_zero_diagonal(model, tokenizer)
 
 def test_kl_entry_matches_direct_kl_of_skip_logits(model, tokenizer):
     text = TEXTS[0]
-    K = skip_kl_matrix(model, tokenizer, [text], max_length=32)
+    K = skip_kl_matrix(as_lm(model, tokenizer), [text], max_length=32)
     ids = torch.tensor([tokenizer(text)["input_ids"]])
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
         for i, j in [(0, 1), (1, 3), (0, 3), (2, 3)]:
-            logq = torch.log_softmax(skip_logits(model, ids, None, i, j)[0].double(), -1)
+            logq = torch.log_softmax(skip_logits(as_lm(model, tokenizer), ids, None, i, j)[0].double(), -1)
             # KL(p || q) per position, torch's kl_div(input=log q, target=log p)
             kl = torch.nn.functional.kl_div(logq, logp, log_target=True, reduction="none").sum(-1)
             assert K[i, j] == pytest.approx(kl.mean().item(), rel=1e-6)
@@ -124,34 +130,34 @@ def test_skipping_zero_blocks_and_identity_block_gives_zero_kl(tokenizer):
         for lin in (block.attn.c_proj, block.mlp.c_proj):
             lin.weight.zero_()
             lin.bias.zero_()
-    K = skip_kl_matrix(m, tokenizer, TEXTS[:3], max_length=32)
+    K = skip_kl_matrix(as_lm(m, tokenizer), TEXTS[:3], max_length=32)
     assert K[1, 2] == pytest.approx(0.0, abs=1e-9)  # skipping only block 2
     assert K[0, 1] > 1e-6 and K[2, 3] > 1e-6        # skipping a real block does change things
     ids = torch.tensor([tokenizer(TEXTS[0])["input_ids"]])
     with torch.no_grad():
-        torch.testing.assert_close(skip_logits(m, ids, None, 1, 1), m(input_ids=ids).logits)
+        torch.testing.assert_close(skip_logits(as_lm(m), ids, None, 1, 1), m(input_ids=ids).logits)
 
 
 @pytest.mark.parametrize("positions", ["all", "last"])
 def test_padded_batch_gives_same_per_text_kl_as_unpadded(model, tokenizer, positions):
-    alone, n_alone = skip_kl_per_text(model, tokenizer, TEXTS, max_length=32, batch_size=1, positions=positions)
-    batched, n_batched = skip_kl_per_text(model, tokenizer, TEXTS, max_length=32, batch_size=len(TEXTS),
+    alone, n_alone = skip_kl_per_text(as_lm(model, tokenizer), TEXTS, max_length=32, batch_size=1, positions=positions)
+    batched, n_batched = skip_kl_per_text(as_lm(model, tokenizer), TEXTS, max_length=32, batch_size=len(TEXTS),
                                           positions=positions)
     np.testing.assert_array_equal(n_alone, n_batched)
     np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-9)
     lengths = np.array([len(tokenizer(t)["input_ids"]) for t in TEXTS])
     np.testing.assert_array_equal(n_alone, lengths if positions == "all" else np.ones(len(TEXTS)))
-    K = skip_kl_matrix(model, tokenizer, TEXTS, max_length=32, batch_size=3, positions=positions)
+    K = skip_kl_matrix(as_lm(model, tokenizer), TEXTS, max_length=32, batch_size=3, positions=positions)
     w = n_alone / n_alone.sum()
     np.testing.assert_allclose(K, np.einsum("n,nij->ij", w, alone), rtol=1e-5, atol=1e-9)
 
 
 def test_last_position_kl_is_kl_at_last_token(model, tokenizer):
-    K, _ = skip_kl_per_text(model, tokenizer, TEXTS[:2], max_length=32, positions="last")
+    K, _ = skip_kl_per_text(as_lm(model, tokenizer), TEXTS[:2], max_length=32, positions="last")
     ids = torch.tensor([tokenizer(TEXTS[1])["input_ids"]])
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
-        logq = torch.log_softmax(skip_logits(model, ids, None, 0, 2)[0, -1].double(), -1)
+        logq = torch.log_softmax(skip_logits(as_lm(model), ids, None, 0, 2)[0, -1].double(), -1)
     assert K[1, 0, 2] == pytest.approx((logp.exp() * (logp - logq)).sum().item(), rel=1e-6)
 
 
@@ -160,23 +166,23 @@ def test_unsupported_architecture_gives_clear_error(tokenizer):
 
     bert = BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                                       num_attention_heads=2, intermediate_size=64))
-    with pytest.raises(UnsupportedArchitectureError, match="GPT2LMHeadModel.*BertForMaskedLM"):
-        skip_kl_matrix(bert, tokenizer, TEXTS)
-    assert issubclass(UnsupportedArchitectureError, ValueError)
+    with pytest.raises(ArchitectureError, match="skip check needs the architecture table's 'final_norm'.*'bert'"):
+        skip_kl_matrix(as_lm(bert, tokenizer), TEXTS)
+    assert issubclass(ArchitectureError, ValueError)
 
 
 def test_bad_arguments_are_value_errors(model, tokenizer):
     with pytest.raises(ValueError, match="positions"):
-        skip_kl_matrix(model, tokenizer, TEXTS, positions="first")
+        skip_kl_matrix(as_lm(model, tokenizer), TEXTS, positions="first")
     with pytest.raises(ValueError, match="max_length"):
-        skip_kl_matrix(model, tokenizer, TEXTS, max_length=0)
+        skip_kl_matrix(as_lm(model, tokenizer), TEXTS, max_length=0)
     with pytest.raises(ValueError, match="texts"):
-        skip_kl_matrix(model, tokenizer, [])
+        skip_kl_matrix(as_lm(model, tokenizer), [])
 
 
 def test_texts_longer_than_the_model_context_are_truncated(model, tokenizer):
     long_text = " ".join(["word"] * 200)
-    _, n = skip_kl_per_text(model, tokenizer, [long_text], max_length=1000)
+    _, n = skip_kl_per_text(as_lm(model, tokenizer), [long_text], max_length=1000)
     assert n.tolist() == [model.config.n_positions]
 
 
@@ -246,10 +252,10 @@ def test_text_without_tokens_is_left_out(model, tokenizer):
         return {"input_ids": [tokenizer(t, add_special_tokens=False, truncation=truncation,
                                         max_length=max_length)["input_ids"] for t in texts]}
 
-    kl, n = skip_kl_per_text(model, no_specials, [TEXTS[0], "", TEXTS[1]], max_length=32)
+    kl, n = skip_kl_per_text(as_lm(model, no_specials), [TEXTS[0], "", TEXTS[1]], max_length=32)
     assert n[1] == 0 and np.all(np.isnan(kl[1])) and np.all(np.isfinite(kl[[0, 2]]))
-    with_empty = skip_kl_matrix(model, no_specials, [TEXTS[0], "", TEXTS[1]], max_length=32)
-    without = skip_kl_matrix(model, no_specials, [TEXTS[0], TEXTS[1]], max_length=32)
+    with_empty = skip_kl_matrix(as_lm(model, no_specials), [TEXTS[0], "", TEXTS[1]], max_length=32)
+    without = skip_kl_matrix(as_lm(model, no_specials), [TEXTS[0], TEXTS[1]], max_length=32)
     np.testing.assert_allclose(with_empty, without, rtol=1e-6)
     with pytest.raises(ValueError, match="zero tokens"):
-        skip_kl_matrix(model, no_specials, ["", ""])
+        skip_kl_matrix(as_lm(model, no_specials), ["", ""])

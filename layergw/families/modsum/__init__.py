@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from layergw.families.base import Family, LoadedModel, weights_path
+from typing import Any
+
+from layergw.families.base import Ablation, Family, LoadedModel, Metrics, weights_path
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "assets" / "modsum"
 
@@ -19,9 +21,7 @@ def builtin_checkpoints() -> list[str]:
 
 class ModSumFamily(Family):
     name = "modsum"
-    recipes = {"train": ("layergw.families.modsum.training:recipe",
-                         "end to end or layer-wise, the paper's full-batch AdamW (params: ModSumTrainSpec)")}
-    ablation = "layergw.families.modsum.ablation:ablate"
+    recipes = {"train": "end to end or layer-wise, the paper's full-batch AdamW (params: ModSumTrainSpec)"}
 
     def resolve(self, checkpoint: str) -> Path:
         """``builtin:<id>`` names a checkpoint shipped with layergw; anything else is a path."""
@@ -48,3 +48,20 @@ class ModSumFamily(Family):
         from layergw.families.modsum.adapter import ModSumModel
 
         return ModSumModel.load(self.resolve(checkpoint))
+
+    def train(self, recipe: str | None, job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
+        from layergw.families.modsum.training import recipe as train_recipe
+
+        self.recipe_name(recipe)
+        train_recipe(job_id, params, seed, out, device)
+
+    def ablate(self, model: Any, ablation: Ablation, params: dict, device: str, workdir: Path | None = None) -> Metrics:
+        from layergw.families.modsum.ablation import ablate
+
+        ablation.check(model.n_blocks, "modsum ablation")
+        return ablate(model, ablation, params, device, workdir=workdir)
+
+    def reference(self, model: Any, params: dict, device: str) -> Metrics | None:
+        from layergw.families.modsum.ablation import reference
+
+        return reference(model, params, device)

@@ -22,12 +22,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from layergw.points import RepPoint
+from layergw.points import HEAD_POINTS, RepPoint, table2_points
 
 LAYOUTS = ("eq_causal", "reference")
-ATTENTION_MATRICES = ("hook_attn_scores", "hook_pattern")
-HEAD_ROLES = (("hook_k", "k"), ("hook_q", "q"), ("hook_attn_scores", "Attn-Pre"),
-              ("hook_pattern", "Attn"), ("hook_v", "v"), ("hook_z", "z"))
 
 
 @dataclass(frozen=True)
@@ -188,24 +185,5 @@ def modsum_points(n_blocks: int, n_heads: int = 4, *, causal: bool = True) -> li
 
     With a causal mask the attention matrices keep only their unmasked entries (``tril``);
     without one every entry is taken."""
-    points: list[RepPoint] = []
-
-    def add(name: str, display: str, hook: str, block: int, role: str, head: int | None = None, pooling: str = "flatten") -> None:
-        axis = 1 if hook.endswith(ATTENTION_MATRICES) else 2
-        points.append(RepPoint(name, display, len(points), hook, head, pooling, block, role, axis))
-
-    for b in range(n_blocks):
-        pre = f"blocks.{b}"
-        tag = f"B{b + 1}"
-        add(f"{pre}.hook_resid_pre", f"{tag} Resid-Pre", f"{pre}.hook_resid_pre", b, "Resid-Pre")
-        for h in range(n_heads):
-            for hook, role in HEAD_ROLES:
-                pooling = "tril" if causal and hook in ATTENTION_MATRICES else "flatten"
-                add(f"{pre}.attn.{hook}.h{h}", f"{tag} h{h} {role}", f"{pre}.attn.{hook}", b, role, h, pooling)
-        add(f"{pre}.hook_attn_out", f"{tag} Attn-Out", f"{pre}.hook_attn_out", b, "Attn-Out")
-        add(f"{pre}.hook_resid_mid", f"{tag} Resid-Mid", f"{pre}.hook_resid_mid", b, "Resid-Mid")
-        add(f"{pre}.mlp.hook_pre", f"{tag} Pre", f"{pre}.mlp.hook_pre", b, "Pre")
-        add(f"{pre}.mlp.hook_post", f"{tag} Post", f"{pre}.mlp.hook_post", b, "Post")
-        add(f"{pre}.hook_mlp_out", f"{tag} MLP-out", f"{pre}.hook_mlp_out", b, "MLP-out")
-        add(f"{pre}.hook_resid_post", f"{tag} Resid-Post", f"{pre}.hook_resid_post", b, "Resid-Post")
-    return points
+    return table2_points(n_blocks, heads={hook: n_heads for hook, _ in HEAD_POINTS},
+                         matrix_pooling="tril" if causal else "flatten")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layergw.families.base import Family, LoadedModel, weights_path
+from typing import Any
+
+from layergw.families.base import Ablation, Family, LoadedModel, Metrics, content_hash, weights_path
 
 
 class ResNet9Family(Family):
     name = "resnet9"
-    recipes = {"train": ("layergw.families.resnet9.training:recipe",
-                         "SGD with Nesterov momentum and a one-cycle schedule (params: ImageTrainSpec)")}
-    ablation = "layergw.families.resnet9.ablation:ablate"
+    recipes = {"train": "SGD with Nesterov momentum and a one-cycle schedule (params: ImageTrainSpec)"}
 
     def resolve(self, checkpoint: str) -> Path:
         """The weights file of a checkpoint path (``random:<seed>`` has none)."""
@@ -21,8 +21,6 @@ class ResNet9Family(Family):
                             "use a path to a .safetensors file written by layergw's resnet9 training, or random:<seed>")
 
     def fingerprint(self, checkpoint: str) -> str:
-        from layergw.families import content_hash
-
         return checkpoint if checkpoint.startswith("random:") else content_hash(self.resolve(checkpoint))
 
     def load(self, checkpoint: str, *, data: str | None = None, split: str = "test", size: int | None = None,
@@ -31,3 +29,20 @@ class ResNet9Family(Family):
         from layergw.families.resnet9.adapter import load
 
         return load(checkpoint, data=data, split=split, size=size, pooling=pooling, residual_points=residual_points)
+
+    def train(self, recipe: str | None, job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
+        from layergw.families.resnet9.training import recipe as train_recipe
+
+        self.recipe_name(recipe)
+        train_recipe(job_id, params, seed, out, device)
+
+    def ablate(self, model: Any, ablation: Ablation, params: dict, device: str, workdir: Path | None = None) -> Metrics:
+        from layergw.families.resnet9.ablation import ablate
+
+        ablation.check(model.n_blocks, "resnet9 ablation")
+        return ablate(model, ablation, params, device, workdir=workdir)
+
+    def reference(self, model: Any, params: dict, device: str) -> Metrics | None:
+        from layergw.families.resnet9.ablation import reference
+
+        return reference(model, params, device)

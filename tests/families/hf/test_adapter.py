@@ -124,12 +124,14 @@ def reference(folder: str, modules: list[str], pooling: str) -> tuple[list[np.nd
 
 
 BLOCK_NAMES = ["embeddings", "hidden_states.1", "hidden_states.2"]
-FINE_NAMES = ["embeddings",
-              "blocks.0.attn_out", "blocks.0.mlp.intermediate", "blocks.0.mlp_out", "hidden_states.1",
-              "blocks.1.attn_out", "blocks.1.mlp.intermediate", "blocks.1.mlp_out", "hidden_states.2"]
-BERT_MODULES = {"attn_out": "encoder.layer.{b}.attention.output.dense", "mlp.intermediate": "encoder.layer.{b}.intermediate",
-                "mlp_out": "encoder.layer.{b}.output.dense", "block": "encoder.layer.{b}"}
-GPT2_MODULES = {"attn_out": "h.{b}.attn", "mlp.intermediate": "h.{b}.mlp.act", "mlp_out": "h.{b}.mlp", "block": "h.{b}"}
+FINE_NAMES = [f"blocks.{b}.{h}" for b in range(2) for h in (
+    "hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post")]
+# each point's module, read here with a plain forward hook (outputs) in the reference
+BERT_MODULES = {"hook_attn_out": "encoder.layer.{b}.attention.output.dense", "hook_resid_mid": "encoder.layer.{b}.attention.output",
+                "mlp.hook_post": "encoder.layer.{b}.intermediate", "hook_mlp_out": "encoder.layer.{b}.output.dense",
+                "hook_resid_post": "encoder.layer.{b}", "block": "encoder.layer.{b}"}
+GPT2_MODULES = {"hook_attn_out": "h.{b}.attn", "mlp.hook_post": "h.{b}.mlp.act", "hook_mlp_out": "h.{b}.mlp",
+                "hook_resid_post": "h.{b}", "block": "h.{b}"}
 
 
 # ------------------------------------------------------------------ block points
@@ -185,7 +187,9 @@ def test_point_names_and_order(arch: str, request, texts_tsv: str) -> None:
     assert [p.display for p in blocks] == ["Emb", "Block 1", "Block 2"]
     assert [p.name for p in fine] == FINE_NAMES
     assert [p.index for p in fine] == list(range(len(FINE_NAMES)))
-    assert [p.block for p in fine] == [None, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert [p.block for p in fine] == [0] * 7 + [1] * 7
+    assert [p.display for p in fine][:7] == ["B1 Resid-Pre", "B1 Attn-Out", "B1 Resid-Mid", "B1 Pre", "B1 Post",
+                                             "B1 MLP-out", "B1 Resid-Post"]
 
 
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])
@@ -194,22 +198,32 @@ def test_fine_points_equal_direct_module_hooks(arch: str, request, texts_tsv: st
     mods = BERT_MODULES if arch == "bert" else GPT2_MODULES
     a = load(folder, data={"source": texts_tsv}, points="fine", batch_size=5)
     got = a.extract(np.arange(len(SENTENCES)), a.points())
-    wanted = {f"blocks.{b}.{role}": mods[role].format(b=b) for b in range(2)
-              for role in ("attn_out", "mlp.intermediate", "mlp_out")}
+    wanted = {f"blocks.{b}.{hook}": module.format(b=b) for b in range(2) for hook, module in mods.items()
+              if hook != "block"}
     _, hooked = reference(folder, list(wanted.values()), "mean")
     for name, module in wanted.items():
         np.testing.assert_allclose(got[name], hooked[module], atol=1e-5, rtol=1e-4, err_msg=name)
-    assert got["blocks.0.mlp.intermediate"].shape[1] == (48 if arch == "bert" else 128)
+    assert got["blocks.0.mlp.hook_post"].shape[1] == (48 if arch == "bert" else 128)
 
 
-def test_unrecognised_architecture_fails_for_fine_but_works_for_blocks(tmp_path: Path, texts_tsv: str) -> None:
+def test_an_architecture_the_table_lacks_fails_for_fine_but_works_for_blocks(tmp_path: Path, texts_tsv: str) -> None:
+    from layergw.families.hf.architectures import ArchitectureError
+
     tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
     cfg = transformers.DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=48,
                                         max_position_embeddings=128)
     transformers.DistilBertModel(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    with pytest.raises(HFLoadError, match=r"not recognised.*encoder\.layer.*h\.\{i\}"):
-        load(str(tmp_path), data={"source": texts_tsv}, points="fine")
+    # as if the table had no DistilBERT entry: a made-up architecture is covered in test_architecture_entry.py
+    import layergw.families.hf.architectures as table
+
+    saved = table._BY_TYPE.pop("distilbert")
+    try:
+        with pytest.raises(ArchitectureError, match=r"no entry for model_type 'distilbert'.*params\.arch"):
+            load(str(tmp_path), data={"source": texts_tsv}, points="fine")
+        a = load(str(tmp_path), data={"source": texts_tsv})
+    finally:
+        table._BY_TYPE["distilbert"] = saved
     a = load(str(tmp_path), data={"source": texts_tsv})
     assert [p.name for p in a.points()] == BLOCK_NAMES
     hs, _ = reference(str(tmp_path), [], "mean")
@@ -281,7 +295,8 @@ def test_block_states_are_every_hidden_state_at_the_real_tokens_and_depth_counts
                                                                                        texts_tsv: str) -> None:
     model = load(bert_dir, data={"source": texts_tsv}, points="fine")
     depth = {p.name: model.depth(p) for p in model.points()}
-    assert depth["embeddings"] == 0.0 and depth["hidden_states.1"] == 1.0 and depth["blocks.1.attn_out"] == 1.5
+    assert depth["blocks.0.hook_resid_pre"] == 0.0 and depth["blocks.0.hook_resid_post"] == 1.0
+    assert depth["blocks.1.hook_attn_out"] == 1.5
     idx = np.array([0, 1, 2])
     states = model.block_states(idx)
     n_tokens = sum(len(model.tokenizer(SENTENCES[i], truncation=True, max_length=256)["input_ids"]) for i in idx)
@@ -300,18 +315,18 @@ def test_an_ablation_keeps_the_chosen_blocks_freezes_the_early_ones_and_fine_tun
     from layergw.families.base import Ablation
     from layergw.families.hf.ablation import ablate, apply
 
+    model = load(bert_dir, data={"source": texts_tsv})
     clf = AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
     second = clf.bert.encoder.layer[1]
-    apply(clf, Ablation("prune", (1,), seed=1))
+    apply(clf, model, Ablation("prune", (1,), seed=1))
     assert len(clf.bert.encoder.layer) == 1 and clf.bert.encoder.layer[0] is second
     assert clf.config.num_hidden_layers == 1 and all(p.requires_grad for p in clf.parameters())
     frozen = AutoModelForSequenceClassification.from_pretrained(bert_dir, num_labels=2)
-    apply(frozen, Ablation("freeze", (0, 1), first_trained=1))
+    apply(frozen, model, Ablation("freeze", (0, 1), first_trained=1))
     assert not any(p.requires_grad for p in frozen.bert.embeddings.parameters())
     assert not any(p.requires_grad for p in frozen.bert.encoder.layer[0].parameters())
     assert all(p.requires_grad for p in frozen.bert.encoder.layer[1].parameters())
     assert all(p.requires_grad for p in frozen.classifier.parameters())
-    model = load(bert_dir, data={"source": texts_tsv})
     data = {"source": texts_tsv}
     metrics = ablate(model, Ablation("prune", (0,)), {"train": data, "eval": data, "batch_size": 4,
                                                        "max_length": 32}, "cpu")
