@@ -47,6 +47,7 @@ POINTS = pa.schema([
     ("role", pa.string()),
     ("dim", pa.int64()),
     ("depth", pa.float64()),
+    ("constant", pa.bool_()),
 ])
 
 TARGETS = pa.schema([

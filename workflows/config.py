@@ -160,7 +160,8 @@ class TrainJob(Strict):
 class SkipSpec(Strict):
     """The language-model functional check (README, "Skip intervention")."""
 
-    model: str = Field(description="id of a causal LM of family hf with points: blocks")
+    model: str = Field(description="id of a causal LM (family hf) whose points include the residual stream "
+                       "(points: blocks or fine)")
     data: dict[str, Any] = Field(default_factory=lambda: {"source": "yelp", "split": "test", "max_rows": 200},
                                  description="load_text arguments for the probe texts")
     positions: Literal["all", "last"] = "all"

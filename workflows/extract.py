@@ -36,6 +36,7 @@ class PointRow:
     role: str
     dim: int
     depth: float | None = None  # where the point sits in blocks (LoadedModel.depth)
+    constant: bool = False  # the same vector for every input: left out of the grouping
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,12 @@ STREAM_INPUTS = 2048
 
 
 def stream_points(model, indices, points: list, device: str, folder: Path, model_id: str,
-                  batch: int | None = None) -> list[int]:
+                  batch: int | None = None) -> tuple[list[int], list[bool]]:
     """Run the inputs through ``model`` ``batch`` at a time, appending each point's rows to
     ``folder/<k>.npy`` as they come, so memory does not grow with the number of inputs. The
     whole array's shape is checked once and its values batch by batch (no NaN or Inf);
-    returns each point's width."""
+    returns each point's width and whether it is constant (every row equal to the first, to a
+    relative 1e-6: a causal model's embedding read at an end token that every text shares)."""
     import numpy as np
 
     from layergw import measures
@@ -94,6 +96,8 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
         raise ValueError(f"model {model_id!r}: no inputs to extract")
     files: dict[int, Any] = {}
     kinds: dict[int, tuple] = {}
+    first: dict[int, Any] = {}
+    constant: dict[int, bool] = {}
     try:
         for start in range(0, n, batch):
             rows = len(indices[start:start + batch])
@@ -113,11 +117,16 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
                     raise ValueError(f"{label}: inputs {start}..{start + rows - 1} gave shape {X.shape} {X.dtype}, "
                                      f"expected ({rows}, {kinds[k][0]}) {kinds[k][1]}")
                 measures.check_finite(X, label)
+                if k not in first:
+                    first[k], constant[k] = X[0].astype(np.float64), True
+                if constant[k]:
+                    scale = 1e-6 * (1.0 + float(np.abs(first[k]).max(initial=0.0)))
+                    constant[k] = bool(np.abs(X - first[k]).max(initial=0.0) <= scale)
                 files[k].write(X.tobytes())
     finally:
         for f in files.values():
             f.close()
-    return [kinds[k][0] for k in range(len(points))]
+    return [kinds[k][0] for k in range(len(points))], [constant[k] and n > 1 for k in range(len(points))]
 
 
 @ray.remote(num_cpus=1)
@@ -150,11 +159,14 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
     indices = input_indices(model.n_inputs(), inputs.n, inputs.seed, pool)
     rows = []
     with tempfile.TemporaryDirectory(prefix="layergw-reps-") as tmp:
-        widths = stream_points(model, indices, points, device, Path(tmp), spec.id)
+        widths, constant = stream_points(model, indices, points, device, Path(tmp), spec.id)
         for k, (p, d) in enumerate(zip(points, widths)):
             store.write_file(layout.rep(spec.id, k), Path(tmp) / f"{k}.npy")
             rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
-                                 d, float(model.depth(p))))
+                                 d, float(model.depth(p)), constant[k]))
+    if any(constant):
+        log.info("model %s: %s constant over the %d inputs (left out of the grouping)", spec.id,
+                 ", ".join(p.name for p, c in zip(points, constant) if c), len(indices))
     targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
         store.write_array(layout.target_rep(spec.id, name), Y)

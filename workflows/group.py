@@ -2,13 +2,18 @@
 segments along depth -> GROUPS rows."""
 from __future__ import annotations
 
+import numpy as np
+
 from layergw import layout
 from workflows.config import GroupingSpec, MeasureSpec
 
 
 def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display: dict[int, str],
-               spec: GroupingSpec) -> list[dict]:
-    """Group one model's layers under one measure variant from the tiles in the run folder."""
+               spec: GroupingSpec, constant: frozenset[int] = frozenset()) -> list[dict]:
+    """Group one model's layers under one measure variant from the tiles in the run folder.
+
+    Points in ``constant`` (the same vector for every input, so no measure can place them) are
+    left out of the grouping and get no rows."""
     from layergw.grouping import group_layers, pair_kind, pair_matrix
     from layergw.results import PAIRS
     from layergw.segmentation import segment_depth
@@ -18,7 +23,10 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
         raise ValueError(f"no pair results under {layout.pairs_dir(model, measure.key)}")
     kind = pair_kind(pairs, model, measure.name)
     M = pair_matrix(pairs, model, measure.name, len(names))
-    displays = [display[i] for i in range(len(names))]
+    kept = [i for i in range(len(names)) if i not in constant]
+    M = M[np.ix_(kept, kept)]
+    displays = [display[i] for i in kept]
+    kept_names = [names[i] for i in kept]
     rows = []
     try:
         for method in spec.methods:
@@ -27,10 +35,12 @@ def group_rows(run, model: str, measure: MeasureSpec, names: list[str], display:
                                  seed=spec.seed)
             else:
                 g = segment_depth(M, kind, k=spec.k, k_max=spec.k_max)
-            rows += g.to_rows(model, measure.name, names, displays, params=measure.params_json)
+            rows += g.to_rows(model, measure.name, kept_names, displays, params=measure.params_json)
     except ValueError as e:
         why = failed_pairs_summary(pairs, model, measure.name)
         raise ValueError(f"{e}; {why}" if why else str(e)) from e
+    for r in rows:  # the layer indices of the whole model
+        r["layer_index"] = kept[r["layer_index"]]
     return rows
 
 

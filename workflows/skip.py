@@ -1,8 +1,8 @@
 """Skip-intervention stage: the KL matrix of a causal LM and each measure's agreement with it.
 
 ``layout.skip_kl`` is the (L+1) x (L+1) matrix of ``layergw.interventions.skip.skip_kl_matrix``
-(index 0 the stream entering block 1, i the output of block i; :func:`stream_points` picks those
-points of the model);
+(index 0 the stream entering block 1, i the output of block i; :func:`residual_stream_points` picks those
+points of the model: :func:`residual_stream_points`);
 ``layout.skip_agreement`` the row-wise Spearman of every measure variant's matrix with it.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def skip_task(store, spec: SkipSpec, model: ModelSpec) -> list:
     return kl.tolist()
 
 
-def stream_points(manifest: Manifest) -> list[int]:
+def residual_stream_points(manifest: Manifest) -> list[int]:
     """The indices of a model's residual-stream points in the KL matrix's order: the point at depth
     0 (the embeddings, or block 0's Resid-Pre), then each block's output (its Resid-Post)."""
     n_blocks = manifest.n_blocks or max(int(p.depth or 0) for p in manifest.points)
@@ -86,7 +86,7 @@ def run_skip(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> None:
         if type(families.get(model.family)).causal_lm is Family.causal_lm:
             raise ConfigError(f"skip: model {spec.model!r} is of family {model.family!r}, which has no causal language "
                               f"models; the skip check needs one (family hf)")
-        stream = stream_points(manifests[spec.model])
+        stream = residual_stream_points(manifests[spec.model])
         kl = np.asarray(ray.get(skip_task.remote(run, spec, model)))
         if len(stream) != kl.shape[0]:
             raise ConfigError(f"skip: model {spec.model!r} has {len(stream) - 1} blocks in its points but the KL "

@@ -230,9 +230,13 @@ def write_groups(cfg: StudyConfig, run, manifests: dict[str, Manifest]) -> list[
     rows, left_out = [], []
     for spec in cfg.models:
         man = manifests[spec.id]
+        constant = frozenset(p.layer_index for p in man.points if p.constant)
+        if constant:
+            log.info("groups of %s leave out %s: constant over the inputs, so no measure can place them", spec.id,
+                     ", ".join(man.names[i] for i in sorted(constant)))
         for measure in cfg.measures:
             try:
-                rows += group_rows(run, spec.id, measure, man.names, man.displays, cfg.grouping)
+                rows += group_rows(run, spec.id, measure, man.names, man.displays, cfg.grouping, constant)
             except ValueError as e:
                 left_out.append(f"groups of {spec.id}/{measure.key}: {e}")
                 log.warning("%s", left_out[-1])

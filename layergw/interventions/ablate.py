@@ -171,7 +171,7 @@ REFERENCE = "checkpoint"
 
 def _metric_rows(base: dict, metrics: Metrics) -> list[dict]:
     values = {"accuracy": metrics.accuracy, "train_accuracy": metrics.train_accuracy, "f1": metrics.f1,
-              "loss": metrics.loss}
+              "loss": metrics.loss, "perplexity": metrics.perplexity}
     base = {**base, "split": metrics.split, "n_train": metrics.extra.get("n_train"), "epochs": metrics.step,
             "seconds": metrics.extra.get("seconds")}
     return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if v is not None]

@@ -18,7 +18,8 @@ def model_0():
 def test_streamed_point_files_equal_one_pass_over_every_input(model_0, tmp_path) -> None:
     points = model_0.points()[:6]
     indices = np.arange(0, 3481, 70)[:50]
-    widths = stream_points(model_0, indices, points, "cpu", tmp_path, "m0", batch=7)  # 7 does not divide 50
+    widths, constant = stream_points(model_0, indices, points, "cpu", tmp_path, "m0", batch=7)  # 7 does not divide 50
+    assert constant == [False] * len(points)
     whole = model_0.extract(indices, points)
     for k, p in enumerate(points):
         got = np.load(tmp_path / f"{k}.npy")
@@ -55,3 +56,11 @@ def test_a_nan_in_a_later_batch_and_a_batch_of_another_width_are_refused_naming_
         stream_points(Scripted([ok, short]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)
     with pytest.raises(ValueError, match=r"model 'm', point 'p' has n=2 rows"):
         stream_points(Scripted([ok]), np.arange(2), [Point()], "cpu", tmp_path, "m", batch=3)
+
+
+def test_a_point_equal_for_every_input_is_found_constant_across_batches(tmp_path) -> None:
+    row = np.linspace(-3, 3, 4, dtype=np.float32)
+    same = lambda m: np.tile(row, (m, 1))  # noqa: E731
+    later = lambda m: np.vstack([np.tile(row, (m - 1, 1)), row + 1e-3])  # noqa: E731
+    assert stream_points(Scripted([same, same]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)[1] == [True]
+    assert stream_points(Scripted([same, later]), np.arange(6), [Point()], "cpu", tmp_path, "m", batch=3)[1] == [False]

@@ -3,37 +3,20 @@ configs/zoo.yaml): Table-2 points by number and shape, and the points checked ag
 itself (its hidden states, the residual-stream algebra, attention as pattern times values)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from layergw.families.hf.architectures import ARCHITECTURES, lookup
 from layergw.families.hf.capture import block_list, capture, head_counts, readers
+from tests.families.hf.conftest import RANDOM, zoo_model
 
-ZOO = yaml.safe_load((Path(__file__).parents[3] / "configs" / "zoo.yaml").read_text())
-RANDOM = {m["checkpoint"][len("random:"):]: m for m in ZOO["models"] if m["checkpoint"].startswith("random:")}
 #: architectures whose attention logits are q k^T times a scale, plus a mask (no rotary or relative terms)
 PLAIN_ATTENTION = ("bert", "roberta", "electra", "distilbert", "gpt2", "opt", "vit", "deit")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LAYERGW_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
 def _load(model_type: str, points: str = "heads"):
-    from layergw import families
-
-    params = {**RANDOM[model_type]["params"], "points": points}
-    if "data" in params and params["data"].get("source") == "sst2":
-        params["data"] = {"source": "sst2", "split": "dev", "max_rows": 12}
-    return families.get("hf").load(f"random:{model_type}", **params)
+    return zoo_model(model_type, points)
 
 
 def _raw(model, names: list[str]) -> tuple[dict[str, torch.Tensor], object, dict]:
