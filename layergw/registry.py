@@ -3,10 +3,37 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def import_object(target: str, what: str) -> Any:
+    """The object ``"package.module:name"`` names, or ``"path/to/file.py:name"`` (a module loaded
+    from a file of one's own); a clear ValueError naming ``what`` when it cannot be imported."""
+    module, sep, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not sep or not module or not attr:
+        raise ValueError(f"{what} must be 'package.module:name' or 'path/to/file.py:name', got {target!r}")
+    try:
+        if module.endswith(".py"):
+            import sys
+            from pathlib import Path
+
+            path = Path(module).expanduser().resolve()
+            if not path.is_file():
+                raise ImportError(f"no such file {path}")
+            name = f"layergw_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
+            if name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(name, path)
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[name] = mod
+                spec.loader.exec_module(mod)  # type: ignore[union-attr]
+            return getattr(sys.modules[name], attr)
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what} {target!r} cannot be imported: {type(e).__name__}: {e}") from None
 
 
 def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:

@@ -34,7 +34,7 @@ TRAINERS = {"training", "finetune", "lm"}
 LIGHT = ["layergw", "layergw.measures", "layergw.families", "layergw.grouping", "layergw.diagnostics",
          "layergw.report", "layergw.store", "layergw.results", "layergw.plots", "layergw.registry",
          "layergw.layout", "layergw.inputs", "layergw.points", "layergw.data.modsum", "layergw.data.images",
-         "layergw.data.text", "layergw.interventions.skip", "layergw.torchkit"]
+         "layergw.data.text", "layergw.interventions.skip", "layergw.torchkit", "layergw.torchkit.checkpoint"]
 
 
 def module_name(path: pathlib.Path) -> str:

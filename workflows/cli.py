@@ -54,6 +54,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from layergw.families.modsum.checkpoint import save_checkpoint
     from layergw.families.modsum.training import PRESETS, ModSumTrainSpec, export_state, train_modsum
+    from layergw.torchkit.checkpoint import STATE_FILE
     from layergw.torchkit.device import resolve_device
 
     if args.preset:
@@ -69,16 +70,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         changes["model_id"] = args.id
     spec = type(spec)(**{**spec.__dict__, **changes})
     device = resolve_device(args.device)
-    state = Path(args.out) / f"{spec.model_id}.state.pt"
+    workdir = Path(args.out) / spec.model_id
+    older = Path(args.out) / f"{spec.model_id}.state.pt"  # where states were kept before one train state
+    if older.is_file() and not (workdir / STATE_FILE).exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        older.replace(workdir / STATE_FILE)
+        print(f"moved the training state {older} to {workdir / STATE_FILE}")
     if args.export:
-        model, record = export_state(spec, state)
+        model, record = export_state(spec, workdir)
     else:
         on_eval = None
         if args.snapshot_every:
             from layergw.families.modsum.training import snapshot_saver
 
             on_eval = snapshot_saver(spec, Path(args.out) / f"{spec.model_id}.snapshots", args.snapshot_every)
-        model, record = train_modsum(spec, device=device, state_path=state, save_every=args.save_every,
+        model, record = train_modsum(spec, device=device, workdir=workdir, save_every=args.save_every,
                                      phases=args.phases, on_eval=on_eval)
     path = save_checkpoint(model, record, args.out)
     done = "trained" if record["complete"] else "exported unfinished training of"
@@ -242,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--out", default="checkpoints",
-                   help="folder for <id>.safetensors and <id>.json; <id>.state.pt there holds the training state, "
-                        "and a rerun resumes from it")
+                   help="folder for <id>.safetensors and <id>.json; <id>/train-state.pt there holds the training "
+                        "state, and a rerun resumes from it")
     t.add_argument("--save-every", type=int, default=500, help="epochs between saved training states")
     t.add_argument("--export", action="store_true",
                    help="write the checkpoint from the saved training state as it stands, without training")

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from layergw.families import METRICS_FILE
+from layergw.torchkit.checkpoint import in_progress
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ def _files(folder: Path) -> list[Path]:
     folder renamed or removed during the walk is passed over."""
     out = []
     for root, dirs, names in os.walk(folder, onerror=lambda _e: None):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        out += [Path(root) / n for n in names if not n.startswith(".")]
+        dirs[:] = [d for d in dirs if not in_progress(d)]
+        out += [Path(root) / n for n in names if not in_progress(n)]
     return out
 
 

@@ -8,7 +8,6 @@ Adding a family is one module with a :class:`~layergw.families.base.Family` subc
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from importlib.metadata import entry_points
 
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "layergw.families"
 FAMILIES: Registry[Family] = Registry("model family")
 _BUILTIN = {"modsum": "layergw.families.modsum:ModSumFamily", "resnet9": "layergw.families.resnet9:ResNet9Family",
-            "hf": "layergw.families.hf:HFFamily"}
+            "hf": "layergw.families.hf:HFFamily", "torch": "layergw.families.torch:TorchFamily"}
 _plugins_loaded = False
 
 
@@ -68,12 +67,9 @@ def get(name: str) -> Family:
 
 
 def _by_path(target: str) -> Family:
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"model family {target!r}: cannot import {attr!r} from {module!r} ({e}); a family is "
-                         f"'package.module:Class' importable on the driver and every worker") from None
+    from layergw.registry import import_object
+
+    cls = import_object(target, "model family (importable on the driver and every worker)")
     if not (isinstance(cls, type) and issubclass(cls, Family)):
         raise ValueError(f"model family {target!r} is not a subclass of layergw.families.Family")
     return cls()

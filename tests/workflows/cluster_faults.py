@@ -31,7 +31,7 @@ FAST_HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200
 TASK_TITLES = {"workers": ["ray::extract_model", "ray::compare_tile_task"], "node": ["ray::compare_tile_task"],
                "node-train": ["ray::train_task"], "node-ablate": ["ray::cell_task"]}
 #: where each node-loss mode looks for the saved state that must exist before the node goes
-SAVED_STATE = {"node-train": ("train", "/state.pt"), "node-ablate": ("", "/train-state.pt")}
+SAVED_STATE = {"node-train": ("train", "/train-state.pt"), "node-ablate": ("", "/train-state.pt")}
 
 
 def _processes(title: str) -> list[tuple[int, int]]:

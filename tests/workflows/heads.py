@@ -33,17 +33,16 @@ class Head:
 
 
 @contextmanager
-def ray_head(log: Path, *, dashboard: bool = False, num_cpus: int = 2) -> Iterator[Head]:
-    """A running head (ready: the GCS or, with ``dashboard``, the Jobs API answers)."""
+def ray_head(log: Path, *, dashboard: bool = False, num_cpus: int = 2, env: dict[str, str] | None = None
+             ) -> Iterator[Head]:
+    """A running head (ready: the GCS or, with ``dashboard``, the Jobs API answers); ``env`` adds
+    to the environment of its processes."""
     tmp = tempfile.mkdtemp(prefix="lgw-h-", dir="/tmp")
     port = free_port()
     fixed = {flag: free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                              "runtime-env-agent-port", "metrics-export-port",
                                              "ray-client-server-port", "object-manager-port", "node-manager-port")}
-    # the head's `python` is the cluster's, with layergw's dependencies: here, this virtualenv's
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("RAY_ADDRESS", None)
+    env = _env(tmp, env)
     dash = free_port()
     args = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
             f"--num-cpus={num_cpus}", f"--temp-dir={tmp}", "--disable-usage-stats",
@@ -71,8 +70,55 @@ def ray_head(log: Path, *, dashboard: bool = False, num_cpus: int = 2) -> Iterat
     try:
         yield Head(head, address, url, log)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        _stop(head)
+
+
+def _env(tmp: str, extra: dict[str, str] | None) -> dict[str, str]:
+    # a node's `python` is the cluster's, with layergw's dependencies: here, this virtualenv's
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": tmp,
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra or {})}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def ray_worker_node(head: Head, log: Path, *, num_cpus: int = 1, env: dict[str, str] | None = None
+                    ) -> Iterator[subprocess.Popen]:
+    """A second node (`ray start --address --block`) joined to ``head``, up once the cluster counts
+    its CPUs; ``env`` adds to the environment of its processes."""
+    import json
+
+    tmp = tempfile.mkdtemp(prefix="lgw-w-", dir="/tmp")
+    args = [str(BIN / "ray"), "start", f"--address={head.address}", "--block", "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}", "--disable-usage-stats",
+            *(f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                     "runtime-env-agent-port", "metrics-export-port",
+                                                     "object-manager-port", "node-manager-port"))]
+    node = subprocess.Popen(args, env=_env(tmp, env), start_new_session=True, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    code = "import ray, json; ray.init(address='%s'); print(json.dumps(ray.cluster_resources()))" % head.address
+    while True:
+        out = subprocess.run([sys.executable, "-c", code], env=_env(tmp, None), capture_output=True, text=True,
+                             timeout=120)
         try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+            if json.loads(out.stdout.strip().splitlines()[-1]).get("CPU", 0) >= num_cpus:
+                break
+        except (ValueError, IndexError):
+            pass
+        if time.monotonic() > deadline or node.poll() is not None:
+            _stop(node)
+            raise AssertionError("the Ray worker node did not join:\n" + log.read_text()[-3000:])
+        time.sleep(1)
+    try:
+        yield node
+    finally:
+        _stop(node)

@@ -27,8 +27,8 @@ from torch import nn
 
 from layergw.families.base import Ablation, Metrics, spec_from_params
 from layergw.families.hf.adapter import HFModel
-from layergw.families.hf.architectures import is_causal
-from layergw.families.hf.capture import base_prefix
+from layergw.families.hf.architectures import Architecture, ArchitectureError, is_causal
+from layergw.families.hf.capture import base_prefix, module_path
 from layergw.families.hf.edit import freeze_before, keep_blocks
 
 TASKS = ("classify", "lm")
@@ -61,19 +61,24 @@ def apply(model: nn.Module, hf: HFModel, ablation: Ablation, *, resumed: bool = 
         keep_blocks(model, arch, ablation.keep)
         if fresh_head:
             torch.manual_seed(ablation.seed)
-            for head in _heads(model):
+            for head in _heads(model, arch):
                 head.apply(model._init_weights)
     if ablation.first_trained:
         freeze_before(model, arch, ablation.first_trained)
 
 
-def _heads(model: nn.Module) -> list[nn.Module]:
-    """The task head (the modules outside the base model) and the base model's pooler."""
+def _heads(model: nn.Module, arch: Architecture) -> list[nn.Module]:
+    """The task head (the modules outside the base model) and the table's ``head_parts``."""
     prefix = base_prefix(model)
     heads = [m for name, m in model.named_children() if name != prefix]
-    base = model.get_submodule(prefix) if prefix else model
-    pooler = getattr(base, "pooler", None)
-    return heads + ([pooler] if isinstance(pooler, nn.Module) else [])
+    for name in arch.head_parts:
+        try:
+            part = model.get_submodule(module_path(model, name, "head_parts"))
+        except ArchitectureError:
+            continue  # a model built without it (add_pooling_layer=False)
+        if isinstance(part, nn.Module):
+            heads.append(part)
+    return heads
 
 
 def _workdir(workdir: Path | None) -> Any:

@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import platform
 import re
 import shutil
@@ -56,8 +55,7 @@ log = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_TMP_PREFIX = ".tmp-"
-RESUME_FILE = "resume-state.pt"
+RESUME_FILE = ckpt.STATE_FILE
 
 
 class TextDataLike(Protocol):
@@ -280,13 +278,15 @@ def _lr_lambda(spec: FineTuneSpec, total: int):
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    ckpt.atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
 
 
 def _clean_leftovers(root: Path) -> None:
-    for p in root.glob(f"{_TMP_PREFIX}*"):
+    """Remove the saves in progress an interrupted run left (hidden names, the rule of every
+    atomic write)."""
+    for p in root.iterdir():
+        if not ckpt.in_progress(p.name):
+            continue
         log.warning("removing %s, left by an interrupted run", p)
         if p.is_dir():
             shutil.rmtree(p)
@@ -296,15 +296,14 @@ def _clean_leftovers(root: Path) -> None:
 
 def _save_checkpoint(root: Path, step: int, model: Any, tokenizer: Any, metrics: dict) -> Path:
     """Write ``step-<step>/`` via a temporary folder and a rename, so it is complete or absent."""
-    final = root / f"step-{step}"
-    tmp = root / f"{_TMP_PREFIX}step-{step}.{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1, sort_keys=True))
-    os.replace(tmp, final)
-    return final
+    def write(tmp: Path) -> None:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1, sort_keys=True))
+
+    return ckpt.atomic_write(root / f"step-{step}", write)
 
 
 def _versions() -> dict:
@@ -371,7 +370,8 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
     ckpt_dir = local_folder(spec.checkpoint)
     eval_data = _Data(eval_texts, eval_labels)
 
-    resume = _load_resume(root, save_at)
+    state = ckpt.TrainState(root, budget=total, what="fine-tuning")
+    resume = _load_resume(state, root, save_at)
     if resume is not None:
         start_step = resume["step"]
         log.info("%s: resuming from step %d of %d", spec.id, start_step, total)
@@ -395,13 +395,9 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
     train_log: list[dict] = []
     seconds = 0.0
     if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        torch.set_rng_state(resume["rng_cpu"])
-        if device.type == "cuda" and resume.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(resume["rng_cuda"], device)
-        checkpoints, evals, train_log = resume["checkpoints"], resume["evals"], resume["train_log"]
-        seconds = resume["seconds"]
+        record = state.resume({"optimizer": optimizer, "scheduler": scheduler}, device=device, state=resume).record
+        checkpoints, evals, train_log = record["checkpoints"], record["evals"], record["train_log"]
+        seconds = record["seconds"]
     else:
         torch.manual_seed(spec.seed)  # dropout
 
@@ -422,11 +418,9 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
                      metrics["accuracy"], metrics["f1"], metrics["loss"])
         checkpoints.append(metrics)
         if step < total:
-            ckpt.save_state(root / RESUME_FILE, {
-                "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "checkpoints": checkpoints, "evals": evals, "train_log": train_log, "seconds": t_elapsed})
+            state.save(step, {"optimizer": optimizer, "scheduler": scheduler},
+                       {"checkpoints": checkpoints, "evals": evals, "train_log": train_log, "seconds": t_elapsed},
+                       device=device)
 
     def _eval_metrics(step: int, t_elapsed: float, train_loss: float | None) -> dict:
         m = evaluate(model, tokenizer, eval_data, max_length=spec.max_length,
@@ -493,7 +487,7 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
         final_loss=final["loss"], total_steps=total, seconds=round(seconds, 3),
         device=_device_name(device), versions=_versions(), data=data_info, train_log=tuple(train_log))
     _write_json_atomic(record_path, record.to_json())
-    (root / RESUME_FILE).unlink(missing_ok=True)
+    state.clear()
     log.info("%s: done in %.1f s: eval accuracy %.4f, f1 %.4f", spec.id, seconds,
              record.final_accuracy, record.final_f1)
     return record
@@ -539,17 +533,16 @@ def _differs(stored: dict, identity: dict) -> str:
     return "" if stored.get("data") == identity["data"] else "train or eval data"
 
 
-def _load_resume(root: Path, save_at: list[int]) -> dict | None:
+def _load_resume(state: ckpt.TrainState, root: Path, save_at: list[int]) -> dict | None:
     """The saved training state when its checkpoint folder is complete, else None."""
-    path = root / RESUME_FILE
-    state = ckpt.load_state(path)
-    if state is None:
+    saved = state.peek()
+    if saved is None:
         return None
-    step = state.get("step")
+    step = saved.get("step")
     if step not in save_at or not (root / f"step-{step}" / METRICS_FILE).is_file():
-        log.warning("ignoring %s: its checkpoint step-%s is missing", path, step)
+        log.warning("ignoring %s: its checkpoint step-%s is missing", state.path, step)
         return None
-    return state
+    return saved
 
 
 def recipe(job_id: str, params: dict, seed: int, out: Path, device: str) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from layergw.families.base import Metrics, spec_from_params, write_metrics
+from layergw.torchkit.checkpoint import TrainState
 from layergw.torchkit.text import pad_right
 
 log = logging.getLogger(__name__)
@@ -203,14 +204,17 @@ def build_model(spec: CausalLMSpec, tokenizer: Any) -> Any:
     return GPT2LMHeadModel(cfg)
 
 
-def train_causal_lm(spec: CausalLMSpec, out: str | Path, texts: Sequence[str]) -> CausalLMRecord:
+def train_causal_lm(spec: CausalLMSpec, out: str | Path, texts: Sequence[str], *,
+                    workdir: str | Path | None = None) -> CausalLMRecord:
     """Train a GPT-2 on ``texts`` and save it (model + tokenizer) into ``out/<model_id>/``.
 
     A seeded ``eval_fraction`` of the texts (at most ``max_eval_texts``) is held out; the
     rest are drawn in shuffled epochs of ``batch_size``. The held-out loss is evaluated at
     step 0, every ``eval_every`` steps and at the end. ``training.json`` in the same folder
     holds the :class:`CausalLMRecord` (spec, per-step train loss, held-out curve,
-    perplexity, unigram baseline, seconds). Torch's thread count is the caller's choice.
+    perplexity, unigram baseline, seconds). Torch's thread count is the caller's choice. With
+    ``workdir``, the training state is saved there at every evaluation and a rerun resumes from it
+    (to the same model as an uninterrupted run).
     """
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError("texts must be a non-empty sequence of strings")
@@ -246,13 +250,21 @@ def train_causal_lm(spec: CausalLMSpec, out: str | Path, texts: Sequence[str]) -
         log.info("%s step %d: held-out loss %.4f (perplexity %.1f)", spec.model_id, step, loss, point["perplexity"])
         return point
 
-    curve = [evaluate(0)]
-    losses: list[float] = []
-    train_seconds = 0.0
-    epoch = rng.permutation(len(train))
-    pos = 0
+    state = TrainState(workdir, budget=spec.steps, what=f"training of {spec.model_id}")
+    parts = {"model": model, "optimizer": opt}
+    resumed = state.resume(parts, generator=rng)
+    if resumed is None:
+        curve = [evaluate(0)]
+        losses: list[float] = []
+        train_seconds = 0.0
+        epoch = rng.permutation(len(train))
+        pos, start = 0, 0
+    else:
+        r = resumed.record
+        curve, losses, train_seconds, pos, start = r["curve"], r["losses"], r["train_seconds"], r["pos"], resumed.step
+        epoch, eval_seconds = np.asarray(r["epoch"]), r["eval_seconds"]
     model.train()
-    for step in range(spec.steps):
+    for step in range(start, spec.steps):
         if pos + spec.batch_size > len(epoch):
             epoch, pos = rng.permutation(len(train)), 0
         idx = epoch[pos:pos + spec.batch_size]
@@ -271,6 +283,8 @@ def train_causal_lm(spec: CausalLMSpec, out: str | Path, texts: Sequence[str]) -
         train_seconds += time.perf_counter() - t_step
         if (step + 1) % spec.eval_every == 0 and step + 1 < spec.steps:
             curve.append(evaluate(step + 1))
+            state.save(step + 1, parts, {"curve": curve, "losses": losses, "train_seconds": train_seconds, "pos": pos,
+                                         "epoch": epoch.tolist(), "eval_seconds": eval_seconds}, generator=rng)
     curve.append(evaluate(spec.steps))
     model.eval()
 
@@ -304,7 +318,8 @@ def recipe(job_id: str, params: dict, seed: int, out: Path, device: str) -> None
     spec = spec_from_params(CausalLMSpec, params, where, fixed={"model_id": "final", "seed": seed}, skip=("data",))
     data = text_from_params(params.get("data", {"source": "yelp", "split": "dev", "max_rows": 20000}),
                             f"{where}: params.data")
-    record = train_causal_lm(spec, out, list(data.texts))
+    record = train_causal_lm(spec, out, list(data.texts), workdir=out)
+    TrainState(out, budget=spec.steps, what="training").clear()
     write_metrics(out / "final", Metrics(step=spec.steps, perplexity=record.eval_perplexity,
                                          loss=math.log(record.eval_perplexity), split="held-out",
                                          extra={"unigram_perplexity": record.unigram_perplexity}))

@@ -1,7 +1,7 @@
 """Fine-tuning of an edited (pruned or frozen) Hugging Face model for the tasks other than text
 classification (``finetune.py``): next-token prediction for a causal LM, scored by held-out loss,
 perplexity and top-1 next-token accuracy, and image classification for a vision transformer,
-scored by accuracy. Both are resumable through :class:`~layergw.torchkit.train_state.TrainState`.
+scored by accuracy. Both are resumable through :class:`~layergw.torchkit.checkpoint.TrainState`.
 
 Defaults: AdamW (betas 0.9/0.999, no weight decay), a linear decay to 0 without warm-up, gradient
 clipping at 1.0, seeded shuffling: the text-classification recipe's choices.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from layergw.torchkit.text import pad_right
-from layergw.torchkit.train_state import TrainState
+from layergw.torchkit.checkpoint import TrainState
 
 log = logging.getLogger(__name__)
 

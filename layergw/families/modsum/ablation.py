@@ -69,10 +69,10 @@ def ablated_model(model: ModSumModel, ablation: Ablation) -> ModSumTransformer:
 
 
 def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSpec, device: str,
-              state: Path | None = None) -> float:
+              workdir: Path | None = None) -> float:
     """Train ``net`` in place on the checkpoint's training split: its head alone, then every
-    parameter that requires a gradient; the last training loss. With ``state`` (a file), the
-    progress is saved there every :data:`SAVE_EVERY` epochs and resumed from it when it exists."""
+    parameter that requires a gradient; the last training loss. With ``workdir``, the progress is
+    saved there every :data:`SAVE_EVERY` epochs and resumed from it when it exists."""
     data = model.data
     x = torch.as_tensor(data.inputs, device=device)
     y = torch.as_tensor(data.targets[:, -1], device=device)
@@ -80,16 +80,9 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
     trainable = [p for p in net.parameters() if p.requires_grad]
     head = list(net.heads.parameters())
     phases = ((head, spec.head_epochs), (trainable, spec.epochs))
-    budget = [spec.head_epochs, spec.epochs]
-    saved = ckpt.load_state(state) if state is not None else None
-    start_phase, start_epoch, loss = 0, 0, None
-    if saved is not None:
-        if saved.get("epochs") != budget:
-            raise ValueError(f"{state} holds the state of a fine-tuning of {saved.get('epochs')} epochs, not "
-                             f"{budget}: delete it to start again")
-        net.load_state_dict(saved["net"])
-        start_phase, start_epoch, loss = saved["phase"], saved["epoch"], saved["loss"]
-        log.info("resuming from epoch %d of phase %d (%s)", start_epoch, start_phase, state)
+    state = ckpt.TrainState(workdir, budget=[spec.head_epochs, spec.epochs], what="fine-tuning", unit="epochs")
+    saved = state.peek()
+    start_phase, loss = (saved["phase"], saved["loss"]) if saved else (0, None)
     net.train()
     for phase, (params, epochs) in enumerate(phases):
         if phase < start_phase or not epochs:
@@ -98,19 +91,19 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
         for p in trainable:
             p.requires_grad_(id(p) in chosen)
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=spec.betas)
+        parts = {"net": net, "opt": opt}
         first = 0
         if phase == start_phase and saved is not None:
-            opt.load_state_dict(saved["opt"])
-            first = start_epoch
+            first = state.resume(parts, device=device, state=saved).record["epoch"]
         for epoch in range(first, epochs):
             step_loss = nn.functional.cross_entropy(net(x[tr])[0].double(), y[tr])
             opt.zero_grad(set_to_none=True)
             step_loss.backward()
             opt.step()
             loss = float(step_loss.item())
-            if state is not None and (epoch + 1) % SAVE_EVERY == 0:
-                ckpt.save_state(state, {"epochs": budget, "phase": phase, "epoch": epoch + 1,
-                                        "loss": loss, "net": net.state_dict(), "opt": opt.state_dict()})
+            if (epoch + 1) % SAVE_EVERY == 0:
+                state.save(sum(e for _, e in phases[:phase]) + epoch + 1, parts,
+                           {"phase": phase, "epoch": epoch + 1, "loss": loss}, device=device)
     for p in trainable:
         p.requires_grad_(True)
     return float("nan") if loss is None else loss
@@ -147,12 +140,11 @@ def reference(model: ModSumModel, params: dict, device: str) -> Metrics | None:
 def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str,
            workdir: Path | None = None) -> Metrics:
     """Fine-tune one ablation cell and measure it on the checkpoint's validation split; with
-    ``workdir``, resumably (its state is ``workdir/``:data:`~layergw.torchkit.checkpoint.TRAIN_STATE`)."""
+    ``workdir``, resumably (its state is ``workdir/``:data:`~layergw.torchkit.checkpoint.STATE_FILE`)."""
     spec = spec_from_params(ModSumAblationSpec, params, "modsum ablation")
     t0 = time.perf_counter()
     net = ablated_model(model, ablation).to(device)
-    state = Path(workdir) / ckpt.TRAIN_STATE if workdir is not None else None
-    train_loss = fine_tune(net, model, spec, device, state)
+    train_loss = fine_tune(net, model, spec, device, Path(workdir) if workdir is not None else None)
     trainable = [p for p in net.parameters() if p.requires_grad]
     accuracy, train_accuracy, val_loss = _scores(net, model, device)
     data = model.data

@@ -161,13 +161,13 @@ def train_modsum(
     device: str = "cpu",
     on_phase_end: Callable[[int, ModSumTransformer], None] | None = None,
     on_eval: Callable[[int, PhaseRecord, ModSumTransformer], None] | None = None,
-    state_path: str | Path | None = None,
+    workdir: str | Path | None = None,
     save_every: int = 500,
     phases: int | None = None,
 ) -> tuple[ModSumTransformer, dict]:
     """Train a modular-sum model; return it and a JSON-able training record.
 
-    With ``state_path``, the full training state (weights, auxiliary heads, optimizer,
+    With ``workdir``, the full training state (weights, auxiliary heads, optimizer,
     phase, epoch, history) is saved there every ``save_every`` epochs and at each phase
     end, and training resumes from it when it exists, so a 26,000-epoch run can be
     spread over several sessions or machines. ``on_phase_end(phase, model)`` is called
@@ -188,15 +188,17 @@ def train_modsum(
     tr = torch.as_tensor(data.train_idx, device=device)
     va = torch.as_tensor(data.val_idx, device=device)
     records: list[PhaseRecord] = []
-    state = load_state(state_path, spec) if state_path else None
+    keeper = train_state(workdir, spec)
+    state = load_state(keeper, spec)
     if state:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["parts"]["model"])
         records = [PhaseRecord(**r) for r in state["records"]]
         if _continues_past_cap(records, state, spec):
             records.pop()
             log.info("%s: phase %d stopped at its cap of %d epochs short of the goal; continuing to %d",
                      spec.model_id, state["phase"] + 1, state["epoch"], spec.max_epochs)
-        log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, state_path, state["phase"] + 1, state["epoch"])
+        log.info("%s: resuming from %s at phase %d epoch %d", spec.model_id, keeper.path, state["phase"] + 1,
+                 state["epoch"])
     started = time.perf_counter() - (state["seconds"] if state else 0.0)
     for phase, (blocks, sizes, names) in enumerate(plan[:phases]):
         if phase < len(records):
@@ -230,20 +232,19 @@ def train_modsum(
         extra_epochs = spec.phase_setting("extra_epochs", phase)
         rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
         start_epoch = 1
+        parts = {"model": model, "heads": heads, "optimizer": opt}
         if state and state["phase"] == phase:
-            heads.load_state_dict(state["heads"])
-            opt.load_state_dict(state["optimizer"])
+            keeper.resume(parts, device=device, state=state)
             rec = PhaseRecord(**state["current"])
             start_epoch = state["epoch"] + 1
         t0 = time.perf_counter() - rec.seconds
         t_resumed = time.perf_counter()
 
-        def save(epoch: int, rec: PhaseRecord = rec, heads: nn.Module = heads, opt: torch.optim.Optimizer = opt) -> None:
+        def save(epoch: int, rec: PhaseRecord = rec, parts: dict = parts) -> None:
             rec.seconds = time.perf_counter() - t0
-            save_state(state_path, {"spec": asdict(spec), "phase": phase, "epoch": epoch, "model": model.state_dict(),
-                                    "heads": heads.state_dict(), "optimizer": opt.state_dict(),
-                                    "records": [asdict(r) for r in records], "current": asdict(rec),
-                                    "seconds": time.perf_counter() - started})
+            keeper.save(epoch, parts, {"spec": asdict(spec), "phase": phase, "epoch": epoch,
+                                       "records": [asdict(r) for r in records], "current": asdict(rec),
+                                       "seconds": time.perf_counter() - started}, device=device)
 
         loss_dtype = getattr(torch, spec.loss_dtype)
         for epoch in range(start_epoch, spec.max_epochs + 1):
@@ -279,12 +280,11 @@ def train_modsum(
                     on_eval(phase, rec, model)
                 if rec.reached_goal_at is not None and epoch - rec.reached_goal_at >= extra_epochs:
                     break
-                if state_path and save_every and epoch % save_every == 0:
+                if save_every and epoch % save_every == 0:
                     save(epoch)
         rec.seconds = time.perf_counter() - t0
         records.append(rec)
-        if state_path:
-            save(rec.epochs)
+        save(rec.epochs)
         if on_phase_end:
             on_phase_end(phase, model)
     for p in model.parameters():
@@ -340,17 +340,17 @@ def _record(spec: ModSumTrainSpec, cfg: ModSumConfig, phases: list[dict], second
     }
 
 
-def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumTransformer, dict]:
+def export_state(spec: ModSumTrainSpec, workdir: str | Path) -> tuple[ModSumTransformer, dict]:
     """The model as it stands in a saved training state, with a record marked incomplete
     when phases remain (``complete: false``, accuracies of the phase in progress)."""
-    state = load_state(state_path, spec)
+    state = load_state(train_state(workdir, spec), spec)
     if state is None:
-        raise ValueError(f"no training state at {state_path}")
+        raise ValueError(f"no training state in {workdir}")
     data = make_modsum(spec.task, train_fraction=spec.train_fraction, split_seed=spec.split_seed)
     plan = phase_plan(spec, data)
     cfg = model_config(spec, data, plan)
     model = ModSumTransformer(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["parts"]["model"])
     model.eval()
     phases = list(state["records"])
     if len(phases) <= state["phase"]:
@@ -361,40 +361,52 @@ def export_state(spec: ModSumTrainSpec, state_path: str | Path) -> tuple[ModSumT
 RESUMABLE_FIELDS = ("max_epochs", "extra_epochs", "eval_every", "target_val_acc", "phase_extra_epochs")
 
 
-def load_state(path: str | Path, spec: ModSumTrainSpec) -> dict | None:
+def train_state(workdir: str | Path | None, spec: ModSumTrainSpec) -> checkpoint.TrainState:
+    """The training state of ``spec`` in ``workdir``; its budget is the per-phase cap, and a raised
+    cap continues a phase that stopped at the old one (``extendable``)."""
+    return checkpoint.TrainState(workdir, budget=spec.max_epochs, what=f"training of {spec.model_id}", unit="epochs",
+                                 extendable=True)
+
+
+def load_state(keeper: checkpoint.TrainState, spec: ModSumTrainSpec) -> dict | None:
     """A saved training state for this spec, or None when there is none yet.
 
     A state saved for another model (any field but the stopping rules differs) is an
-    error: resuming it would mix two trainings.
+    error: resuming it would mix two trainings. A state in the layout before
+    :class:`~layergw.torchkit.checkpoint.TrainState` is read as one.
     """
-    state = checkpoint.load_state(path)
-    if state is None:
+    raw = checkpoint.load_state(keeper.path) if keeper.path is not None else None
+    if raw is None:
         return None
+    if "parts" not in raw:  # the layout before one train state: weights and optimizer at the top
+        raw = {**{k: v for k, v in raw.items() if k not in ("model", "heads", "optimizer")},
+               "parts": {k: raw[k] for k in ("model", "heads", "optimizer")}, "step": raw["epoch"],
+               "budget": raw["spec"].get("max_epochs", spec.max_epochs), "rng_cpu": None, "rng_cuda": None,
+               "generator": None}
+        checkpoint.save_state(keeper.path, raw)
+    state = keeper.peek()
     ours = {k: v for k, v in asdict(spec).items() if k not in RESUMABLE_FIELDS}
     saved = {**asdict(ModSumTrainSpec(model_id=spec.model_id)), **state["spec"]}  # fields added since default
     theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k not in RESUMABLE_FIELDS}
     diff = sorted(k for k in ours if ours[k] != theirs.get(k))
     if diff:
-        raise ValueError(f"training state {path} was saved for another spec (differs in {', '.join(diff)}); "
-                         f"use another state path or delete it to start over")
+        raise ValueError(f"training state {keeper.path} was saved for another spec (differs in {', '.join(diff)}); "
+                         f"use another folder or delete it to start over")
     return state
-
-
-save_state = checkpoint.save_state
 
 
 def recipe(job_id: str, params: dict, seed: int, out: Path, device: str) -> None:
     """A study's modsum train job: ``out/final/<job>.safetensors`` with its record and metrics.
 
-    The training state stays in ``out/state.pt`` until the checkpoint is written, so a killed
-    job resumes where it stopped.
+    The training state stays in ``out`` until the checkpoint is written, so a killed job resumes
+    where it stopped.
     """
     spec = spec_from_params(ModSumTrainSpec, params, f"train job {job_id!r} (modsum)",
                             fixed={"model_id": job_id, "seed": seed})
-    model, record = train_modsum(spec, device=device, state_path=out / "state.pt", save_every=500)
+    model, record = train_modsum(spec, device=device, workdir=out, save_every=500)
     save_checkpoint(model, record, out / "final")
     write_metrics(out / "final", metrics_of(record))
-    (out / "state.pt").unlink(missing_ok=True)
+    train_state(out, spec).clear()
 
 
 PRESETS: dict[str, ModSumTrainSpec] = {

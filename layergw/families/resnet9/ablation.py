@@ -85,8 +85,7 @@ def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str,
            workdir: Path | None = None) -> Metrics:
     """Fine-tune one ablation cell with the checkpoint's recipe (``params`` override its
     fields, e.g. ``epochs``) and measure it on the test split; with ``workdir``, resumably
-    (the state of the last finished epoch is ``workdir/``:data:`~layergw.torchkit.checkpoint.TRAIN_STATE`)."""
-    from layergw.torchkit.checkpoint import TRAIN_STATE
+    (the state of the last finished epoch is ``workdir/``:data:`~layergw.torchkit.checkpoint.STATE_FILE`)."""
     from layergw.families.resnet9.training import evaluate, load_split, train_loop
 
     t0 = time.perf_counter()
@@ -98,8 +97,7 @@ def ablate(model: ResNet9Model, ablation: Ablation, params: dict, device: str,
 
         train = ImageData(train.images[:spec.max_train], train.labels[:spec.max_train], train.source, train.split,
                           train.num_classes, train.mean, train.std)
-    history = train_loop(net, train, test, spec, device,
-                         state=Path(workdir) / TRAIN_STATE if workdir is not None else None)
+    history = train_loop(net, train, test, spec, device, workdir=Path(workdir) if workdir is not None else None)
     return Metrics(step=spec.epochs, accuracy=history[-1]["test_acc"],
                    train_accuracy=evaluate(net, train, device=device), loss=history[-1]["loss"], split="test",
                    extra={"seconds": time.perf_counter() - t0, "n_train": len(train),

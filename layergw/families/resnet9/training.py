@@ -67,11 +67,12 @@ def evaluate(model: nn.Module, data: ImageData, *, device: str = "cpu", batch_si
 
 
 def train_image_classifier(spec: ImageTrainSpec, out: str | Path, *, overwrite: bool = False,
-                           progress: Callable[[str], None] | None = None) -> dict:
+                           progress: Callable[[str], None] | None = None, workdir: Path | None = None) -> dict:
     """Train ResNet9 per ``spec``; write ``<out>/<model_id>.safetensors`` + ``.json``; return the record.
 
     A finished checkpoint for the same spec already in ``out`` is returned as is (no
-    training) unless ``overwrite``; one for another spec is an error unless ``overwrite``.
+    training) unless ``overwrite``; one for another spec is an error unless ``overwrite``. With
+    ``workdir`` the training saves its state there after every epoch and resumes from it.
     """
     out = Path(out)
     existing = read_record(out / f"{spec.model_id}.json")
@@ -81,17 +82,17 @@ def train_image_classifier(spec: ImageTrainSpec, out: str | Path, *, overwrite: 
             return existing
         raise ValueError(f"{out / spec.model_id}.json holds a checkpoint trained with another spec; "
                          f"use another model_id or out, or overwrite=True")
-    model, record = fit_image_classifier(spec, progress=progress)
+    model, record = fit_image_classifier(spec, progress=progress, workdir=workdir)
     save_checkpoint(model, record, out)
     return record
 
 
 def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageTrainSpec, device: str, *,
-               progress: Callable[[str], None] | None = None, state: Path | None = None) -> list[dict]:
+               progress: Callable[[str], None] | None = None, workdir: Path | None = None) -> list[dict]:
     """Train ``model``'s trainable parameters (``requires_grad``) per ``spec``'s recipe; one history
     row per epoch with the test accuracy in eval mode. Shuffling follows ``spec.seed``. With
-    ``state`` (a file), the progress is saved there after every epoch and a rerun resumes from
-    it, to the same weights on the CPU as an uninterrupted run."""
+    ``workdir``, the progress is saved there after every epoch and a rerun resumes from it, to
+    the same weights on the CPU as an uninterrupted run."""
     model.train().to(device)
     x_all = torch.as_tensor(train.images)
     y_all = torch.as_tensor(train.labels)
@@ -106,19 +107,11 @@ def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageT
     gen = torch.Generator().manual_seed(spec.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     history: list[dict] = []
-    saved = ckpt.load_state(state) if state is not None else None
-    if saved is not None:
-        if saved.get("epochs") != spec.epochs:
-            raise ValueError(f"{state} holds the state of a {saved.get('epochs')}-epoch training, not "
-                             f"{spec.epochs}: delete it to start again")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        if sched is not None:
-            sched.load_state_dict(saved["sched"])
-        gen.set_state(saved["gen"])
-        torch.set_rng_state(saved["rng"])
-        history = list(saved["history"])
-        log.info("%s: resuming from epoch %d of %d (%s)", spec.model_id, len(history), spec.epochs, state)
+    state = ckpt.TrainState(workdir, budget=spec.epochs, what="training", unit="epochs")
+    parts = {"model": model, "opt": opt, **({"sched": sched} if sched is not None else {})}
+    resumed = state.resume(parts, generator=gen, device=device)
+    if resumed is not None:
+        history = list(resumed.record["history"])
         model.train()
     for epoch in range(len(history) + 1, spec.epochs + 1):
         t0 = time.perf_counter()
@@ -145,17 +138,15 @@ def train_loop(model: nn.Module, train: ImageData, test: ImageData, spec: ImageT
         log.info(msg)
         if progress:
             progress(msg)
-        if state is not None:
-            ckpt.save_state(state, {"epochs": spec.epochs, "model": model.state_dict(), "opt": opt.state_dict(),
-                                    "sched": sched.state_dict() if sched is not None else None,
-                                    "gen": gen.get_state(), "rng": torch.get_rng_state(), "history": history})
+        state.save(epoch, parts, {"history": history}, generator=gen, device=device)
     model.eval()
     return history
 
 
-def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None] | None = None
-                         ) -> tuple[ResNet9, dict]:
-    """Train ResNet9 per ``spec`` without writing anything; the model (CPU, eval mode) and its record."""
+def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None] | None = None,
+                         workdir: Path | None = None) -> tuple[ResNet9, dict]:
+    """Train ResNet9 per ``spec``; the model (CPU, eval mode) and its record. Nothing is written but
+    the training state in ``workdir`` (when given), to resume from."""
     device = resolve_device(spec.device)
     train, test = load_split(spec, "train"), load_split(spec, "test")
     if spec.max_train is not None:
@@ -164,7 +155,7 @@ def fit_image_classifier(spec: ImageTrainSpec, *, progress: Callable[[str], None
     cfg = ResNet9Config(num_classes=train.num_classes, logit_scale=spec.logit_scale)
     model = random_resnet9(spec.seed, cfg)
     started = time.perf_counter()
-    history = train_loop(model, train, test, spec, device, progress=progress)
+    history = train_loop(model, train, test, spec, device, progress=progress, workdir=workdir)
     model.eval()
     record = {
         "model_id": spec.model_id,
@@ -188,8 +179,9 @@ def recipe(job_id: str, params: dict, seed: int, out: Path, device: str) -> None
     """A study's resnet9 train job: ``out/final/<job>.safetensors`` with its record and metrics."""
     spec = spec_from_params(ImageTrainSpec, params, f"train job {job_id!r} (resnet9)",
                             fixed={"model_id": job_id, "seed": seed, "device": device})
-    record = train_image_classifier(spec, out / "final", overwrite=True)
+    record = train_image_classifier(spec, out / "final", overwrite=True, workdir=out)
     write_metrics(out / "final", metrics_of(record))
+    ckpt.TrainState(out, budget=spec.epochs, what="training").clear()
 
 
 __all__ = ["ImageTrainSpec", "evaluate", "fit_image_classifier", "load_split", "recipe", "train_image_classifier"]

@@ -130,3 +130,35 @@ def test_each_heads_z_is_its_pattern_times_its_values(model_type: str) -> None:
 def test_every_architecture_of_the_table_is_in_the_zoo() -> None:
     covered = {lookup(t).name for t in RANDOM}
     assert covered == {a.name for a in ARCHITECTURES}
+
+
+def test_no_module_path_of_an_architecture_is_named_outside_the_table() -> None:
+    """Every distinctive module path of the table (one with a '.' or '_'; single words such as
+    'layers' are also plain words) appears as a string only in architectures.py (the modsum and
+    ResNet9 models of layergw's own are not Hugging Face architectures)."""
+    import ast
+    import dataclasses
+    from pathlib import Path
+
+    from layergw.families.hf.architectures import split_site
+
+    paths = set()
+    for arch in ARCHITECTURES:
+        for f in dataclasses.fields(arch):
+            value = getattr(arch, f.name)
+            if f.name in ("name", "model_types", "residual", "qkv_layout", "when") or value is None:
+                continue
+            for v in (value if isinstance(value, tuple) else (value,)):
+                paths.add(split_site(v)[0])
+        for _, _, changes in arch.when:
+            paths |= {split_site(v)[0] for v in changes.values() if isinstance(v, str) and v not in ("pre_norm",
+                                                                                                   "post_norm")}
+    root = Path(__file__).parents[3]
+    found = []
+    for p in sorted((root / "layergw").rglob("*.py")) + sorted((root / "workflows").rglob("*.py")):
+        if p.name == "architectures.py" or "modsum" in p.parts or "resnet9" in p.parts:
+            continue
+        strings = {n.value for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str)}
+        found += [f"{p.relative_to(root)}: {s!r}" for s in sorted(strings & paths) if "." in s or "_" in s]
+    assert found == []

@@ -121,3 +121,29 @@ def test_bad_spec_and_inputs_are_value_errors(tmp_path):
         train_causal_lm(CausalLMSpec("x", tokenizer="gpt2", **TINY), tmp_path, ["a b c"])
     with pytest.raises(ValueError, match="config.json"):
         load_causal_lm(tmp_path / "nothing")
+
+
+def test_a_killed_training_resumes_from_its_last_evaluation_to_the_same_model(trained, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import layergw.torchkit.checkpoint as ckpt
+
+    spec, out, whole = trained
+    real = ckpt.save_state
+    steps = []
+
+    def killed_at_the_second_save(path, state):
+        real(path, state)
+        steps.append(state["step"])
+        if len(steps) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ckpt, "save_state", killed_at_the_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_causal_lm(spec, tmp_path, short_texts(), workdir=tmp_path / "work")
+    monkeypatch.setattr(ckpt, "save_state", real)
+    resumed = train_causal_lm(spec, tmp_path, short_texts(), workdir=tmp_path / "work")
+    assert steps == [5, 10]
+    assert resumed.train_loss == whole.train_loss and resumed.eval_curve == whole.eval_curve
+    a, b = load_file(str(out / "tiny" / "model.safetensors")), load_file(str(tmp_path / "tiny" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

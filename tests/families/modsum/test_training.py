@@ -6,11 +6,13 @@ import torch
 
 from layergw.data.modsum import make_modsum
 from layergw.families.modsum.checkpoint import load_checkpoint, save_checkpoint
+from layergw.torchkit.checkpoint import STATE_FILE
 from layergw.families.modsum.model import ModSumTransformer
 from layergw.families.modsum.training import (
     PRESETS,
     ModSumTrainSpec,
     load_state,
+    train_state,
     model_config,
     phase_plan,
     train_modsum,
@@ -91,12 +93,11 @@ def _check_resume(tmp_path):
         if "phase 2/2 epoch 3" in msg:
             raise _Stop
 
-    state = tmp_path / "m.state.pt"
     try:
-        train_modsum(spec, state_path=state, save_every=2, progress=stop_in_phase_2)
+        train_modsum(spec, workdir=tmp_path, save_every=2, progress=stop_in_phase_2)
     except _Stop:
         pass
-    resumed, record = train_modsum(spec, state_path=state, save_every=2)
+    resumed, record = train_modsum(spec, workdir=tmp_path, save_every=2)
     assert [p["epochs"] for p in record["phases"]] == [4, 4]
     for k, v in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
@@ -109,12 +110,11 @@ def test_a_raised_epoch_cap_continues_the_last_phase_as_if_never_stopped(tmp_pat
         spec4 = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=4, **SMALL)
         spec6 = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=6, **SMALL)
         straight, _ = train_modsum(spec6)
-        state = tmp_path / "m.state.pt"
-        _, first = train_modsum(spec4, state_path=state)
+        _, first = train_modsum(spec4, workdir=tmp_path)
         assert first["complete"] and first["phases"][0]["epochs"] == 4
-        _, same = train_modsum(spec4, state_path=state)  # same cap: nothing more to do
+        _, same = train_modsum(spec4, workdir=tmp_path)  # same cap: nothing more to do
         assert same["phases"][0]["epochs"] == 4
-        continued, record = train_modsum(spec6, state_path=state)
+        continued, record = train_modsum(spec6, workdir=tmp_path)
         assert record["complete"] and [p["epochs"] for p in record["phases"]] == [6]
         assert [h["epoch"] for h in record["phases"][0]["history"]] == [1, 2, 3, 4, 5, 6]
         for k, v in straight.state_dict().items():
@@ -123,9 +123,8 @@ def test_a_raised_epoch_cap_continues_the_last_phase_as_if_never_stopped(tmp_pat
         # layer-wise: only the last phase goes on; block 1 stays as phase 1 left it
         lw4 = ModSumTrainSpec("l", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=4, **SMALL)
         lw6 = ModSumTrainSpec("l", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=6, **SMALL)
-        state = tmp_path / "l.state.pt"
-        before, _ = train_modsum(lw4, state_path=state)
-        after, record = train_modsum(lw6, state_path=state)
+        before, _ = train_modsum(lw4, workdir=tmp_path / "l")
+        after, record = train_modsum(lw6, workdir=tmp_path / "l")
         assert [p["epochs"] for p in record["phases"]] == [4, 6]
         for k, v in before.state_dict().items():
             if k.startswith("blocks.0.") or k in ("W_E", "W_pos"):
@@ -137,34 +136,33 @@ def test_a_raised_epoch_cap_continues_the_last_phase_as_if_never_stopped(tmp_pat
 
 def test_state_of_another_spec_is_refused(tmp_path):
     spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **SMALL)
-    state = tmp_path / "s.pt"
-    train_modsum(spec, state_path=state, save_every=1)
+    state = tmp_path / STATE_FILE
+    train_modsum(spec, workdir=tmp_path, save_every=1)
     assert state.exists()
     other = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **{**SMALL, "d_mlp": 64})
     with pytest.raises(ValueError, match="d_mlp"):
-        train_modsum(other, state_path=state)
+        train_modsum(other, workdir=tmp_path)
 
 
 def test_export_of_an_unfinished_state_is_marked_incomplete(tmp_path):
     from layergw.families.modsum.training import export_state
 
     spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=3, **SMALL)
-    state = tmp_path / "m.state.pt"
 
     def stop_in_phase_2(msg):
         if "phase 2/2 epoch 2" in msg:
             raise _Stop
 
     try:
-        train_modsum(spec, state_path=state, save_every=1, progress=stop_in_phase_2)
+        train_modsum(spec, workdir=tmp_path, save_every=1, progress=stop_in_phase_2)
     except _Stop:
         pass
-    model, record = export_state(spec, state)
+    model, record = export_state(spec, tmp_path)
     assert record["complete"] is False
     assert [p["phase"] for p in record["phases"]] == [0, 1]
     assert record["phases"][1]["epochs"] == 1
-    done, final = train_modsum(spec, state_path=state)
-    assert final["complete"] is True and export_state(spec, state)[1]["complete"] is True
+    done, final = train_modsum(spec, workdir=tmp_path)
+    assert final["complete"] is True and export_state(spec, tmp_path)[1]["complete"] is True
 
 
 @pytest.mark.slow
@@ -174,7 +172,7 @@ def test_model_0_preset_reaches_the_papers_accuracy(tmp_path):
 
     spec = PRESETS["model_0"]
     spec = ModSumTrainSpec(**{**spec.__dict__, "extra_epochs": 0})
-    _, record = train_modsum(spec, state_path=tmp_path / "s.pt")
+    _, record = train_modsum(spec, workdir=tmp_path)
     assert record["final_train_acc"] == 1.0 and record["final_val_acc"] >= 0.99
 
 
@@ -215,15 +213,15 @@ def test_reference_preset_is_bitwise_repeatable_with_one_thread():
 
 def test_a_state_saved_before_the_reference_options_still_resumes(tmp_path):
     spec = ModSumTrainSpec("m", task="f_mod", n_blocks=1, max_epochs=2, **SMALL)
-    state_path = tmp_path / "m.state.pt"
-    train_modsum(spec, state_path=state_path)
+    state_path = tmp_path / STATE_FILE
+    train_modsum(spec, workdir=tmp_path)
     state = torch.load(state_path, weights_only=False)
     for k in ("layout", "loss_dtype", "warmup_epochs"):
         del state["spec"][k]
     torch.save(state, state_path)
-    assert load_state(state_path, spec)["epoch"] == 2
+    assert load_state(train_state(tmp_path, spec), spec)["epoch"] == 2
     with pytest.raises(ValueError, match="layout"):
-        load_state(state_path, ModSumTrainSpec(**{**spec.__dict__, "layout": "reference"}))
+        load_state(train_state(tmp_path, spec), ModSumTrainSpec(**{**spec.__dict__, "layout": "reference"}))
 
 
 def test_training_only_the_first_phase_keeps_snapshots_at_the_goal_and_on_schedule(tmp_path):
@@ -278,8 +276,8 @@ def test_a_linear_handover_adds_a_regression_of_the_one_hot_codes_to_each_early_
     try:
         base = dict(task="f_mod3", n_blocks=2, scheme="layerwise", max_epochs=3, **SMALL)
         head, record = train_modsum(ModSumTrainSpec("m", **base))
-        linear, lrecord = train_modsum(ModSumTrainSpec("m", handover="linear", **base), state_path=tmp_path / "s.pt")
-        resumed, _ = train_modsum(ModSumTrainSpec("m", handover="linear", **base), state_path=tmp_path / "s.pt")
+        linear, lrecord = train_modsum(ModSumTrainSpec("m", handover="linear", **base), workdir=tmp_path)
+        resumed, _ = train_modsum(ModSumTrainSpec("m", handover="linear", **base), workdir=tmp_path)
     finally:
         torch.set_num_threads(threads)
     assert len(lrecord["phases"]) == 2 and lrecord["phases"][0]["targets"] == ["c1", "b"]
