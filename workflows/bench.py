@@ -335,15 +335,14 @@ def bench_memory(counts: tuple[int, ...] = (1, 4, 16), points_per_model: int = 3
 
     import yaml
 
-    from layergw.families.modsum.checkpoint import save_checkpoint
-    from layergw.families.modsum.training import ModSumTrainSpec, train_modsum
+    from layergw import families
 
     rows, figures = [], []
     with tempfile.TemporaryDirectory(prefix="layergw-bench-memory-") as tmp:
-        spec = ModSumTrainSpec("tiny", task="f_mod3", n_blocks=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
-                               max_epochs=3, eval_every=1)
-        model, record = train_modsum(spec)
-        ckpt = str(save_checkpoint(model, record, Path(tmp)).with_suffix(""))
+        modsum = families.get("modsum")
+        modsum.train(None, "tiny", {"task": "f_mod3", "n_blocks": 2, "d_model": 16, "n_heads": 2, "d_head": 8,
+                                    "d_mlp": 32, "max_epochs": 3, "eval_every": 1}, 0, Path(tmp) / "tiny", "cpu")
+        ckpt = modsum.checkpoint_in(Path(tmp) / "tiny" / "final")
         root = Path(__file__).resolve().parent.parent
         for count in counts:
             cfg = {"study": f"memory{count}", "store": f"{tmp}/runs", "inputs": {"n": 64, "seed": 0},
@@ -391,8 +390,8 @@ def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES,
     rows, figures = [], []
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="layergw-bench-extract-") as tmp:
-        subprocess.run([sys.executable, "-c", f"from workflows.bench import _tiny_bert; _tiny_bert({tmp!r})"],
-                       cwd=root, check=True)
+        subprocess.run([sys.executable, "-c", "from workflows.bench import _tiny_bert; "
+                        f"_tiny_bert({tmp!r}, {texts or EXTRACT_MEMORY_TEXTS!r})"], cwd=root, check=True)
         for n in sizes:
             for mode in ("streamed", "one pass"):
                 out = subprocess.run([sys.executable, "-c", "import sys; from workflows.bench import _extract_once; "
@@ -414,19 +413,17 @@ def bench_extract_memory(sizes: tuple[int, ...] = EXTRACT_MEMORY_SIZES,
     return rows, figures
 
 
-def _tiny_bert(folder: str) -> None:
-    """A 2-block random BERT with MiniLM's tokenizer, saved to ``folder/bert``."""
-    import torch
-    import transformers
+def _tiny_bert(folder: str, texts: dict) -> None:
+    """A 2-block random BERT with MiniLM's tokenizer (the hf family's ``random:bert``), copied to
+    ``folder/bert``."""
+    import shutil
 
-    from layergw.families.hf.adapter import resolve
+    from layergw import families
 
-    tok = transformers.AutoTokenizer.from_pretrained(resolve("builtin:minilm"))
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=128, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=256, max_position_embeddings=128)
-    transformers.BertModel(cfg).save_pretrained(f"{folder}/bert")
-    tok.save_pretrained(f"{folder}/bert")
+    model = families.get("hf").load("random:bert", model_config={
+        "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
+        "max_position_embeddings": 128}, data=texts)
+    shutil.copytree(model.path, f"{folder}/bert")
 
 
 def _extract_once(folder: str, n: int, streamed: bool, texts: dict) -> None:
