@@ -133,10 +133,16 @@ def plan_model(entry: AblateSpec, where: str, manifest: Manifest, groups, stats:
     influence = np.asarray(stats["influence"]) if stats else None
     angular = np.asarray(stats["angular"]) if stats else None
     try:
-        return plan_cells(manifest.n_blocks, entry.ablations, [*cuts, *entry.depths], entry.selectors, entry.seeds,
-                          influence=influence, angular=angular, where=where)
+        cells = plan_cells(manifest.n_blocks, entry.ablations, [*cuts, *entry.depths], entry.selectors, entry.seeds,
+                           influence=influence, angular=angular, where=where)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    fewest = int(manifest.describe.get("min_blocks") or 0)
+    runnable = [c for c in cells if len(c.ablation.keep) >= fewest]
+    if len(runnable) < len(cells):
+        log.info("%s: prunes to fewer than %d block(s) left out: the model's own forward needs that many", where,
+                 fewest)
+    return runnable
 
 
 def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: float = 0.0) -> list[str]:

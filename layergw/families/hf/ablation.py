@@ -52,6 +52,9 @@ def apply(model: nn.Module, hf: HFModel, ablation: Ablation, *, resumed: bool = 
     arch = hf.architecture("pruning and freezing")
     from layergw.families.hf.capture import block_list
 
+    if len(ablation.keep) < arch.min_blocks:
+        raise ValueError(f"hf ablation: {arch.describe()} runs with {arch.min_blocks} block(s) at least (its "
+                         f"forward needs them); a prune cannot keep {len(ablation.keep)}")
     _, blocks = block_list(model, arch)
     if resumed:
         if len(blocks) != len(ablation.keep):

@@ -347,6 +347,7 @@ class HFModel:
             "architecture": (getattr(cfg, "architectures", None) or [type(self.model).__name__])[0],
             "model_class": type(self.model).__name__, "model_type": getattr(cfg, "model_type", None),
             "table_entry": None if self.arch is None else self.arch.name,
+            "min_blocks": 0 if self.arch is None else self.arch.min_blocks,
             "decoder": is_causal(cfg), "n_blocks": self.n_blocks, "hidden_size": int(cfg.hidden_size),
             "pooling": self.pooling, "max_length": self.max_length, "points": self.point_set, "data": data,
         }

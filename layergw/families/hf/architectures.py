@@ -79,6 +79,7 @@ class Architecture:
     mlp_act: str | None = None
     mlp_down: str | None = None
     mlp_out: str | None = None
+    min_blocks: int = 0
     when: tuple[tuple[str, Any, dict], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -96,7 +97,7 @@ class Architecture:
                 object.__setattr__(self, name, tuple(value))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("name", "when", "residual", "qkv_layout", "model_types") and value is not None \
+            if f.name not in ("name", "when", "residual", "qkv_layout", "model_types", "min_blocks") and value is not None \
                     and not (isinstance(value, str) or isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
                 raise ArchitectureError(f"arch {self.name!r}: {f.name} must be a module path (a string), got {value!r}")
 
@@ -162,7 +163,9 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     _bert_like("bert", ("bert",)),
     _bert_like("roberta", ("roberta", "xlm-roberta", "camembert")),
     _bert_like("electra", ("electra",), embeddings=("embeddings", "embeddings_project")),
-    _bert_like("deberta-v2", ("deberta-v2",), q="query_proj", k="key_proj", v="value_proj"),
+    # transformers' DebertaV2Encoder reads the last layer's output, so it needs one layer at least
+    dataclasses.replace(_bert_like("deberta-v2", ("deberta-v2",), q="query_proj", k="key_proj", v="value_proj"),
+                        min_blocks=1),
     Architecture(
         "distilbert", ("distilbert",), blocks="transformer.layer", embeddings=("embeddings",), residual="post_norm",
         ln1="sa_layer_norm", ln2="output_layer_norm", attn="attention", q="attention.q_lin", k="attention.k_lin",

@@ -65,3 +65,17 @@ def test_a_killed_decoder_cell_resumes_from_its_saved_state_and_ends_as_an_unint
         resumed = ablate(llama, cell, params, "cpu", workdir=tmp_path)
     assert saved == [2] and "resuming from step 2 of 6" in caplog.text
     assert (resumed.loss, resumed.accuracy, resumed.step) == (whole.loss, whole.accuracy, whole.step)
+
+
+def test_a_prune_below_the_fewest_blocks_an_architecture_runs_with_is_refused_and_left_out_of_the_grid() -> None:
+    from layergw.families.hf.ablation import ablate
+    from workflows.ablate import plan_model
+    from workflows.config import AblateSpec
+    from workflows.extract import Manifest
+
+    deberta = zoo_model("deberta-v2")
+    with pytest.raises(ValueError, match=r"'deberta-v2'.*runs with 1 block\(s\) at least.*cannot keep 0"):
+        ablate(deberta, Ablation("prune", ()), TEXTS, "cpu")
+    manifest = Manifest("d", 8, 0, "all", (), (), "cpu", 0.0, deberta.describe(), deberta.n_blocks)
+    cells = plan_model(AblateSpec(model="d", depths=[0, 1]), "ablate[0] (d)", manifest, None, None)
+    assert {len(c.ablation.keep) for c in cells if c.ablation.kind == "prune"} == {1, 3}

@@ -9,14 +9,14 @@ import pytest
 import torch
 import transformers
 
-from layergw.families.hf.architectures import architecture_for, is_causal
+from layergw.families.hf.architectures import architecture_for, is_causal, lookup
 from layergw.families.hf.capture import block_list, module_path
 from layergw.families.hf.edit import HFCausalLM, freeze_before, keep_blocks
 from layergw.interventions.skip import skip_logits
 from tests.families.hf.conftest import RANDOM, zoo_model
 
 torch.set_num_threads(1)
-DECODERS = sorted(t for t, m in RANDOM.items() if m["params"].get("pooling") == "last")
+DECODERS = sorted(t for t in RANDOM if lookup(t).lm_head is not None)
 
 
 def _task_model(model_type: str) -> tuple[torch.nn.Module, object]:
