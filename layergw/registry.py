@@ -12,27 +12,33 @@ T = TypeVar("T")
 
 def import_object(target: str, what: str) -> Any:
     """The object ``"package.module:name"`` names, or ``"path/to/file.py:name"`` (a module loaded
-    from a file of one's own); a clear ValueError naming ``what`` when it cannot be imported."""
+    from a file of one's own; a relative path is taken from the working directory); a clear
+    ValueError naming ``what`` when it cannot be imported."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
     module, sep, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
     if not sep or not module or not attr:
         raise ValueError(f"{what} must be 'package.module:name' or 'path/to/file.py:name', got {target!r}")
     try:
-        if module.endswith(".py"):
-            import sys
-            from pathlib import Path
-
-            path = Path(module).expanduser().resolve()
-            if not path.is_file():
-                raise ImportError(f"no such file {path}")
-            name = f"layergw_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
-            if name not in sys.modules:
-                spec = importlib.util.spec_from_file_location(name, path)
-                mod = importlib.util.module_from_spec(spec)
-                sys.modules[name] = mod
-                spec.loader.exec_module(mod)  # type: ignore[union-attr]
-            return getattr(sys.modules[name], attr)
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
+        if not module.endswith(".py"):
+            return getattr(importlib.import_module(module), attr)
+        path = Path(module).expanduser().resolve()
+        if not path.is_file():
+            raise ImportError(f"no such file {path} (relative paths are taken from {Path.cwd()})")
+        name = f"layergw_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, path)
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[name] = loaded
+            try:
+                spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+            except BaseException:
+                del sys.modules[name]  # a half-built module is never reused
+                raise
+        return getattr(sys.modules[name], attr)
+    except Exception as e:  # noqa: BLE001 - any failure to import is the user's file or name
         raise ValueError(f"{what} {target!r} cannot be imported: {type(e).__name__}: {e}") from None
 
 

@@ -82,7 +82,7 @@ GROUPS = pa.schema([
 
 
 #: Columns added after the first release: rows may lack them (null), older files do too.
-OPTIONAL = frozenset({"spread", "strength", "depth"})
+OPTIONAL = frozenset({"spread", "strength", "depth", "constant"})
 
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:

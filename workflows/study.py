@@ -83,11 +83,13 @@ def check_group_count(cfg: StudyConfig, manifests: dict[str, Manifest]) -> None:
     k = cfg.grouping.k
     if k is None:
         return
-    small = {mid: len(m.points) for mid, m in manifests.items() if len(m.points) < k}
+    grouped = {mid: sum(not p.constant for p in m.points) for mid, m in manifests.items()}
+    small = {mid: n for mid, n in grouped.items() if n < k}
     if small:
         listed = ", ".join(f"{mid} ({n})" for mid, n in small.items())
-        raise ConfigError(f"grouping.k={k} is more groups than these models have points: {listed}; "
-                          f"use a k of at most {min(small.values())}, or leave k unset to choose it")
+        raise ConfigError(f"grouping.k={k} is more groups than these models have points to group (constant points "
+                          f"are left out): {listed}; use a k of at most {min(small.values())}, or leave k unset to "
+                          f"choose it")
 
 
 def check_layout(run, cfg: StudyConfig) -> None:

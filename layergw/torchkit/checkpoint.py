@@ -15,7 +15,8 @@ files alone. Importing this module imports no torch; its functions do.
 
 One rule for a changed budget: a state resumes only under the budget it was saved for, since
 a schedule (warm-up, decay, one cycle) depends on it; a loop whose steps do not depend on the
-budget (a constant rate) says ``extendable`` and then continues a state under a larger budget.
+budget (a constant rate) says ``extendable`` and then continues a state under any budget above
+the step it reached.
 """
 from __future__ import annotations
 
@@ -80,6 +81,12 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> tuple[dict, d
     return load_file(str(weights)), json.loads(meta.read_text())
 
 
+def resume_points(total: int, count: int = 3) -> set[int]:
+    """``count`` steps spread evenly through ``total`` (none at 0 or at the end): where a loop saves
+    its state when the caller names no interval."""
+    return {total * k // (count + 1) for k in range(1, count + 1)} - {0, total}
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write a training state atomically."""
     import torch
@@ -133,14 +140,20 @@ class TrainState:
         """The saved state as it is (for a loop that must know its phase before building the
         parts to restore), checked against the budget; None when there is none."""
         state = load_state(self.path) if self.path is not None else None
-        if state is None:
-            return None
-        saved = state.get("budget")
-        grows = self.extendable and isinstance(self.budget, int) and self.budget > state.get("step", 0)
-        if saved != self.budget and not grows:
+        if state is not None:
+            self.check(state)
+        return state
+
+    def check(self, state: dict[str, Any]) -> None:
+        """The one rule for a changed budget (module docstring), as a ValueError naming the file."""
+        if "budget" not in state:
+            raise ValueError(f"{self.path} holds a training state written by an earlier layergw (it records no "
+                             f"budget): delete it to start the {self.what} again")
+        saved = state["budget"]
+        goes_on = self.extendable and isinstance(self.budget, int) and self.budget > state.get("step", 0)
+        if saved != self.budget and not goes_on:
             raise ValueError(f"{self.path} holds the state of a {self.what} of {saved} {self.unit}, not "
                              f"{self.budget}: delete it to start again")
-        return state
 
     def resume(self, parts: Mapping[str, Any], *, generator: Any = None, device: Any = "cpu",
                state: dict[str, Any] | None = None) -> Resumed | None:
@@ -148,9 +161,12 @@ class TrainState:
         :meth:`peek` result) and return where it stopped; None when there is no state yet."""
         import torch
 
-        state = state if state is not None else self.peek()
         if state is None:
-            return None
+            state = self.peek()
+            if state is None:
+                return None
+        else:
+            self.check(state)
         missing = sorted(set(parts) - set(state["parts"]))
         if missing:
             raise ValueError(f"{self.what}: the training state {self.path} has no {', '.join(missing)}")

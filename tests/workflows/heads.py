@@ -82,11 +82,17 @@ def _env(tmp: str, extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
+    """Stop a node's process group (already gone is stopped)."""
     try:
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+    except ProcessLookupError:
+        return
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager

@@ -652,8 +652,8 @@ def test_a_fixed_k_larger_than_a_model_fails_before_any_comparison(tiny_checkpoi
     small = min(tiny_layers, key=tiny_layers.get)
     k = tiny_layers[small] + 1
     cfg = study_config(tiny_checkpoints, tmp_path / "store", measures=["rsm"], grouping={"k": k})
-    with pytest.raises(ConfigError, match=rf"grouping.k={k} is more groups than these models have points: "
-                                          rf"{small} \({tiny_layers[small]}\)"):
+    with pytest.raises(ConfigError, match=rf"grouping.k={k} is more groups than these models have points to group "
+                                          rf"\(constant points are left out\): {small} \({tiny_layers[small]}\)"):
         run_study(cfg, show_progress=False)
     run = ResultStore(cfg.store).child(cfg.study, cfg.resolved_run_id)
     assert not run.exists("pairs")

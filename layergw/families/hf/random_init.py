@@ -58,7 +58,11 @@ def materialize(checkpoint: str, model_config: dict | None = None, init_seed: in
         return folder
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _build(model_type, dict(model_config or {}), init_seed, tokenizer, tmp)
+    try:
+        _build(model_type, dict(model_config or {}), init_seed, tokenizer, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, folder)
     except OSError:  # another process built it first: theirs is the same model
@@ -85,7 +89,7 @@ def _build(model_type: str, fields: dict, seed: int, tokenizer_path: str | None,
         raise HFLoadError(f"params.model_config: {model_type} configs have no field(s) {unknown}")
     tokenizer = None
     if _reads_text(config):
-        from layergw.families.hf.lm import load_tokenizer
+        from layergw.families.hf import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_path)
         if "vocab_size" not in fields:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from layergw.torchkit.text import pad_right
-from layergw.torchkit.checkpoint import TrainState
+from layergw.torchkit.checkpoint import TrainState, resume_points
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,13 @@ def _schedule(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_sc
 def _save_steps(spec: TuneSpec, total: int) -> set[int]:
     if spec.save_every:
         return set(range(spec.save_every, total, spec.save_every))
-    return {total * k // 4 for k in (1, 2, 3)} - {0, total}
+    return resume_points(total)
 
 
 def _loop(model: Any, batches: list[np.ndarray], loss_of: Any, spec: TuneSpec, device: str, workdir: Path | None,
           what: str) -> int:
     """The optimizer loop over precomputed batches of row indices, resumable in ``workdir``."""
+    model.to(device)  # before the optimizer: a resumed optimizer's moments follow its parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     total = len(batches)
@@ -96,7 +97,6 @@ def _loop(model: Any, batches: list[np.ndarray], loss_of: Any, spec: TuneSpec, d
     if resumed is None:
         torch.manual_seed(spec.seed)  # dropout
     save_at = _save_steps(spec, total)
-    model.to(device)
     model.train()
     for step in range(start, total):
         loss = loss_of(batches[step])

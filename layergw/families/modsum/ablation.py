@@ -95,6 +95,7 @@ def fine_tune(net: ModSumTransformer, model: ModSumModel, spec: ModSumAblationSp
         first = 0
         if phase == start_phase and saved is not None:
             first = state.resume(parts, device=device, state=saved).record["epoch"]
+            log.info("resuming from epoch %d of phase %d (%s)", first, phase, state.path)
         for epoch in range(first, epochs):
             step_loss = nn.functional.cross_entropy(net(x[tr])[0].double(), y[tr])
             opt.zero_grad(set_to_none=True)

@@ -192,6 +192,8 @@ def train_modsum(
     state = load_state(keeper, spec)
     if state:
         model.load_state_dict(state["parts"]["model"])
+        if state.get("rng_cpu") is not None:  # a new phase's heads draw from it, as they would have
+            torch.set_rng_state(state["rng_cpu"])
         records = [PhaseRecord(**r) for r in state["records"]]
         if _continues_past_cap(records, state, spec):
             records.pop()
@@ -373,18 +375,18 @@ def load_state(keeper: checkpoint.TrainState, spec: ModSumTrainSpec) -> dict | N
 
     A state saved for another model (any field but the stopping rules differs) is an
     error: resuming it would mix two trainings. A state in the layout before
-    :class:`~layergw.torchkit.checkpoint.TrainState` is read as one.
+    :class:`~layergw.torchkit.checkpoint.TrainState` is read as one (and saved in the new layout
+    at the next save).
     """
-    raw = checkpoint.load_state(keeper.path) if keeper.path is not None else None
-    if raw is None:
+    state = checkpoint.load_state(keeper.path) if keeper.path is not None else None
+    if state is None:
         return None
-    if "parts" not in raw:  # the layout before one train state: weights and optimizer at the top
-        raw = {**{k: v for k, v in raw.items() if k not in ("model", "heads", "optimizer")},
-               "parts": {k: raw[k] for k in ("model", "heads", "optimizer")}, "step": raw["epoch"],
-               "budget": raw["spec"].get("max_epochs", spec.max_epochs), "rng_cpu": None, "rng_cuda": None,
-               "generator": None}
-        checkpoint.save_state(keeper.path, raw)
-    state = keeper.peek()
+    if "parts" not in state:  # the layout before one train state (weights and optimizer at the top): read as one
+        state = {**{k: v for k, v in state.items() if k not in ("model", "heads", "optimizer")},
+                 "parts": {k: state[k] for k in ("model", "heads", "optimizer")}, "step": state["epoch"],
+                 "budget": state["spec"].get("max_epochs", spec.max_epochs), "rng_cpu": None, "rng_cuda": None,
+                 "generator": None}
+    keeper.check(state)
     ours = {k: v for k, v in asdict(spec).items() if k not in RESUMABLE_FIELDS}
     saved = {**asdict(ModSumTrainSpec(model_id=spec.model_id)), **state["spec"]}  # fields added since default
     theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k not in RESUMABLE_FIELDS}

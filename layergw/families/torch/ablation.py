@@ -25,7 +25,7 @@ from torch import nn
 
 from layergw.families.base import Ablation, Metrics, spec_from_params
 from layergw.families.torch.adapter import Inputs, TorchModel, call, read_inputs
-from layergw.torchkit.checkpoint import TrainState
+from layergw.torchkit.checkpoint import TrainState, resume_points
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,23 @@ class Truncated(nn.Module):
             pass
         finally:
             handle.remove()
-        return self.head(_pooled(taken[0]))
+        return self.head(pooled(taken[0], mask))
 
 
-def _pooled(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(2).mean(-1) if t.ndim == 4 else t.mean(1) if t.ndim == 3 else t.flatten(1)
+def pooled(t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One vector per input: the mean over pixels of a feature map, over the real positions of a
+    sequence; a vector stays as it is."""
+    if t.ndim == 4:
+        return t.flatten(2).mean(-1)
+    if t.ndim == 3:
+        if mask is not None and mask.shape[:2] == t.shape[:2]:
+            w = mask.to(t.dtype).unsqueeze(-1)
+            return (t * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return t.mean(1)
+    if t.ndim == 2:
+        return t
+    raise ValueError(f"torch ablation: a block output of shape {tuple(t.shape)} (batch first) cannot be pooled into a "
+                     f"classifier's input; blocks must give (batch, d), (batch, positions, d) or (batch, C, H, W)")
 
 
 def ablated(model: TorchModel, ablation: Ablation) -> nn.Module:
@@ -95,7 +107,7 @@ def ablated(model: TorchModel, ablation: Ablation) -> nn.Module:
                              f"(selector first); got {list(ablation.keep)}")
         n = len(ablation.keep)
         out_shape = shapes[n - 1][1] if n else shapes[0][0]
-        width = out_shape[0] if len(out_shape) >= 1 and len(out_shape) != 2 else out_shape[-1]
+        width = pooled(torch.zeros((1, *out_shape))).shape[-1]
         return Truncated(model, n, width, n_classes)
     net = copy.deepcopy(model.module)
     if ablation.kind == "prune":
@@ -150,9 +162,7 @@ def _held_out(model: TorchModel, params: dict) -> tuple[Inputs, Inputs]:
         return model.inputs, read_inputs(params["eval"])
     if model.inputs.kind == "images" and model.inputs.describe.get("split") in ("train", "test"):
         other = "train" if model.inputs.describe["split"] == "test" else "test"
-        source = {"kind": "images", "source": model.inputs.describe["source"], "split": other,
-                  "size": int(model.inputs.x.shape[-1])}
-        held = read_inputs(source)
+        held = read_inputs({**model.inputs.spec, "split": other})
         return (held, model.inputs) if other == "train" else (model.inputs, held)
     rows = np.random.default_rng(0).permutation(len(model.inputs.x))
     cut = max(1, len(rows) // 5)
@@ -160,7 +170,7 @@ def _held_out(model: TorchModel, params: dict) -> tuple[Inputs, Inputs]:
     def part(idx: np.ndarray) -> Inputs:
         i = model.inputs
         return Inputs(i.kind, i.x[idx], i.labels[idx], None if i.mask is None else i.mask[idx], i.n_classes,
-                      i.describe)
+                      i.describe, i.spec)
 
     return part(np.sort(rows[cut:])), part(np.sort(rows[:cut]))
 
@@ -168,9 +178,9 @@ def _held_out(model: TorchModel, params: dict) -> tuple[Inputs, Inputs]:
 def _logits(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, n_classes: int) -> torch.Tensor:
     out = call(net, x, mask)
     out = out[0] if isinstance(out, (tuple, list)) else out
-    if out.ndim != 2 or out.shape[1] < n_classes:
+    if out.ndim != 2 or out.shape[1] != n_classes:
         raise ValueError(f"torch ablation: the module's output has shape {tuple(out.shape)}; fine-tuning it as a "
-                         f"classifier needs (batch, >= {n_classes}) logits")
+                         f"classifier of the inputs' {n_classes} labels needs (batch, {n_classes}) logits")
     return out
 
 
@@ -194,16 +204,17 @@ def ablate(model: TorchModel, ablation: Ablation, params: dict, device: str, wor
     parts = {"net": net, "optimizer": opt}
     resumed = state.resume(parts, device=device)
     n_classes = model.inputs.n_classes
+    save_at = resume_points(len(batches))
     net.train()
     for step in range(resumed.step if resumed else 0, len(batches)):
         rows = batches[step]
         x, mask = _rows(train, rows, device)
-        loss = nn.functional.cross_entropy(_logits(net, x, mask, n_classes)[:, :n_classes],
+        loss = nn.functional.cross_entropy(_logits(net, x, mask, n_classes),
                                            torch.as_tensor(train.labels[rows], device=device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if (step + 1) % max(1, len(batches) // 4) == 0 and step + 1 < len(batches):
+        if step + 1 in save_at:
             state.save(step + 1, parts, device=device)
     return Metrics(step=len(batches), accuracy=accuracy(net, model, test, device), split="eval",
                    extra={"seconds": time.perf_counter() - t0, "n_train": len(train.x)})
@@ -222,7 +233,7 @@ def accuracy(net: nn.Module, model: TorchModel, inputs: Inputs, device: str) -> 
     for s in range(0, len(inputs.x), 256):
         rows = np.arange(s, min(s + 256, len(inputs.x)))
         x, mask = _rows(inputs, rows, device)
-        pred = _logits(net, x, mask, inputs.n_classes)[:, :inputs.n_classes].argmax(-1).cpu().numpy()
+        pred = _logits(net, x, mask, inputs.n_classes).argmax(-1).cpu().numpy()
         hits += int((pred == inputs.labels[rows]).sum())
     return hits / len(inputs.x)
 

@@ -56,6 +56,7 @@ class Inputs:
     mask: np.ndarray | None = None
     n_classes: int = 0
     describe: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)  # the params.inputs they were read by
 
 
 def build(factory: str, kwargs: dict | None, checkpoint: str) -> nn.Module:
@@ -89,7 +90,8 @@ def build(factory: str, kwargs: dict | None, checkpoint: str) -> nn.Module:
 
 
 def read_inputs(spec: dict | None, tokenizer: str | None = None, max_length: int = 64) -> Inputs:
-    spec = dict(DEFAULT_INPUTS if spec is None else spec)
+    given = dict(DEFAULT_INPUTS if spec is None else spec)
+    spec = dict(given)
     kind = spec.pop("kind", None)
     if kind not in INPUT_KINDS:
         raise ValueError(f"params.inputs.kind must be one of {', '.join(INPUT_KINDS)}, got {kind!r}")
@@ -98,17 +100,17 @@ def read_inputs(spec: dict | None, tokenizer: str | None = None, max_length: int
 
         size = spec.pop("size", 32)
         data = images_from_params(spec, size, "params.inputs")
-        return Inputs(kind, data.images, data.labels, None, data.num_classes, data.describe())
+        return Inputs(kind, data.images, data.labels, None, data.num_classes, data.describe(), given)
     if kind == "text":
         from layergw.data.text import text_from_params
-        from layergw.families.hf.lm import load_tokenizer
+        from layergw.families.hf import load_tokenizer
 
         data = text_from_params(spec, "params.inputs")
         tok = load_tokenizer(tokenizer)
         ids = tok(list(data.texts), truncation=True, max_length=max_length, padding="max_length")
         return Inputs(kind, np.asarray(ids["input_ids"], np.int64), data.labels,
                       np.asarray(ids["attention_mask"], np.int64), data.n_classes(),
-                      {"source": data.source, "split": data.split, "n": len(data)})
+                      {"source": data.source, "split": data.split, "n": len(data)}, given)
     unknown = sorted(set(spec) - {"path", "labels"})
     if "path" not in spec or unknown:
         raise ValueError(f"params.inputs of kind tensors needs path (and optionally labels), got keys {sorted(spec)}")
@@ -118,7 +120,7 @@ def read_inputs(spec: dict | None, tokenizer: str | None = None, max_length: int
         raise ValueError(f"params.inputs.labels must hold one integer per row of path ({len(x)}), got shape "
                          f"{labels.shape}")
     return Inputs(kind, x, labels, None, int(labels.max()) + 1 if labels is not None and len(labels) else 0,
-                  {"path": str(spec["path"]), "n": len(x)})
+                  {"path": str(spec["path"]), "n": len(x)}, given)
 
 
 def _array(path: str, what: str) -> np.ndarray:
@@ -186,22 +188,26 @@ class TorchModel:
                 for i, (n, is_in) in enumerate(chosen)]
 
     def _block_of(self, name: str) -> int | None:
+        """The position in the block sequence of the block holding module ``name`` (None outside)."""
         prefix = self.blocks + "."
         if not name.startswith(prefix):
             return None
-        return int(name[len(prefix):].split(".")[0])
+        child = name[len(prefix):].split(".")[0]
+        children = [n for n, _ in self.block_list().named_children()]
+        return children.index(child) if child in children else None
 
     def depth(self, point: RepPoint) -> float:
         name = point.hook.removesuffix(":in")
         if point.block is None:
             return 0.0 if name in self.modules_before_blocks() else float(self.n_blocks)
-        whole = name == f"{self.blocks}.{point.block}"
+        whole = name == f"{self.blocks}.{[n for n, _ in self.block_list().named_children()][point.block]}"
         if whole:
             return float(point.block) if point.hook.endswith(":in") else point.block + 1.0
         return point.block + 0.5
 
     def modules_before_blocks(self) -> set[str]:
-        """Names of the modules that run before the first block (found by running one input)."""
+        """Names of the modules that run before the first block (found by running one input),
+        the blocks' ancestors left out."""
         if self._before is None:
             seen: list[str] = []
             handles = [m.register_forward_pre_hook(lambda _m, _a, n=n: seen.append(n))
@@ -212,9 +218,10 @@ class TorchModel:
             finally:
                 for h in handles:
                     h.remove()
-            first = f"{self.blocks}.0"
+            first = f"{self.blocks}.{next(n for n, _ in self.block_list().named_children())}"
             stop = seen.index(first) if first in seen else len(seen)
-            self._before = {n for n in seen[:stop] if not n.startswith(self.blocks + ".") and n != self.blocks}
+            self._before = {n for n in seen[:stop] if not n.startswith(self.blocks + ".") and n != self.blocks
+                            and not self.blocks.startswith(n + ".")}  # an ancestor of the blocks holds them
         return self._before
 
     def n_inputs(self) -> int:

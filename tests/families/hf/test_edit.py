@@ -121,3 +121,29 @@ def test_a_skip_equals_the_model_with_those_blocks_removed(model_type: str) -> N
             keep_blocks(cut, loaded.arch, [k for k in range(L) if not i <= k < j])
             expected = cut(input_ids=ids, attention_mask=mask).logits
             torch.testing.assert_close(skip_logits(lm, ids, mask, i, j)[real], expected[real], atol=1e-5, rtol=1e-5)
+
+
+def test_a_pruned_decoder_generates_with_its_key_value_cache_as_without() -> None:
+    """Renumbered layer indices keep the cache consistent: greedy decoding with the cache equals
+    decoding by full forward passes."""
+    model, loaded = _task_model("llama")
+    keep_blocks(model, loaded.arch, [0, 2])
+    ids = _inputs(loaded, 1)["input_ids"]
+    with torch.no_grad():
+        cached = model.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+        plain = ids
+        for _ in range(6):
+            nxt = model(input_ids=plain, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            plain = torch.cat([plain, nxt], dim=1)
+    assert torch.equal(cached, plain)
+
+
+def test_a_decoder_can_be_fine_tuned_as_a_classifier_cell() -> None:
+    from layergw.families.base import Ablation
+    from layergw.families.hf.ablation import ablate
+
+    texts = {"source": "sst2", "split": "dev", "max_rows": 16}
+    metrics = ablate(zoo_model("qwen2"), Ablation("prune", (0, 1)),
+                     {"task": "classify", "train": texts, "eval": texts, "batch_size": 8, "max_length": 32,
+                      "save_steps": []}, "cpu")
+    assert metrics.extra["task"] == "classify" and metrics.step == 2 and 0 <= metrics.accuracy <= 1
