@@ -288,3 +288,18 @@ def test_a_linear_handover_adds_a_regression_of_the_one_hot_codes_to_each_early_
     assert "model_L_handover" in PRESETS and PRESETS["model_L_handover"].handover == "linear"
     with pytest.raises(ValueError, match="handover must be 'head' or 'linear'"):
         ModSumTrainSpec("m", handover="wide", **base)
+
+
+def test_a_layerwise_run_resumed_between_phases_ends_as_an_uninterrupted_one(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=3, scheme="layerwise", max_epochs=2, **SMALL)
+        straight, _ = train_modsum(spec)
+        train_modsum(spec, workdir=tmp_path, phases=1)  # stops after phase 1: its new heads come next
+        resumed, record = train_modsum(spec, workdir=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["complete"] and len(record["phases"]) == 3
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)

@@ -134,3 +134,17 @@ def test_text_and_tensor_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"labels must hold one integer per row of path \(30\)"):
         fam.load("random:0", factory=TINYNET, blocks="blocks",
                  inputs={"kind": "tensors", "path": str(tmp_path / "x.npy"), "labels": str(tmp_path / "short.npy")})
+
+
+def test_blocks_inside_a_container_freeze_what_runs_before_them_and_not_the_container() -> None:
+    from layergw.families.torch.ablation import _freeze, ablated
+
+    m = families.get("torch").load("random:0", factory=f"{HERE / 'user_models.py'}:nested", blocks="encoder.layers",
+                                   inputs=IMAGES, points=["encoder.inp", "encoder.layers.*", "head"])
+    assert m.modules_before_blocks() == {"encoder.inp"}
+    assert [m.depth(p) for p in m.points()] == [0.0, 1.0, 2.0, 3.0, 3.0]
+    net = ablated(m, Ablation("freeze", (0, 1, 2), first_trained=1))
+    _freeze(net, m, 1)
+    trains = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trains == {"encoder.layers.1.weight", "encoder.layers.1.bias", "encoder.layers.2.weight",
+                      "encoder.layers.2.bias", "head.weight", "head.bias"}

@@ -47,3 +47,24 @@ def text_mixer(depth: int = 3) -> TextMixer:
 
 def not_a_module() -> int:
     return 3
+
+
+class Nested(nn.Module):
+    """Blocks inside a container (``encoder.layers``), after an input layer inside it too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Module()
+        self.encoder.inp = nn.Linear(3 * 16 * 16, 12)
+        self.encoder.layers = nn.ModuleList(nn.Linear(12, 12) for _ in range(3))
+        self.head = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.inp(x.flatten(1))
+        for layer in self.encoder.layers:
+            h = torch.relu(layer(h))
+        return self.head(h)
+
+
+def nested() -> Nested:
+    return Nested()
