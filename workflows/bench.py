@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 #: the gw suite's n: the demo's range up to twice the paper's 1000
 GW_SIZES = (256, 512, 1000, 2000)
-SUITES = ("gw", "gw-model", "gw-batch", "measures", "compare", "extract", "extract-memory", "demo", "memory", "all")
+SUITES = ("gw", "gw-model", "gw-batch", "measures", "compare", "extract", "extract-memory", "demo", "memory", "trainer",
+          "all")
 #: extract-memory: probe-set sizes, and the small text model it runs (a random BERT, Yelp test sentences)
 EXTRACT_MEMORY_SIZES = (1_000, 10_000, 100_000)
 #: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
@@ -317,6 +318,10 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
         return bench_memory()
     if suite == "extract-memory":
         return bench_extract_memory(sizes or EXTRACT_MEMORY_SIZES)
+    if suite == "trainer":
+        from workflows.bench_trainer import bench_trainer
+
+        return bench_trainer()
     if suite == "demo":
         import yaml
 

@@ -92,18 +92,25 @@ class Attention(nn.Module):
         self.hook_k, self.hook_q, self.hook_v = HookPoint(), HookPoint(), HookPoint()
         self.hook_attn_scores, self.hook_pattern, self.hook_z = HookPoint(), HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = x.shape[1]
-        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q))
-        k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K))
-        v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V))
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.d_head)
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Attention output at every position, or only at the last (``last_only``: queries from the
+        last position, keys and values from all, as a training step that reads only the last
+        position needs). q, k and v come from one matrix product."""
+        b, t, d = x.shape
+        h, e = self.n_heads, self.d_head
+        w = torch.stack([self.W_Q, self.W_K, self.W_V]).permute(2, 0, 1, 3).reshape(d, 3 * h * e)
+        q, k, v = (x.reshape(b * t, d) @ w).view(b, t, 3, h, e).unbind(2)
+        if last_only:
+            q = q[:, -1:]
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1).permute(0, 3, 1, 2) / math.sqrt(e)  # b h q k
         if self.causal:
-            scores = scores.masked_fill(~self.mask[:t, :t], float("-inf"))
+            rows = torch.arange(t - q.shape[1], t, device=x.device)
+            scores = scores.masked_fill(~self.mask[rows, :t], float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
-        return torch.einsum("bqhe,hed->bqd", z, self.W_O)
+        z = self.hook_z((pattern.permute(0, 2, 3, 1).unsqueeze(-1) * v.unsqueeze(1)).sum(2))  # b q h e
+        return (z.reshape(-1, h * e) @ self.W_O.reshape(h * e, d)).view(b, q.shape[1], d)
 
 
 class MLP(nn.Module):
@@ -131,9 +138,11 @@ class Block(nn.Module):
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """The block's output at every position, or at the last one only (``last_only``)."""
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(x)))
+        attn = self.hook_attn_out(self.attn(x, last_only))
+        x = self.hook_resid_mid((x[:, -1:] if last_only else x) + attn)
         return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(x)))
 
 
@@ -167,13 +176,17 @@ class ModSumTransformer(nn.Module):
     def embed(self, ab: torch.Tensor) -> torch.Tensor:
         return self.W_E[self.tokens(ab)] + self.W_pos
 
-    def run_blocks(self, resid: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        for block in self.blocks[start:stop]:
-            resid = block(resid)
+    def run_blocks(self, resid: torch.Tensor, start: int = 0, stop: int | None = None, *,
+                   last_only: bool = False) -> torch.Tensor:
+        """Blocks ``start..stop-1`` on ``resid``; ``last_only``: the last of them only at the last
+        position (what the heads read), the rest at every position."""
+        blocks = self.blocks[start:stop]
+        for i, block in enumerate(blocks):
+            resid = block(resid, last_only and i == len(blocks) - 1)
         return resid
 
-    def forward(self, ab: torch.Tensor) -> list[torch.Tensor]:
-        resid = self.run_blocks(self.embed(ab))
+    def forward(self, ab: torch.Tensor, last_only: bool = False) -> list[torch.Tensor]:
+        resid = self.run_blocks(self.embed(ab), last_only=last_only)
         return [head(resid[:, -1]) for head in self.heads]
 
     def representation_points(self) -> list[RepPoint]:

@@ -55,6 +55,12 @@ class ModSumTrainSpec:
     layout: str = "eq_causal"
     loss_dtype: Literal["float32", "float64"] = "float32"
     warmup_epochs: int = 0
+    #: ``softmax`` cross-entropy (the paper's) or ``stablemax`` (Prieto et al. 2025: s(x) = x + 1 for
+    #: x >= 0 and 1 / (1 - x) below, in place of exp, against softmax collapse); departures
+    loss: Literal["softmax", "stablemax"] = "softmax"
+    #: ``adamw`` (the paper's) or ``ortho_adamw`` (Prieto et al.'s ⊥AdamW: each gradient without its
+    #: component along its weights, rescaled to its own norm, then AdamW)
+    optimizer: Literal["adamw", "ortho_adamw"] = "adamw"
     #: per phase, replacing ``weight_decay`` / ``extra_epochs`` (departures from the paper, which
     #: uses one setting for every phase); None: the single setting everywhere
     phase_weight_decay: tuple[float, ...] | None = None
@@ -70,6 +76,10 @@ class ModSumTrainSpec:
             raise ValueError(f"loss_dtype must be 'float32' or 'float64', got {self.loss_dtype!r}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.loss not in ("softmax", "stablemax"):
+            raise ValueError(f"loss must be 'softmax' or 'stablemax', got {self.loss!r}")
+        if self.optimizer not in ("adamw", "ortho_adamw"):
+            raise ValueError(f"optimizer must be 'adamw' or 'ortho_adamw', got {self.optimizer!r}")
         if self.handover not in ("head", "linear") or self.handover_weight <= 0:
             raise ValueError(f"handover must be 'head' or 'linear' with handover_weight > 0, got {self.handover!r} "
                              f"and {self.handover_weight}")
@@ -147,6 +157,27 @@ def _labels(data: ModSumData, names: list[str]) -> torch.Tensor:
     return torch.as_tensor(np.stack(cols, axis=1))
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, kind: str = "softmax") -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` against labels ``y``, under softmax or StableMax."""
+    if kind == "softmax":
+        return nn.functional.cross_entropy(logits, y)
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - torch.clamp_max(logits, 0)))
+    log_p = torch.log(s) - torch.log(s.sum(-1, keepdim=True))
+    return -log_p.gather(-1, y[:, None]).mean()
+
+
+@torch.no_grad()
+def orthogonal_gradients(params: list[torch.Tensor], eps: float = 1e-30) -> None:
+    """⊥Grad: each parameter's gradient without its component along the parameter, rescaled to the
+    gradient's own norm (so the step only turns the weights, never scales them up)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        w, g = p.reshape(-1), p.grad.reshape(-1)
+        ortho = g - (w @ g) / (w @ w + eps) * w
+        p.grad.copy_((ortho * (g.norm() / (ortho.norm() + eps))).view_as(p.grad))
+
+
 def _accuracy(logits: list[torch.Tensor], y: torch.Tensor) -> float:
     ok = torch.ones(y.shape[0], dtype=torch.bool)
     for i, lg in enumerate(logits):
@@ -220,17 +251,23 @@ def train_modsum(
             p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
-        if first > 0:
+        if first > 0:  # frozen blocks: their output once per phase
             with torch.no_grad():
                 frozen_resid = model.run_blocks(model.embed(x), 0, first)
 
-        def forward() -> list[torch.Tensor]:
-            resid = frozen_resid if first > 0 else model.embed(x)
-            out = model.run_blocks(resid, first, last)[:, -1]
+        def forward(rows: torch.Tensor | None = None) -> list[torch.Tensor]:
+            """The heads' logits on ``rows`` of the inputs (all when None); the last trained block
+            runs at the last position only, which is all the heads read."""
+            if first > 0:
+                resid = frozen_resid if rows is None else frozen_resid[rows]
+            else:
+                resid = model.embed(x if rows is None else x[rows])
+            out = model.run_blocks(resid, first, last, last_only=True)[:, -1]
             return [h(out) for h in heads]
 
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.phase_setting("weight_decay", phase),
                                 betas=spec.betas)
+        y_tr = y[tr]
         extra_epochs = spec.phase_setting("extra_epochs", phase)
         rec = PhaseRecord(phase, first if spec.scheme == "layerwise" else None, names, 0, None, 0.0, 0.0, float("nan"), 0.0)
         start_epoch = 1
@@ -252,26 +289,35 @@ def train_modsum(
         for epoch in range(start_epoch, spec.max_epochs + 1):
             for group in opt.param_groups:
                 group["lr"] = spec.lr * _lr_factor(spec, epoch)
-            logits = forward()
-            loss = sum(nn.functional.cross_entropy(lg[tr].to(loss_dtype), y[tr, i])
+            logits = forward(tr)
+            loss = sum(cross_entropy(lg.to(loss_dtype), y_tr[:, i], spec.loss)
                        for i, lg in enumerate(logits[:len(sizes)]))
             if linear_handover:
-                loss = loss + spec.handover_weight * nn.functional.mse_loss(logits[-1][tr].to(loss_dtype),
+                loss = loss + spec.handover_weight * nn.functional.mse_loss(logits[-1].to(loss_dtype),
                                                                            codes[tr].to(loss_dtype))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if spec.optimizer == "ortho_adamw":
+                orthogonal_gradients(params)
             opt.step()
             if epoch % spec.eval_every == 0 or epoch == spec.max_epochs:
                 with torch.no_grad():
                     logits = forward()
                     rec.train_acc = _accuracy([lg[tr] for lg in logits[:len(sizes)]], y[tr])
                     rec.val_acc = _accuracy([lg[va] for lg in logits[:len(sizes)]], y[va])
+                    heads_val = [_accuracy([lg[va]], y[va, i:i + 1]) for i, lg in enumerate(logits[:len(sizes)])]
+                    heads_train = [_accuracy([lg[tr]], y[tr, i:i + 1]) for i, lg in enumerate(logits[:len(sizes)])]
                 rec.train_loss = float(loss.item())
                 rec.epochs = epoch
-                rec.history.append({"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc})
+                row = {"epoch": epoch, "loss": rec.train_loss, "train_acc": rec.train_acc, "val_acc": rec.val_acc}
+                if len(sizes) > 1:  # which target a layer-wise phase misses: one accuracy per head
+                    row.update(train_acc_heads=heads_train, val_acc_heads=heads_val)
+                rec.history.append(row)
                 per_epoch = (time.perf_counter() - t_resumed) / (epoch - start_epoch + 1)
+                heads_msg = ("" if len(sizes) == 1 else
+                             " (" + ", ".join(f"{n} {a:.3f}" for n, a in zip(names, heads_val)) + ")")
                 msg = (f"{spec.model_id} phase {phase + 1}/{len(plan)} epoch {epoch}/{spec.max_epochs} "
-                       f"loss {rec.train_loss:.4g} train {rec.train_acc:.4f} val {rec.val_acc:.4f} "
+                       f"loss {rec.train_loss:.4g} train {rec.train_acc:.4f} val {rec.val_acc:.4f}{heads_msg} "
                        f"(at most {_duration((spec.max_epochs - epoch) * per_epoch)} left in this phase)")
                 log.info(msg)
                 if progress:
@@ -423,3 +469,7 @@ PRESETS.update({f"{k}_ref": ModSumTrainSpec(**{**asdict(v), "model_id": f"{k}_re
 # targets' one-hot codes linearly, so the next block is handed every residue, not a few frequencies
 PRESETS["model_L_handover"] = ModSumTrainSpec(**{**asdict(PRESETS["model_L_ref"]), "model_id": "model_L_handover",
                                                  "handover": "linear"})
+# departures against softmax collapse (Prieto et al. 2025): StableMax cross-entropy and ⊥AdamW
+for _k in ("model_E", "model_L"):
+    PRESETS[f"{_k}_stable"] = ModSumTrainSpec(**{**asdict(PRESETS[f"{_k}_ref"]), "model_id": f"{_k}_stable",
+                                                 "loss": "stablemax", "optimizer": "ortho_adamw"})

@@ -156,3 +156,19 @@ def test_layout_and_context_length_must_agree():
         ModSumConfig(layout="reference")
     with pytest.raises(ValueError, match="layout must be one of"):
         ModSumConfig(layout="pizza")
+
+
+def test_the_last_position_alone_equals_the_full_forward_at_the_last_position():
+    import torch
+
+    from layergw.families.modsum.model import ModSumConfig, ModSumTransformer
+
+    for layout in ("eq_causal", "reference"):
+        torch.manual_seed(0)
+        cfg = ModSumConfig(n_blocks=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, layout=layout,
+                           n_ctx=ModSumConfig.context_length(layout))
+        model = ModSumTransformer(cfg)
+        ab = torch.randint(0, 59, (50, 2))
+        with torch.no_grad():
+            full, fast = model(ab), model(ab, last_only=True)
+        torch.testing.assert_close(fast[0], full[0], atol=1e-6, rtol=1e-6)

@@ -303,3 +303,36 @@ def test_a_layerwise_run_resumed_between_phases_ends_as_an_uninterrupted_one(tmp
     assert record["complete"] and len(record["phases"]) == 3
     for k, v in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_stablemax_cross_entropy_is_its_definition_and_near_softmax_for_small_logits():
+    from layergw.families.modsum.training import cross_entropy
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 5, dtype=torch.float64) * 3, torch.tensor([0, 1, 2, 3, 4, 0])
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits))  # s(x) of Prieto et al.
+    expected = -torch.log(s[torch.arange(6), y] / s.sum(1)).mean()
+    torch.testing.assert_close(cross_entropy(logits, y, "stablemax"), expected)
+    small = logits * 1e-3  # s(x) = 1 + x + O(x^2) = exp(x) + O(x^2)
+    torch.testing.assert_close(cross_entropy(small, y, "stablemax"), cross_entropy(small, y), atol=1e-5, rtol=0)
+
+
+def test_orthogonal_gradients_have_no_part_along_the_weights_and_keep_their_norm():
+    from layergw.families.modsum.training import orthogonal_gradients
+
+    torch.manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    p.grad = torch.randn(4, 3, dtype=torch.float64) + 0.5 * p.detach()
+    norm = p.grad.norm().item()
+    orthogonal_gradients([p])
+    assert abs((p.grad * p).sum().item()) < 1e-12 and p.grad.norm().item() == pytest.approx(norm)
+
+
+def test_a_model_e_step_with_stablemax_and_ortho_adamw_trains():
+    spec = ModSumTrainSpec("m", task="f_mod3", n_blocks=2, max_epochs=3, loss="stablemax", optimizer="ortho_adamw",
+                           **SMALL)
+    _, record = train_modsum(spec)
+    losses = [h["loss"] for h in record["phases"][0]["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0] and record["spec"]["loss"] == "stablemax"
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'ortho_adamw'"):
+        ModSumTrainSpec("m", optimizer="sgd")
