@@ -170,8 +170,10 @@ REFERENCE = "checkpoint"
 
 
 def _metric_rows(base: dict, metrics: Metrics) -> list[dict]:
+    goal = metrics.extra.get("goal_reached")
     values = {"accuracy": metrics.accuracy, "train_accuracy": metrics.train_accuracy, "f1": metrics.f1,
-              "loss": metrics.loss, "perplexity": metrics.perplexity}
+              "loss": metrics.loss, "perplexity": metrics.perplexity,
+              "goal_reached": None if goal is None else float(bool(goal))}
     base = {**base, "split": metrics.split, "n_train": metrics.extra.get("n_train"), "epochs": metrics.step,
             "seconds": metrics.extra.get("seconds")}
     return [{**base, "metric": k, "value": float(v)} for k, v in values.items() if v is not None]
@@ -229,11 +231,20 @@ def knees(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict[str, i
     return out
 
 
-def full_check(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict | None:
+def goal_reached(table: Any, model: str) -> bool | None:
+    """Whether a model's checkpoint reached its training goal (its ``checkpoint`` row's
+    ``goal_reached`` metric); None where the family records no goal."""
+    df = table.to_pandas() if hasattr(table, "to_pandas") else table
+    row = df[(df["model"] == model) & (df["ablation"] == REFERENCE) & (df["metric"] == "goal_reached")]
+    return None if not len(row) else bool(row["value"].iloc[0])
+
+
+def full_check(summary: Any, model: str, tolerance: float = TOLERANCE, goal: bool | None = None) -> dict | None:
     """Whether keeping every block (N = L, fine-tuned like every cell) gives the checkpoint's own
     accuracy: it holds when they differ by at most the seed spread (standard deviation) or
-    ``tolerance``, whichever is larger. None without both rows. A gain means the ablation
-    recipe trains the model further than its checkpoint was; knees are read against N = L."""
+    ``tolerance``, whichever is larger. None without both rows. The knees are always read against
+    N = L; matching the checkpoint is ``required`` only of one that reached its training goal
+    (``goal`` False: it did not, and the difference is what the recipe's fine-tuning gains)."""
     s = summary[summary["model"] == model]
     ref = s[s["ablation"] == REFERENCE]
     full = s[(s["ablation"] == "prune") & (s["selector"] == "first") & (s["kept_blocks"] == s["n_blocks"])]
@@ -242,7 +253,7 @@ def full_check(summary: Any, model: str, tolerance: float = TOLERANCE) -> dict |
     checkpoint, r = float(ref["mean"].iloc[0]), full.iloc[0]
     difference = float(r["mean"]) - checkpoint
     return {"model": model, "checkpoint": checkpoint, "full": float(r["mean"]), "spread": float(r["std"]),
-            "seeds": int(r["count"]), "difference": difference,
+            "seeds": int(r["count"]), "difference": difference, "goal_reached": goal, "required": goal is not False,
             "holds": abs(difference) <= max(float(r["std"]), tolerance)}
 
 

@@ -185,3 +185,19 @@ def test_reference_rows_are_the_unmodified_checkpoint_or_none():
     assert all(r["ablation"] == REFERENCE and r["kept_blocks"] == 3 and r["keep"] == "[0, 1, 2]"
                and r["epochs"] == 0 for r in rows)
     assert reference_rows("m", None, 3, "builtin:x") == []
+
+
+def test_matching_the_checkpoint_is_required_only_of_one_that_reached_its_goal():
+    import pandas as pd
+
+    from layergw.interventions.ablate import REFERENCE, accuracy_summary, full_check, goal_reached
+
+    grid = grid_table(PRUNE, FREEZE)
+    ref = {"model": "m", "ablation": REFERENCE, "kept_blocks": 4, "first_trained_block": 4, "selector": REFERENCE,
+           "n_blocks": 4, "seed": 0}
+    table = pd.concat([grid, pd.DataFrame([{**ref, "metric": "accuracy", "value": 0.8},
+                                           {**ref, "metric": "goal_reached", "value": 0.0}])], ignore_index=True)
+    assert goal_reached(table, "m") is False and goal_reached(grid, "m") is None
+    check = full_check(accuracy_summary(table), "m", goal=goal_reached(table, "m"))
+    assert not check["holds"] and not check["required"] and check["difference"] > 0  # the recipe trains it further
+    assert full_check(accuracy_summary(table), "m")["required"]  # a family that records no goal: required

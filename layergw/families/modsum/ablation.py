@@ -134,8 +134,10 @@ def reference(model: ModSumModel, params: dict, device: str) -> Metrics | None:
         return None
     t0 = time.perf_counter()
     accuracy, train_accuracy, loss = _scores(net.to(device), model, device)
+    goal = all(p.get("reached_goal_at") is not None for p in model.record.get("phases", [{}]))
     return Metrics(step=0, accuracy=accuracy, train_accuracy=train_accuracy, loss=loss, split="validation",
-                   extra={"seconds": time.perf_counter() - t0, "n_train": len(model.data.train_idx)})
+                   extra={"seconds": time.perf_counter() - t0, "n_train": len(model.data.train_idx),
+                          "goal_reached": goal})
 
 
 def ablate(model: ModSumModel, ablation: Ablation, params: dict, device: str,
