@@ -60,6 +60,7 @@ TARGETS = pa.schema([
     ("params", pa.string()),
     ("value", pa.float64()),
     ("rank", pa.int64()),
+    ("same_classes", pa.bool_()),
 ])
 
 GROUPS = pa.schema([
@@ -82,7 +83,7 @@ GROUPS = pa.schema([
 
 
 #: Columns added after the first release: rows may lack them (null), older files do too.
-OPTIONAL = frozenset({"spread", "strength", "depth", "constant"})
+OPTIONAL = frozenset({"spread", "strength", "depth", "constant", "same_classes"})
 
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark suite (results as Parquet), or `bench history URI`")
     b.add_argument("suite", nargs="?", default="gw",
                    help="gw, gw-model (Model L layer pairs), gw-batch (gw_batch's throughput), measures, compare, "
-                        "extract, extract-memory, demo, memory, trainer (modsum seconds per epoch), all; or history")
+                        "extract, extract-memory, demo, memory, trainer (modsum seconds per epoch), isometry (what GW "
+                        "to a one-hot target can see), all; or history")
     b.add_argument("uri", nargs="?", help="with history: the store holding the history")
     b.add_argument("--out", default="bench-results")
     b.add_argument("--store", help="also append the figures to this store's benchmark history")

@@ -31,6 +31,8 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
     """
     from threadpoolctl import threadpool_limits
 
+    from layergw.isometry import same_class_structure
+
     m = build_measure(measure_name, params)
     Y = store.read_array(layout.target_rep(model, target))
     rows = []
@@ -43,9 +45,11 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
                     value = float(m.compare(g, gy).value)
                 except (ValueError, ArithmeticError) as e:
                     log.warning("target %s vs %s of %s: %s", target, layer.layer, model, e)
+            same = same_class_structure(store.read_array(layout.rep(model, layer.layer_index)), Y)
             rows.append({"model": model, "target": target, "layer": layer.layer,
                          "layer_index": layer.layer_index, "display": layer.display,
-                         "measure": measure_name, "params": m.params_json, "value": value, "rank": None})
+                         "measure": measure_name, "params": m.params_json, "value": value, "rank": None,
+                         "same_classes": same})
     better_high = m.kind == "similarity"
     ranked = sorted((r for r in rows if r["value"] is not None), key=lambda r: r["value"], reverse=better_high)
     for place, r in enumerate(ranked, start=1):

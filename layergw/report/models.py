@@ -213,15 +213,28 @@ def targets_section(targets: Any, model: str, mv: MeasureVariants) -> list[str]:
     if not len(t):
         return []
     out = ["<h3>Targets</h3>", f'<p class="muted">Layers ranked for each target, top {TOP_TARGETS}.</p>', '<div class="figs">']
+    notes = []
     for (target, measure, p), rows in t.groupby(["target", "measure", "_p"], sort=False, dropna=False):
         rows = rows.assign(_r=rows["rank"].fillna(np.inf)).sort_values(["_r", "value"], kind="stable")
         top = rows.head(TOP_TARGETS)
-        trs = [
-            [None if null(r["rank"]) else int(r["rank"]), r["display"] if not null(r["display"]) else r["layer"], r["value"]]
-            for _, r in top.iterrows()
-        ]
+        same = rows["same_classes"].eq(True) if "same_classes" in rows else rows["layer"].isna()  # older runs: none
+
+        def name(i: Any, r: Any) -> str:
+            shown = r["display"] if not null(r["display"]) else r["layer"]
+            return f"{shown} ≡" if same[i] else shown
+
+        trs = [[None if null(r["rank"]) else int(r["rank"]), name(i, r), r["value"]] for i, r in top.iterrows()]
         out.append(f"<div><p><b>{esc(target)}</b> ({esc(mv.label(measure, p))})</p>{html_table(['rank', 'layer', 'value'], trs, num={0, 2})}</div>")
+        if same.any():
+            listed = [r["display"] if not null(r["display"]) else r["layer"] for _, r in rows[same].iterrows()]
+            notes.append(f"{esc(target)}: {esc(', '.join(listed))}")
     out.append("</div>")
+    if notes:
+        out.append('<p class="muted">≡ marks a point whose inputs fall into as many tight classes as the target '
+                   'has: it is (nearly) isometric to the one-hot target by construction, whatever variable it '
+                   'encodes, so GW cannot tell whether it computes the target; a probe can '
+                   '(docs/modsum-findings.md, "What GW to a target can see"). Such points: '
+                   + "; ".join(notes) + ".</p>")
     return out
 
 

@@ -32,9 +32,11 @@ def layers_and_target():
 
 @pytest.fixture()
 def store(tmp_path, layers_and_target):
-    _, _, T = layers_and_target
+    reps, _, T = layers_and_target
     s = ResultStore(str(tmp_path))
     s.write_array(layout.target_rep("m", "c"), T.astype(np.float32))  # as extraction stores it
+    for i, X in enumerate(reps):
+        s.write_array(layout.rep("m", i), X.astype(np.float32))
     return s
 
 
@@ -86,6 +88,8 @@ def test_equal_values_share_the_better_rank(store, layers_and_target):
     reps, points, _ = layers_and_target
     reps = reps + [reps[EXACT].copy(), reps[0].copy()]
     points = points + [PointRow("m", "copy.exact", 5, "C", 5, "copy", 8), PointRow("m", "copy.noise", 6, "N", 6, "copy", 8)]
+    for i in (5, 6):
+        store.write_array(layout.rep("m", i), reps[i].astype(np.float32))
     rows = rows_for(store, "gw", {"normalize": "mean"}, reps, points)
     rank = {r["layer_index"]: r["rank"] for r in rows}
     assert rows[5]["value"] == rows[EXACT]["value"] and rank[5] == rank[EXACT] == 1
@@ -116,3 +120,15 @@ def test_ray_task_runs_the_plain_function(store, layers_and_target):
     geoms = [m.prepare(X) for X in reps]
     direct = target_rows(store, "m", "c", "linear_probe", {}, points, geoms)
     assert target_task._function(store, "m", "c", "linear_probe", {}, points, *geoms) == direct
+
+
+def test_points_with_the_targets_class_structure_are_flagged_whatever_they_encode(tmp_path, layers_and_target):
+    reps, points, T = layers_and_target
+    shifted = np.eye(K)[(np.arange(N) // K) % K] @ np.random.default_rng(1).normal(size=(K, 8))  # another variable
+    s = ResultStore(str(tmp_path))
+    s.write_array(layout.target_rep("m", "c"), T.astype(np.float32))
+    for i, X in enumerate([*reps[:4], shifted]):
+        s.write_array(layout.rep("m", i), X.astype(np.float32))
+    rows = rows_for(s, "gw", {"normalize": "mean"}, [*reps[:4], shifted], points)
+    assert [r["same_classes"] for r in rows] == [False, False, True, False, True]
+    table(rows, TARGETS)
