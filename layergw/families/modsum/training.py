@@ -469,7 +469,11 @@ PRESETS.update({f"{k}_ref": ModSumTrainSpec(**{**asdict(v), "model_id": f"{k}_re
 # targets' one-hot codes linearly, so the next block is handed every residue, not a few frequencies
 PRESETS["model_L_handover"] = ModSumTrainSpec(**{**asdict(PRESETS["model_L_ref"]), "model_id": "model_L_handover",
                                                  "handover": "linear"})
-# departures against softmax collapse (Prieto et al. 2025): StableMax cross-entropy and ⊥AdamW
+# departures against softmax collapse (Prieto et al. 2025), one lever each: StableMax cross-entropy
+# (the paper's weight decay kept), and ⊥AdamW without weight decay (with it, a gradient that can
+# never lengthen the weights meets a decay that always shortens them: they shrink to nothing)
 for _k in ("model_E", "model_L"):
-    PRESETS[f"{_k}_stable"] = ModSumTrainSpec(**{**asdict(PRESETS[f"{_k}_ref"]), "model_id": f"{_k}_stable",
-                                                 "loss": "stablemax", "optimizer": "ortho_adamw"})
+    PRESETS[f"{_k}_stablemax"] = ModSumTrainSpec(**{**asdict(PRESETS[f"{_k}_ref"]), "model_id": f"{_k}_stablemax",
+                                                    "loss": "stablemax"})
+    PRESETS[f"{_k}_ortho"] = ModSumTrainSpec(**{**asdict(PRESETS[f"{_k}_ref"]), "model_id": f"{_k}_ortho",
+                                                "optimizer": "ortho_adamw", "weight_decay": 0.0})
