@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# pytest workers; tests that share a cluster fixture stay on one worker (--dist loadgroup)
+WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup
 
-.PHONY: install demo test bench clean device-wheels
+.PHONY: install demo test test-all bench clean device-wheels
 
 install: $(VENV)/.installed
 
@@ -18,8 +21,12 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/layergw run configs/demo.yaml
 
+# the fast suite (minutes); test-all adds the subprocess, multi-node, fault and long tests (marked `long`)
 test: install
-	$(VENV)/bin/pytest -q
+	$(PYTEST) -m "not slow and not long"
+
+test-all: install
+	$(PYTEST) -m "not slow"
 
 bench: install
 	$(VENV)/bin/layergw bench

@@ -19,7 +19,7 @@ LAYERS = [
     {"registry", "points", "inputs", "layout", "results", "store", "data"},
     {"torchkit"},
     {"measures"},
-    {"grouping", "segmentation", "diagnostics", "agreement"},
+    {"grouping", "segmentation", "diagnostics", "agreement", "isometry"},
     {"families"},
     {"interventions"},
     {"plots"},

@@ -323,6 +323,7 @@ def test_throttling_server_errors_and_dropped_connections_are_transient(message:
     assert transient(OSError(message)) is retried
 
 
+@pytest.mark.long
 @pytest.mark.s3
 @pytest.mark.parametrize("mode", ["503", "reset"])
 def test_a_flaky_store_is_retried_until_every_write_and_read_lands(s3_uri: str, s3_server: str, mode: str,
@@ -341,6 +342,7 @@ def test_a_flaky_store_is_retried_until_every_write_and_read_lands(s3_uri: str, 
     assert direct.list_files("t") == sorted(f"t/{i}.parquet" for i in range(8))
 
 
+@pytest.mark.long
 @pytest.mark.s3
 def test_a_store_that_always_fails_gives_up_naming_uri_and_operation(s3_uri: str, s3_server: str,
                                                                                          quick_retries) -> None:

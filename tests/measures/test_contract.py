@@ -49,6 +49,13 @@ for _name, _params, _known in [
 
 CASES = [(n, CONTRACT_PARAMS.get(n, {})) for n in NAMES] + VARIANTS
 IDS = [n + "".join(f"-{k}={v}" for k, v in p.items()) for n, p in CASES]
+#: measures whose contract cases take seconds each (entropic GW's float64 Sinkhorn on the CPU)
+LONG = {"gw_batch"}
+
+
+def params_of(cases: list[tuple], ids: list[str]) -> list:
+    """The cases as pytest params, the LONG measures' marked ``long`` (``make test-all`` runs them)."""
+    return [pytest.param(*c, id=i, marks=[pytest.mark.long] if c[0] in LONG else []) for c, i in zip(cases, ids)]
 
 
 def make(name: str, params: dict | None = None) -> measures.Measure:
@@ -96,7 +103,7 @@ def test_declarations_are_well_formed():
         assert not (m.target and m.symmetric), f"{name}: a probe reads Y as the target, so it is not symmetric"
 
 
-@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "params"), params_of(CASES, IDS))
 def test_identity_of_the_measure(name, params):
     m = make(name, params)
     assert m.name == name
@@ -105,7 +112,7 @@ def test_identity_of_the_measure(name, params):
     assert measures.get(name, **m.params()) == m
 
 
-@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "params"), params_of(CASES, IDS))
 def test_self_comparison_is_the_best_value(name, params, XY, probe_XY):
     m = make(name, params)
     X, Y = pair(m, XY, probe_XY)
@@ -119,7 +126,7 @@ def test_self_comparison_is_the_best_value(name, params, XY, probe_XY):
         assert other < own
 
 
-@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "params"), params_of(CASES, IDS))
 def test_symmetric_when_declared(name, params, XY):
     m = make(name, params)
     if not m.symmetric:
@@ -148,7 +155,7 @@ INVARIANCE_CASES = [(n, p, inv) for (n, p) in CASES for inv in INVARIANCES]
 INVARIANCE_IDS = [f"{i}-{inv}" for i in IDS for inv in INVARIANCES]
 
 
-@pytest.mark.parametrize(("name", "params", "invariance"), INVARIANCE_CASES, ids=INVARIANCE_IDS)
+@pytest.mark.parametrize(("name", "params", "invariance"), params_of(INVARIANCE_CASES, INVARIANCE_IDS))
 def test_declared_invariances_hold(name, params, invariance, XY, probe_XY):
     m = make(name, params)
     if invariance not in m.invariant_to():
@@ -170,7 +177,7 @@ def test_every_measure_claims_something_or_is_basis_bound():
         assert m.invariant_to() or m.equal_widths or m.target or name == "mlp_probe", name
 
 
-@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+@pytest.mark.parametrize(("name", "params"), params_of(CASES, IDS))
 def test_comparison_record(name, params, XY, probe_XY):
     m = make(name, params)
     X, Y = pair(m, XY, probe_XY)

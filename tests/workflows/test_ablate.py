@@ -32,6 +32,7 @@ def _cells(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (root / "ablations").rglob("*.parquet")}
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, tiny_checkpoints, ray_local,
                                                                  tmp_path) -> None:
@@ -78,6 +79,7 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     assert len(again) == len(table) and not again.duplicated(CELL).any()
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_a_study_killed_in_the_ablation_stage_resumes_with_the_missing_cells(study_dict, tiny_checkpoints,
                                                                             tmp_path) -> None:

@@ -122,6 +122,7 @@ def test_bench_gw_model_suite_compares_pot_and_layergw_on_layer_pairs_of_model_l
     assert "POT / layergw" in (tmp_path / "gw-model.md").read_text()
 
 
+@pytest.mark.long
 def test_extract_memory_suite_measures_a_task_streamed_and_in_one_pass(tmp_path):
     from workflows.bench import bench_extract_memory, rows_markdown
 

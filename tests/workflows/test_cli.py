@@ -22,6 +22,7 @@ def _local(uri: str) -> Path:
     return Path(uri[len("file://"):])
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_run_then_report_rebuilds_from_stored_results(tiny_checkpoints, tiny_layers, study_dict, ray_local,
                                                       tmp_path, capsys) -> None:

@@ -13,6 +13,7 @@ def _tables(cfg):
     return run, run.read_tables("pairs", PAIRS).to_pandas(), run.read_tables("cross", PAIRS).to_pandas()
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_cross_grid_is_complete_and_agrees_with_the_model_own_grid(tiny_checkpoints, tiny_layers, study_config,
                                                                      ray_local, tmp_path) -> None:

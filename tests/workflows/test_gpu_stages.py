@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 
+pytestmark = pytest.mark.long  # GPU stages on a local Ray
+
 @pytest.mark.gpu
 @pytest.mark.ray
 def test_two_models_share_one_gpu_for_extraction_and_run_on_cuda(tiny_checkpoints, study_config, ray_local,

@@ -12,6 +12,8 @@ LLAMA = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "nu
          "num_key_value_heads": 2}
 
 
+pytestmark = pytest.mark.long  # whole studies of Hugging Face models
+
 @pytest.mark.ray
 def test_a_llama_study_groups_skips_and_prunes_with_every_selector(study_config, ray_local, tmp_path,
                                                                     monkeypatch) -> None:

@@ -14,6 +14,8 @@ import yaml
 
 from tests.workflows.heads import ray_head, ray_worker_node
 
+pytestmark = pytest.mark.long  # a real two-node cluster
+
 REPO = Path(__file__).resolve().parents[2]
 
 

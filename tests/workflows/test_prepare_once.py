@@ -7,6 +7,8 @@ from collections import Counter
 import pytest
 
 
+pytestmark = pytest.mark.long  # every measure through a study
+
 class CountingPrepare:
     """Stands in for ``workflows.compare.prepare_task`` on the driver and counts submissions."""
 

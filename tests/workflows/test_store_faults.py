@@ -9,6 +9,8 @@ from tests.faults import FaultProxy
 from tests.workflows.test_study import _assert_complete_pairs, _pairs
 
 
+pytestmark = pytest.mark.long  # storage-fault studies
+
 @pytest.mark.ray
 @pytest.mark.s3
 def test_a_study_completes_exactly_when_a_fifth_of_store_requests_fail(tiny_checkpoints, tiny_layers, study_config,

@@ -331,6 +331,7 @@ def test_adding_a_measure_reuses_the_run_and_computes_only_its_tiles(local_run, 
     assert set(groups["measure"]) == {"gw", "cka", "rsm"}
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_a_batched_measure_compares_each_tile_in_one_call_with_the_values_of_its_pairs(local_run, tiny_layers,
                                                                                       study_config, tmp_path) -> None:
@@ -360,6 +361,7 @@ def test_a_batched_measure_compares_each_tile_in_one_call_with_the_values_of_its
 # -- S3 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 @pytest.mark.ray
 @pytest.mark.s3
 def test_run_on_s3_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, study_config, ray_local, s3_uri, s3_server) -> None:
@@ -384,6 +386,7 @@ def test_run_on_s3_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, st
     assert rerun.tiles_reused == rerun.tiles_total == result.tiles_total
 
 
+@pytest.mark.long
 @pytest.mark.ray
 @pytest.mark.gcs
 def test_run_on_gcs_store_writes_and_reads_back(tiny_checkpoints, tiny_layers, study_config, ray_local, gs_uri) -> None:
@@ -518,6 +521,7 @@ def _cli(args: list[str], ray_tmp: str, log: Path) -> subprocess.Popen:
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_killed_run_resumes_without_redoing_finished_tiles(tiny_checkpoints, tiny_layers, study_dict, tmp_path) -> None:
     from workflows.compare import make_tiles

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.long  # real Ray heads and the Jobs API
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

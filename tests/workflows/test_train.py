@@ -16,6 +16,7 @@ def _cfg(study_config, tmp_path, **changes):
     return study_config({}, tmp_path, **base)
 
 
+@pytest.mark.long
 @pytest.mark.ray
 def test_jobs_train_once_and_models_expand_per_seed_and_label(study_config, ray_local, tmp_path, caplog) -> None:
     from layergw.store import ResultStore
