@@ -23,6 +23,9 @@ runs) and one folder per run, ``<run id>/``:
     ablations/<model>/<cell>.parquet    one pruning or freezing cell (ABLATIONS); blocks.json the selectors' statistics
     ablations/<model>/work/<name>/      a running task's saved fine-tuning state (removed when its cells are written)
     ablations.parquet                   every cell gathered
+    ablation_summary.parquet, knees.parquet, prune_plan.parquet, measure_ranking.parquet
+                                        read from the grid and the groups (results.ABLATION_TABLES)
+    dynamics.parquet                    mean pairwise value per checkpoint of a training series
     report/index.html, report/*.png     the report, drawn from the above
 
 A measure key is the measure's name and a hash of its full resolved parameters
@@ -43,6 +46,10 @@ AGREEMENT_SUMMARY = "agreement_summary.parquet"
 STUDY_SUMMARY = "study_summary.parquet"
 BOOTSTRAP = "bootstrap.parquet"
 ABLATIONS = "ablations.parquet"
+#: tables read from the ablation grid (results.ABLATION_TABLES), each ``<name>.parquet``
+ABLATION_TABLES = {"summary": "ablation_summary.parquet", "knees": "knees.parquet",
+                   "prune_plan": "prune_plan.parquet", "measure_ranking": "measure_ranking.parquet"}
+DYNAMICS = "dynamics.parquet"
 PAIRS_DIR = "pairs"
 CROSS_DIR = "cross"
 TRAIN_DIR = "train"

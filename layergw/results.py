@@ -95,6 +95,13 @@ def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def from_frame(df, schema: pa.Schema) -> pa.Table:
+    """A pandas DataFrame to a table of exactly this schema (NaN in an integer or boolean
+    column is a null)."""
+    rows = df.astype(object).where(df.notna(), None).to_dict("records") if len(df) else []
+    return pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+
+
 # The paper's diagnostics of one model (layout.diagnostics(model, table)): written by the
 # diagnose stage, read by the report, which draws and never computes them.
 
@@ -158,4 +165,44 @@ ABLATIONS = pa.schema([
     ("first_trained_block", pa.int64()), ("selector", pa.string()), ("keep", pa.string()), ("seed", pa.int64()),
     ("n_blocks", pa.int64()), ("metric", pa.string()), ("value", pa.float64()), ("split", pa.string()),
     ("n_train", pa.int64()), ("epochs", pa.int64()), ("seconds", pa.float64()), ("checkpoint", pa.string()),
+])
+
+
+# Read from the ablation grid and the groups (interventions.ablate.ablation_tables), written by
+# the ablate stage beside ablations.parquet; the report draws them and never recomputes them.
+
+#: held-out accuracy per cell over seeds
+ABLATION_SUMMARY = pa.schema([
+    ("model", pa.string()), ("ablation", pa.string()), ("kept_blocks", pa.int64()),
+    ("first_trained_block", pa.int64()), ("selector", pa.string()), ("n_blocks", pa.int64()),
+    ("mean", pa.float64()), ("std", pa.float64()), ("count", pa.int64()),
+])
+#: per model: the accuracy knees and whether N = L matches the checkpoint (``full_*``)
+KNEES = pa.schema([
+    ("model", pa.string()), ("n_blocks", pa.int64()), ("tolerance", pa.float64()),
+    ("prune_knee", pa.int64()), ("freeze_knee", pa.int64()), ("full_checkpoint", pa.float64()),
+    ("full_full", pa.float64()), ("full_spread", pa.float64()), ("full_seeds", pa.int64()),
+    ("full_difference", pa.float64()), ("full_goal_reached", pa.bool_()), ("full_required", pa.bool_()),
+    ("full_holds", pa.bool_()),
+])
+#: per model and grouping: its block cuts, the prune and freeze it proposes, and the grid at the prune
+PRUNE_PLAN = pa.schema([
+    ("model", pa.string()), ("measure", pa.string()), ("params", pa.string()), ("method", pa.string()),
+    ("cuts", pa.string()), ("n_blocks", pa.int64()), ("proposed_prune", pa.int64()),
+    ("proposed_freeze", pa.int64()), ("full", pa.float64()), ("threshold", pa.float64()),
+    ("measured", pa.float64()), ("spread", pa.float64()), ("holds", pa.bool_()), ("baselines", pa.string()),
+])
+#: per grouping: mean distance of its proposals to the knees and accuracy lost, best first
+MEASURE_RANKING = pa.schema([
+    ("rank", pa.int64()), ("measure", pa.string()), ("params", pa.string()), ("method", pa.string()),
+    ("models", pa.int64()), ("distance", pa.float64()), ("accuracy_lost", pa.float64()),
+])
+ABLATION_TABLES = {"summary": ABLATION_SUMMARY, "knees": KNEES, "prune_plan": PRUNE_PLAN,
+                   "measure_ranking": MEASURE_RANKING}
+
+#: a model's mean pairwise value per checkpoint of a training series (the paper's Figures 6-7)
+DYNAMICS = pa.schema([
+    ("series", pa.string()), ("model", pa.string()), ("label", pa.string()), ("step", pa.int64()),
+    ("accuracy", pa.float64()), ("f1", pa.float64()), ("measure", pa.string()), ("params", pa.string()),
+    ("mean_value", pa.float64()), ("pairs", pa.int64()),
 ])

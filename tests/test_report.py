@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from layergw import results
+from layergw import layout, results
 from layergw.grouping import group_layers, pair_matrix
 from layergw.report import build_report
 from layergw.store import ResultStore
@@ -243,29 +243,23 @@ def test_seed_ari_is_one_for_relabelled_groups_and_low_for_unrelated_ones():
     assert len(seed_ari([a, a, a])) == 3
 
 
-def test_dynamics_section_plots_mean_pairwise_value_against_step_and_accuracy(tmp_path):
-    import pandas as pd
-
-    from layergw.report import mean_offdiagonal
+def test_dynamics_section_draws_the_stored_series_against_step_and_accuracy(tmp_path):
     from layergw.report.study import series_sections
-    from layergw.report.variants import MeasureVariants, with_pkey
+    from layergw.report.variants import MeasureVariants
     from layergw.store import ResultStore
 
     store = ResultStore(str(tmp_path))
-    rows = []
-    for step, scale in ((0, 1.0), (10, 2.0), (20, 4.0)):
-        for i, j in ((0, 1), (0, 2), (1, 2)):
-            rows.append({"model_a": f"ft@step-{step}", "model_b": f"ft@step-{step}", "measure": "gw",
-                         "params": '{"init": "product"}', "value": scale * (j - i)})
-    within = with_pkey(pd.DataFrame(rows))
-    mv = MeasureVariants(list(zip(within["measure"], within["_p"])))
-    series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
-                      "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)]}
-    means = {(m, measure, p): mean_offdiagonal(g) for (m, measure, p), g in within.groupby(["model_a", "measure", "_p"])}
-    html, n_png = series_sections(store, series, means, mv)
-    assert n_png == 2 and "Training dynamics: ft" in "".join(html)
+    rows = [{"series": "ft", "model": f"ft@step-{s}", "label": f"step-{s}", "step": s, "accuracy": 0.5 + s / 100,
+             "f1": None, "measure": "gw", "params": '{"init": "product"}', "mean_value": v, "pairs": 3}
+            for s, v in ((0, 1.0), (10, 2.0), (20, 4.0))]
+    store.write_table(layout.DYNAMICS, results.table(rows, results.DYNAMICS))
+    html, n_png = series_sections(store, MeasureVariants([("gw", '{"init": "product"}')]))
+    page = "".join(html)
+    assert n_png == 2 and "Training dynamics: ft" in page
     assert (tmp_path / "report" / "dynamics-ft-gw-step.png").read_bytes()[:4] == b"\x89PNG"
-    assert mean_offdiagonal(within[within["model_a"] == "ft@step-20"]) == pytest.approx(4.0 * 4 / 3)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+    assert [cells[i * 6 + 5] for i in range(3)] == ["1", "2", "4"]
+    assert series_sections(ResultStore(str(tmp_path / "none")), MeasureVariants([])) == ([], 0)
 
 
 def test_outlier_groups_are_tiny_groups_of_large_models_only():
@@ -371,7 +365,11 @@ def test_ablation_section_reads_the_grid_as_the_papers_tables_and_checks_the_pru
     groups = pd.DataFrame({"model": "m", "measure": "gw", "params": "{}", "method": "segment",
                            "layer_index": range(5), "boundary": [False, False, False, True, False]})
     # the last group starts at the third block's output (depth 3): made by that block, so N = 2 keeps the two before
-    html, n_png = ablation_sections(store, points, groups, MeasureVariants([("gw", "{}")]))
+    from layergw.interventions.ablate import ablation_tables
+
+    for name, frame in ablation_tables(store.read_table("ablations.parquet"), groups, points).items():
+        store.write_table(layout.ABLATION_TABLES[name], results.from_frame(frame, results.ABLATION_TABLES[name]))
+    html, n_png = ablation_sections(store, MeasureVariants([("gw", "{}")]))
     page = "".join(html)
     assert n_png == 1 and "Ablations: m" in page and "Knees (within 0.01 of the full model): prune to 2" in page
     import html as html_lib
@@ -387,3 +385,13 @@ def test_ablation_section_reads_the_grid_as_the_papers_tables_and_checks_the_pru
                          "last 0.600"]
     ranking = page[page.index("Which measure predicts"):]
     assert re.findall(r"<td[^>]*>([^<]*)</td>", ranking)[:3] == ["gw", "segment", "1"]
+
+
+def test_ablation_section_says_which_tables_are_missing_rather_than_computing_them(tmp_path) -> None:
+    from layergw.report.ablations import ablation_sections
+    from layergw.report.variants import MeasureVariants
+
+    store = ResultStore(str(tmp_path))
+    store.write_table("ablations.parquet", results.ABLATIONS.empty_table())
+    html, n_png = ablation_sections(store, MeasureVariants([]))
+    assert n_png == 0 and "prune_plan.parquet" in html[0] and "run the study again" in html[0]

@@ -212,8 +212,21 @@ def run_ablate(cfg: StudyConfig, run, manifests: dict[str, Manifest], num_gpus: 
             remove_quietly(run, layout.ablation_work(model, ""))  # left by attempts whose grouping changed
     parts = [run.read_table(p) for p in paths if p in done]
     if parts:
-        run.write_table(layout.ABLATIONS, pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts]))
+        gathered = pa.concat_tables([p.select(ABLATIONS.names).cast(ABLATIONS) for p in parts])
+        run.write_table(layout.ABLATIONS, gathered)
+        write_ablation_tables(run, gathered)
     return failures
+
+
+def write_ablation_tables(run, gathered) -> None:
+    """The knees, prune plan, measure ranking and accuracy summary read from the gathered grid."""
+    from layergw.interventions.ablate import ablation_tables
+    from layergw.results import ABLATION_TABLES, from_frame
+
+    groups = run.read_table(layout.GROUPS).to_pandas() if run.exists(layout.GROUPS) else None
+    points = run.read_table(layout.POINTS).to_pandas()
+    for name, frame in ablation_tables(gathered, groups, points).items():
+        run.write_table(layout.ABLATION_TABLES[name], from_frame(frame, ABLATION_TABLES[name]))
 
 
 class _NoCache:

@@ -90,3 +90,33 @@ def write_agreement(cfg, run, series: dict) -> None:
                      "boundaries": json.dumps(sorted(int(i) for i in g.loc[g["boundary"] == True, "layer_index"])),  # noqa: E712
                      "seed_set": name, "mean_ari": ari.get((name, measure, params, method))})
     run.write_table(layout.STUDY_SUMMARY, table(rows, STUDY_SUMMARY))
+
+
+def write_dynamics(cfg, run, series: dict) -> None:
+    """dynamics.parquet: for each training series (a model at two or more checkpoints), each
+    checkpoint's mean pairwise value under each measure variant, beside its step and accuracy
+    (the paper's Figures 6 and 7)."""
+    from layergw.results import DYNAMICS, PAIRS, table
+
+    rows = []
+    for entry, members in series.items():
+        steps = [m for m in members if m.get("step") is not None]
+        if len(steps) < 2 or len({m["label"] for m in members}) < 2:
+            continue
+        for measure in cfg.measures:
+            for m in steps:
+                pairs = run.read_tables(layout.pairs_dir(m["model"], measure.key), PAIRS)
+                values = None
+                if pairs is not None:
+                    df = pairs.select(["model_a", "model_b", "value"]).to_pandas()
+                    values = df.loc[(df["model_a"] == m["model"]) & (df["model_b"] == m["model"]), "value"].dropna()
+                metrics = m.get("metrics") or {}
+                rows.append({"series": entry, "model": m["model"], "label": m["label"], "step": int(m["step"]),
+                             "accuracy": metrics.get("accuracy"), "f1": metrics.get("f1"), "measure": measure.name,
+                             "params": measure.params_json,
+                             "mean_value": float(values.mean()) if values is not None and len(values) else None,
+                             "pairs": 0 if values is None else len(values)})
+    if rows:
+        run.write_table(layout.DYNAMICS, table(rows, DYNAMICS))
+    elif run.exists(layout.DYNAMICS):
+        run.delete(layout.DYNAMICS)

@@ -272,7 +272,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     from layergw.store import ResultStore
     from workflows.compare import GeometryCache, Usage, run_items
     from workflows.diagnose import run_diagnose
-    from workflows.group import write_agreement
+    from workflows.group import write_agreement, write_dynamics
     from workflows.extract import run_extract
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
     from workflows.progress import Progress, mark_stage
@@ -338,6 +338,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         write_targets(cfg, run, manifests)
     groups_left_out = write_groups(cfg, run, manifests)
     write_agreement(cfg, run, series)
+    write_dynamics(cfg, run, series)
     if cfg.grouping.bootstrap and not failures:
         from workflows.bootstrap import run_bootstrap
 

@@ -323,3 +323,45 @@ def prune_plan(summary: Any, model: str, cuts: Sequence[int], tolerance: float =
             "measured": measured, "spread": float(at.loc["first", "std"]),
             "holds": measured >= float(full.iloc[0]) - tolerance,
             "baselines": {sel: float(r["mean"]) for sel, r in at.iterrows() if sel != "first"}}
+
+
+def ablation_tables(table: Any, groups: Any, points: Any, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """Everything read from the grid, as tables (``results.ABLATION_TABLES``; the report draws
+    them and a notebook reads them): the accuracy summary, one knees row per model (with the
+    N = L check), one prune-plan row per model and grouping (its cuts, proposals and what the
+    grid measured at the proposed depth), and the measure ranking."""
+    import json
+
+    import pandas as pd
+
+    df = table.to_pandas() if hasattr(table, "to_pandas") else table
+    summary = accuracy_summary(df)
+    grp = groups.to_pandas() if hasattr(groups, "to_pandas") else groups
+    knee_rows, plan_rows, all_cuts = [], [], {}
+    for model in summary["model"].unique():
+        n_blocks = int(summary.loc[summary["model"] == model, "n_blocks"].iloc[0])
+        p = points[points["model"] == model]
+        depths = {int(r.layer_index): float(r.depth) for r in p.itertuples() if r.depth == r.depth} \
+            if "depth" in p else {}
+        cuts = boundary_cuts(grp[grp["model"] == model], depths) if grp is not None and depths else {}
+        all_cuts[model] = cuts
+        knee = knees(summary, model, tolerance)
+        check = full_check(summary, model, tolerance, goal=goal_reached(df, model)) or {}
+        knee_rows.append({"model": model, "n_blocks": n_blocks, "tolerance": tolerance,
+                          "prune_knee": knee["prune"], "freeze_knee": knee["freeze"],
+                          **{f"full_{k}": check.get(k) for k in ("checkpoint", "full", "spread", "seeds",
+                                                                   "difference", "goal_reached", "required", "holds")}})
+        for (measure, params, method), cs in cuts.items():
+            plan = prune_plan(summary, model, cs, tolerance) or {}
+            prop = proposals(cs, n_blocks)
+            plan_rows.append({"model": model, "measure": measure, "params": params, "method": method,
+                              "cuts": json.dumps(cs), "n_blocks": n_blocks, "proposed_prune": prop["prune"],
+                              "proposed_freeze": prop["freeze"], "full": plan.get("full"),
+                              "threshold": None if plan.get("full") is None else plan["full"] - tolerance,
+                              "measured": plan.get("measured"), "spread": plan.get("spread"),
+                              "holds": plan.get("holds"), "baselines": json.dumps(plan.get("baselines", {}),
+                                                                                  sort_keys=True)})
+    ranking, _ = measure_ranking(summary, all_cuts, tolerance)
+    ranking = ranking.assign(rank=range(1, len(ranking) + 1))
+    return {"summary": summary, "knees": pd.DataFrame(knee_rows), "prune_plan": pd.DataFrame(plan_rows),
+            "measure_ranking": ranking}

@@ -8,6 +8,5 @@ from __future__ import annotations
 
 from layergw.report.models import groups_summary, outlier_groups
 from layergw.report.page import build_report
-from layergw.report.study import mean_offdiagonal
 
-__all__ = ["build_report", "groups_summary", "mean_offdiagonal", "outlier_groups"]
+__all__ = ["build_report", "groups_summary", "outlier_groups"]

@@ -23,7 +23,6 @@ from layergw.report.models import (
 from layergw.report.study import (
     agreement_section,
     cross_section,
-    mean_offdiagonal,
     series_sections,
     skip_sections,
 )
@@ -82,7 +81,6 @@ def build_report(store: Any) -> str:
     groups = with_pkey(opt_table(store, layout.GROUPS))
     targets = with_pkey(opt_table(store, layout.TARGETS))
     bootstrap = with_pkey(opt_table(store, layout.BOOTSTRAP))
-    series = opt_json(store, layout.SERIES) or {}
 
     # pass 1, model by model: the measure variants (labels depend on every variant of a name),
     # the counts of the summary, the study and run id
@@ -116,15 +114,12 @@ def build_report(store: Any) -> str:
         toc += '<li><a href="#cross">Cross-model comparisons</a></li>'
     body.append(f"<ul>{toc}</ul>")
     n_png = 0
-    means: dict[tuple[str, str, str], float] = {}  # (model, measure, params) -> mean pairwise value
     # pass 2, model by model: heatmaps, groups, targets, diagnostics
     for model in models:
         rows_m = _model_pairs(store, f"{layout.PAIRS_DIR}/{model}", mv)
         if rows_m is None:
             rows_m = with_pkey(_empty_pairs())
         rows_m = rows_m[rows_m["model_a"] == rows_m["model_b"]]
-        for (measure, p), sel in rows_m.groupby(["measure", "_p"], sort=False):
-            means[(model, measure, p)] = mean_offdiagonal(sel)
         layers, displays = layer_names(points, rows_m, model)
         heatmaps, n_heat = heatmaps_section(store, model, rows_m, groups, layers, displays, mv)
         diagnostics, n_diag = diagnostics_section(store, model, displays, mv)
@@ -141,8 +136,8 @@ def build_report(store: Any) -> str:
         body.append('<h2 id="cross">Cross-model comparisons</h2>')
         body.append('<p class="muted">Rows: layers of the first model; columns: layers of the second.</p>')
         body.append(f'<div class="figs">{"".join(figs)}</div>')
-    for sections, n in (ablation_sections(store, points, groups, mv), skip_sections(store, models, points),
-                        series_sections(store, series, means, mv), (agreement_section(store, mv), 0)):
+    for sections, n in (ablation_sections(store, mv), skip_sections(store, models, points),
+                        series_sections(store, mv), (agreement_section(store, mv), 0)):
         body.extend(sections)
         n_png += n
     body.extend(_run_sections(run, config))

@@ -8,9 +8,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from layergw import layout, plots
+from layergw import layout, plot
 from layergw.report.html import esc, html_table, opt_table, slug
-from layergw.report.variants import MeasureVariants, layer_names
+from layergw.report.variants import MeasureVariants, layer_names, with_pkey
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def cross_section(store: Any, cross: Any, points: Any, mv: MeasureVariants) -> t
             kind = str(rows["kind"].iloc[0])
             png = f"cross-{slug(a)}-{slug(b)}-{mv.file_part(measure, p)}.png"
             try:
-                data = plots.png_bytes(plots.heatmap_png, M, disp_a, title=caption, kind=kind, measure=measure,
+                data = plot.png_bytes(plot.heatmap_png, M, disp_a, title=caption, kind=kind, measure=measure,
                                        col_labels=disp_b)
             except ValueError as exc:
                 log.warning("report: cross %s: %s", caption, exc)
@@ -62,8 +62,8 @@ def skip_sections(store: Any, models: list[str], points: Any) -> tuple[list[str]
             K = store.read_array(layout.skip_kl(model))
             if len(displays) == K.shape[0]:
                 png = f"skip-{slug(model)}-kl.png"
-                store.write_bytes(layout.report_file(png), plots.png_bytes(
-                    plots.heatmap_png, K, displays, title=f"{model}: skip KL", kind="distance", measure="KL"))
+                store.write_bytes(layout.report_file(png), plot.png_bytes(
+                    plot.heatmap_png, K, displays, title=f"{model}: skip KL", kind="distance", measure="KL"))
                 n_png += 1
                 out.append(f'<div class="figs"><figure><img src="{esc(quote(png))}" alt="skip KL">'
                            "<figcaption>skip KL (nats)</figcaption></figure></div>")
@@ -72,46 +72,34 @@ def skip_sections(store: Any, models: list[str], points: Any) -> tuple[list[str]
     return out, n_png
 
 
-def mean_offdiagonal(rows: Any) -> float:
-    """Mean value over a model's stored pairs (i < j) with a value: how far apart its layers are."""
-    vals = rows["value"].dropna()
-    return float(vals.mean()) if len(vals) else float("nan")
-
-
-def series_sections(store: Any, series: dict, means: dict[tuple[str, str, str], float],
-                    mv: MeasureVariants) -> tuple[list[str], int]:
-    """Training dynamics: a model at several checkpoints, its mean pairwise value against step
-    and accuracy (the paper's Figures 6 and 7). ``means``: (model, measure, params) -> the mean
-    over the model's layer pairs."""
+def series_sections(store: Any, mv: MeasureVariants) -> tuple[list[str], int]:
+    """Training dynamics from ``dynamics.parquet``: a model at several checkpoints, its mean
+    pairwise value against step and accuracy (the paper's Figures 6 and 7)."""
+    table = with_pkey(opt_table(store, layout.DYNAMICS), mv)
+    if table is None or not len(table):
+        return [], 0
     out: list[str] = []
     n_png = 0
-    for entry, members in series.items():
-        steps = [m for m in members if m.get("step") is not None]
-        labels = {m["label"] for m in members}
-        if len(steps) >= 2 and len(labels) >= 2:
-            out.append(f'<h2 id="dynamics-{esc(slug(entry))}">Training dynamics: {esc(entry)}</h2>')
-            ids = {m["model"] for m in steps}
-            table_rows = []
-            figs = []
-            for measure, p in mv.ordered([(ms, p) for (mid, ms, p) in means if mid in ids]):
-                label = mv.label(measure, p)
-                values = [means.get((m["model"], measure, p), float("nan")) for m in steps]
-                for m, v in zip(steps, values):
-                    table_rows.append([label, m["model"], m["step"], m["metrics"].get("accuracy"),
-                                       m["metrics"].get("f1"), v])
-                for xkey, xlabel in (("step", "training step"), ("accuracy", "evaluation accuracy")):
-                    xs = [m["step"] if xkey == "step" else m["metrics"].get("accuracy") for m in steps]
-                    if any(x is None for x in xs):
-                        continue
-                    png = f"dynamics-{slug(entry)}-{mv.file_part(measure, p)}-{xkey}.png"
-                    data = plots.png_bytes(plots.curves_png, xs, {label: values}, title=f"{entry}: mean pairwise {label}",
-                                           xlabel=xlabel, ylabel=f"mean {label} over layer pairs")
-                    store.write_bytes(layout.report_file(png), data)
-                    n_png += 1
-                    figs.append(f'<figure><img src="{esc(quote(png))}" alt="{esc(entry)} dynamics">'
-                                f"<figcaption>{esc(label)} against {esc(xlabel)}</figcaption></figure>")
-            out.append(f'<div class="figs">{"".join(figs)}</div>')
-            out.append(html_table(["measure", "model", "step", "accuracy", "F1", "mean pairwise value"], table_rows,
+    for entry, rows in table.groupby("series", sort=False):
+        out.append(f'<h2 id="dynamics-{esc(slug(entry))}">Training dynamics: {esc(entry)}</h2>')
+        table_rows, figs = [], []
+        for measure, p in mv.ordered(list(dict.fromkeys(zip(rows["measure"], rows["_p"])))):
+            sel = rows[(rows["measure"] == measure) & (rows["_p"] == p)]
+            label = mv.label(measure, p)
+            table_rows += [[label, r.model, int(r.step), r.accuracy, r.f1, r.mean_value] for r in sel.itertuples()]
+            for xkey, xlabel in (("step", "training step"), ("accuracy", "evaluation accuracy")):
+                if sel[xkey].isna().any():
+                    continue
+                png = f"dynamics-{slug(entry)}-{mv.file_part(measure, p)}-{xkey}.png"
+                data = plot.png_bytes(plot.curves_png, sel[xkey].tolist(), {label: sel["mean_value"].tolist()},
+                                       title=f"{entry}: mean pairwise {label}", xlabel=xlabel,
+                                       ylabel=f"mean {label} over layer pairs")
+                store.write_bytes(layout.report_file(png), data)
+                n_png += 1
+                figs.append(f'<figure><img src="{esc(quote(png))}" alt="{esc(entry)} dynamics">'
+                            f"<figcaption>{esc(label)} against {esc(xlabel)}</figcaption></figure>")
+        out.append(f'<div class="figs">{"".join(figs)}</div>')
+        out.append(html_table(["measure", "model", "step", "accuracy", "F1", "mean pairwise value"], table_rows,
                               num={2, 3, 4, 5}))
     return out, n_png
 

@@ -28,6 +28,34 @@ def _config(study_config, tiny_checkpoints, tmp_path, **ablate):
                         inputs={"n": 16, "seed": 0}, ablate=[entry])
 
 
+def _html_rows(section: str) -> list[list[str]]:
+    import html
+    import re
+
+    return [[html.unescape(c) for c in re.findall(r"<td[^>]*>([^<]*)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", section, flags=re.S) if "<td" in tr]
+
+
+def _report_tables_equal_the_stored_ones(root: Path, page: str) -> None:
+    """The knees, prune plan and measure ranking are Parquet beside ablations.parquet, and the
+    report's tables show exactly their rows."""
+    knees = pq.read_table(root / "knees.parquet").to_pandas()
+    plan = pq.read_table(root / "prune_plan.parquet").to_pandas()
+    ranking = pq.read_table(root / "measure_ranking.parquet").to_pandas()
+    assert pq.read_table(root / "ablation_summary.parquet").num_rows > 0
+    k = knees.set_index("model").loc["tiny_fmod3"]
+    assert f"prune to {int(k.prune_knee)}, freeze up to {int(k.freeze_knee)}" in page
+    shown = page[page.index("Which measure predicts"):]
+    shown = _html_rows(shown[:shown.index("</table>")])
+    assert [r[1:4] for r in shown] == [[m, str(n), str(round(d, 2))]
+                                       for m, n, d in zip(ranking["method"], ranking["models"], ranking["distance"])]
+    assert len(plan) == len(ranking) and set(plan["method"]) == set(ranking["method"])
+    proposed = page[page.index("proposed prune N"):]
+    proposed = _html_rows(proposed[:proposed.index("</table>")])
+    assert [[r[1], int(r[2]), int(r[3])] for r in proposed] == [
+        [m, int(p), int(f)] for m, p, f in zip(plan["method"], plan["proposed_prune"], plan["proposed_freeze"])]
+
+
 def _cells(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (root / "ablations").rglob("*.parquet")}
 
@@ -66,6 +94,7 @@ def test_every_cell_once_and_a_rerun_computes_only_missing_cells(study_config, t
     page = (root / "report" / "index.html").read_text()
     assert "Ablations: tiny_fmod3" in page and "Which measure predicts the ablations" in page
     assert "The checkpoint as trained" in page
+    _report_tables_equal_the_stored_ones(root, page)
 
     before = _cells(root)
     gone = sorted(before)[:3]

@@ -107,3 +107,29 @@ def test_bootstrap_records_how_often_each_block_cut_recurs(tiny_checkpoints, ray
     assert boot["points"].iloc[0] == 38  # every point of the 2-block model
     page = run.read_bytes("report/index.html").decode()
     assert "Boundary confidence over 4 bootstrap replicates" in page
+
+
+def test_dynamics_rows_hold_each_checkpoints_mean_pairwise_value_beside_its_step_and_accuracy(tmp_path):
+    from types import SimpleNamespace
+
+    from workflows.group import write_dynamics
+
+    store = ResultStore(str(tmp_path / "run"))
+    measure = MeasureSpec(name="gw")
+    for step, scale in ((0, 1.0), (10, 2.0), (20, 4.0)):
+        model = f"ft@step-{step}"
+        rows = [{"study": "s", "run_id": "r", "model_a": model, "seed_a": 0, "checkpoint_a": f"step-{step}",
+                 "layer_a": f"l{i}", "layer_a_index": i, "model_b": model, "seed_b": 0, "checkpoint_b": f"step-{step}",
+                 "layer_b": f"l{j}", "layer_b_index": j, "measure": "gw", "params": measure.params_json,
+                 "kind": "distance", "value": scale * (j - i), "n_samples": 8, "iterations": 1, "converged": True,
+                 "seconds": 0.0, "error": None, "config_hash": "h", "code_version": "0"}
+                for i, j in ((0, 1), (0, 2), (1, 2))]
+        store.write_table(layout.tile(model, measure.key, 0, 0), results.table(rows, results.PAIRS))
+    series = {"ft": [{"model": f"ft@step-{s}", "seed": 0, "label": f"step-{s}", "step": s,
+                      "metrics": {"accuracy": 0.5 + s / 100}} for s in (0, 10, 20)],
+              "alone": [{"model": "other", "seed": 0, "label": "final", "step": None, "metrics": {}}]}
+    write_dynamics(SimpleNamespace(measures=[measure]), store, series)
+    df = store.read_table(layout.DYNAMICS).to_pandas()
+    assert df["model"].tolist() == ["ft@step-0", "ft@step-10", "ft@step-20"]  # a lone checkpoint is no series
+    assert df["mean_value"].tolist() == pytest.approx([4 / 3, 8 / 3, 16 / 3])  # mean of (1, 2, 1) x scale
+    assert df["accuracy"].tolist() == pytest.approx([0.5, 0.6, 0.7]) and set(df["pairs"]) == {3}
