@@ -1,7 +1,7 @@
 """Diagnostics of one model's layer representations (the paper's experiment 2): compute only.
 
 Pure functions over ``reps: list[np.ndarray]`` (each (n, d_l), the same n inputs, in depth
-order); :mod:`layergw.plots` draws what they return.
+order); :mod:`layergw.plot` draws what they return.
 
 - ``distance_histograms``: per layer, the histogram of its pairwise Euclidean distances on
   common bin edges, and the KL divergence between consecutive layers' histograms

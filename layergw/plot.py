@@ -403,3 +403,30 @@ def line_png(
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path_or_buffer)
+
+
+def heatmap(run: Any, model: str, measure: str, *, method: str | None = None, max_ticks: int = 100) -> Figure:
+    """A run's L×L matrix of one model under one measure (a name, or a key where the run has
+    several variants of it) as a figure, with the boundaries of its grouping by ``method``
+    (``segment`` or ``spectral``; default: the first the run made) drawn as lines.
+
+    ``run``: a :class:`layergw.api.Run`."""
+    M = run.matrix(model, measure)
+    key = run._keys(model, measure)[0]
+    pairs = run.pairs(model, key)
+    name, params = str(pairs["measure"].iloc[0]), str(pairs["params"].iloc[0])
+    groups = run.groups()
+    bounds: list[int] = []
+    if len(groups):
+        sel = groups[(groups["model"] == model) & (groups["measure"] == name)
+                     & (groups["params"].isna() | (groups["params"] == params))]
+        methods = list(dict.fromkeys(sel["method"]))
+        if method is not None and method not in methods:
+            raise ValueError(f"method must be one of the run's groupings of {model!r} {key} {methods}, got {method!r}")
+        if methods:
+            sel = sel[sel["method"] == (method or methods[0])]
+            bounds = sorted(int(i) for i in sel.loc[sel["boundary"] == True, "layer_index"])  # noqa: E712
+    displays = run.points(model).sort_values("layer_index")["display"].fillna("").tolist()
+    labels = [d or str(layer) for d, layer in zip(displays, M.index)]
+    return heatmap_figure(M.to_numpy(), labels, title=f"{model} — {key}", boundaries=bounds,
+                          kind=str(pairs["kind"].iloc[0]), max_ticks=max_ticks, measure=name)

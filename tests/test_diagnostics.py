@@ -11,7 +11,7 @@ from scipy.stats import hypergeom
 from sklearn.neighbors import NearestNeighbors
 
 from layergw import diagnostics as dg
-from layergw import measures, plots
+from layergw import measures, plot
 
 PNG = b"\x89PNG"
 
@@ -197,29 +197,29 @@ def test_figures_write_png(tmp_path):
     reps = [rng.normal(size=(30, 4)) for _ in range(4)]
     labels = [f"block {i}" for i in range(4)]
     res = dg.distance_histograms(reps, bins=10)
-    plots.distance_histograms_png(res, labels, str(tmp_path / "h.png"), title="hist")
+    plot.distance_histograms_png(res, labels, str(tmp_path / "h.png"), title="hist")
     assert (tmp_path / "h.png").read_bytes().startswith(PNG)
-    assert plots.png_bytes(plots.jaccard_png, dg.neighbour_jaccard(reps), labels, title="J").startswith(PNG)
+    assert plot.png_bytes(plot.jaccard_png, dg.neighbour_jaccard(reps), labels, title="J").startswith(PNG)
     T = np.full((30, 30), 1 / 900)
-    assert plots.png_bytes(plots.transport_plan_png, T, title="T", order=rng.permutation(30)).startswith(PNG)
+    assert plot.png_bytes(plot.transport_plan_png, T, title="T", order=rng.permutation(30)).startswith(PNG)
     M = rng.random((4, 4))
     buf = io.BytesIO()
-    plots.line_png(dg.consecutive_distances(M), labels, buf, title="prev", ylabel="gw")
+    plot.line_png(dg.consecutive_distances(M), labels, buf, title="prev", ylabel="gw")
     assert buf.getvalue().startswith(PNG)
-    assert plots.png_bytes(plots.line_png, [1.0, np.nan, 2.0], ["a", "b", "c"], title="t", ylabel="y").startswith(PNG)
+    assert plot.png_bytes(plot.line_png, [1.0, np.nan, 2.0], ["a", "b", "c"], title="t", ylabel="y").startswith(PNG)
 
 
 def test_figures_handle_many_layers_and_large_plans():
     rng = np.random.default_rng(12)
     reps = [rng.normal(size=(20, 3)) for _ in range(30)]
     labels = [f"L{i}" for i in range(30)]
-    assert plots.png_bytes(plots.distance_histograms_png, dg.distance_histograms(reps), labels,
+    assert plot.png_bytes(plot.distance_histograms_png, dg.distance_histograms(reps), labels,
                            title="many").startswith(PNG)
-    assert plots.png_bytes(plots.jaccard_png, dg.neighbour_jaccard(reps, k=3), labels, title="J").startswith(PNG)
+    assert plot.png_bytes(plot.jaccard_png, dg.neighbour_jaccard(reps, k=3), labels, title="J").startswith(PNG)
     n = 900  # drawn max-pooled
     P = np.zeros((n, n))
     P[np.arange(n), rng.permutation(n)] = 1 / n
-    assert plots.png_bytes(plots.transport_plan_png, P, title="perm").startswith(PNG)
+    assert plot.png_bytes(plot.transport_plan_png, P, title="perm").startswith(PNG)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -244,18 +244,18 @@ def test_clear_errors_for_bad_inputs():
     with pytest.raises(ValueError, match="k must"):
         dg.neighbour_jaccard([X, X], k=20)
     with pytest.raises(ValueError, match="labels"):
-        plots.distance_histograms_png(dg.distance_histograms([X, X]), ["a"], io.BytesIO(), title="t")
+        plot.distance_histograms_png(dg.distance_histograms([X, X]), ["a"], io.BytesIO(), title="t")
     with pytest.raises(ValueError, match="square"):
-        plots.jaccard_png(np.ones((2, 3)), ["a", "b"], io.BytesIO(), title="t")
+        plot.jaccard_png(np.ones((2, 3)), ["a", "b"], io.BytesIO(), title="t")
     with pytest.raises(ValueError, match="non-negative"):
         dg.permutation_closeness(-np.eye(3))
     with pytest.raises(ValueError, match="2-D"):
         dg.permutation_closeness(np.ones(3))
     with pytest.raises(ValueError, match="permutation of range"):
-        plots.transport_plan_png(np.eye(3) / 3, io.BytesIO(), title="t", order=np.array([0, 0, 1]))
+        plot.transport_plan_png(np.eye(3) / 3, io.BytesIO(), title="t", order=np.array([0, 0, 1]))
     with pytest.raises(ValueError, match="square"):
         dg.consecutive_distances(np.ones((3, 2)))
     with pytest.raises(ValueError, match="at least 2"):
         dg.consecutive_distances(np.ones((1, 1)))
     with pytest.raises(ValueError, match="labels"):
-        plots.line_png([1.0, 2.0], ["a"], io.BytesIO(), title="t", ylabel="y")
+        plot.line_png([1.0, 2.0], ["a"], io.BytesIO(), title="t", ylabel="y")

@@ -22,8 +22,9 @@ LAYERS = [
     {"grouping", "segmentation", "diagnostics", "agreement", "isometry"},
     {"families"},
     {"interventions"},
-    {"plots"},
+    {"plot"},
     {"report"},
+    {"api"},
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 #: modules of a family that hold or load models; they never import its trainers (a family's
@@ -32,7 +33,7 @@ MODEL_MODULES = {"model", "adapter", "checkpoint", "spec"}
 TRAINERS = {"training", "finetune", "lm"}
 #: modules whose import must pull in neither torch nor Ray (nor the datasets library)
 LIGHT = ["layergw", "layergw.measures", "layergw.families", "layergw.grouping", "layergw.diagnostics",
-         "layergw.report", "layergw.store", "layergw.results", "layergw.plots", "layergw.registry",
+         "layergw.report", "layergw.store", "layergw.results", "layergw.plot", "layergw.registry",
          "layergw.layout", "layergw.inputs", "layergw.points", "layergw.data.modsum", "layergw.data.images",
          "layergw.data.text", "layergw.interventions.skip", "layergw.torchkit", "layergw.torchkit.checkpoint"]
 

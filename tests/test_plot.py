@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from layergw import plots
+from layergw import plot
 
 PNG = b"\x89PNG"
 
@@ -18,7 +18,7 @@ def test_heatmap_writes_png(tmp_path, L):
     M = (M + M.T) / 2
     np.fill_diagonal(M, 0)
     path = tmp_path / f"h{L}.png"
-    plots.heatmap_png(M, [f"B1 layer {i}" for i in range(L)], str(path), title=f"L={L}",
+    plot.heatmap_png(M, [f"B1 layer {i}" for i in range(L)], str(path), title=f"L={L}",
                       boundaries=[L // 3, 2 * L // 3], max_ticks=40, measure="gw")
     assert path.read_bytes().startswith(PNG)
 
@@ -34,7 +34,7 @@ def test_group_boundaries_are_drawn_between_the_groups_layers():
     bounds = boundaries(labels)
     assert bounds == [4, 7]
     M = (labels[:, None] != labels[None, :]).astype(float)
-    fig = plots.heatmap_figure(M, [f"l{i}" for i in range(12)], title="t", boundaries=bounds)
+    fig = plot.heatmap_figure(M, [f"l{i}" for i in range(12)], title="t", boundaries=bounds)
     ax = fig.axes[0]
     red = [line for line in ax.lines if line.get_color() == "red"]
     horizontal = sorted(line.get_ydata()[0] for line in red if line.get_ydata()[0] == line.get_ydata()[1])
@@ -64,28 +64,28 @@ def test_group_boundaries_are_drawn_between_the_groups_layers():
 def test_heatmap_handles_nan_and_buffer():
     M = np.array([[0, 1, np.nan], [1, 0, 2], [np.nan, 2, 0]])
     buf = io.BytesIO()
-    plots.heatmap_png(M, ["a", "b", "c"], buf, title="nan", kind="distance")
+    plot.heatmap_png(M, ["a", "b", "c"], buf, title="nan", kind="distance")
     assert buf.getvalue().startswith(PNG)
-    data = plots.png_bytes(plots.heatmap_png, np.full((3, 3), np.nan), ["a", "b", "c"], title="all nan",
+    data = plot.png_bytes(plot.heatmap_png, np.full((3, 3), np.nan), ["a", "b", "c"], title="all nan",
                            kind="similarity")
     assert data.startswith(PNG)
 
 
 def test_heatmap_rejects_bad_shapes():
     with pytest.raises(ValueError, match="labels"):
-        plots.heatmap_png(np.zeros((3, 3)), ["a"], io.BytesIO(), title="x")
+        plot.heatmap_png(np.zeros((3, 3)), ["a"], io.BytesIO(), title="x")
     with pytest.raises(ValueError, match="square"):
-        plots.heatmap_png(np.zeros((3, 2)), ["a", "b", "c"], io.BytesIO(), title="x")
+        plot.heatmap_png(np.zeros((3, 2)), ["a", "b", "c"], io.BytesIO(), title="x")
 
 
 def test_bars_png():
     buf = io.BytesIO()
-    plots.bars_png([0.3, np.nan, 0.1, 0.2], ["a", "b", "c", "d"], buf, title="target c1", top=2)
+    plot.bars_png([0.3, np.nan, 0.1, 0.2], ["a", "b", "c", "d"], buf, title="target c1", top=2)
     assert buf.getvalue().startswith(PNG)
 
 
 def test_values_spanning_orders_of_magnitude_are_drawn_as_log10():
-    from layergw.plots import _log_if_wide
+    from layergw.plot import _log_if_wide
 
     M = np.array([[0.0, 1e-2, 1e4], [1e-2, 0.0, 5.0], [1e4, 5.0, 0.0]])
     logged, used = _log_if_wide(M)
@@ -100,7 +100,7 @@ def test_values_spanning_orders_of_magnitude_are_drawn_as_log10():
 
 
 def test_rounding_noise_of_identical_layers_does_not_force_a_log_scale():
-    from layergw.plots import _log_if_wide
+    from layergw.plot import _log_if_wide
 
     M = np.array([[0.0, 1e-16, 0.5], [1e-16, 0.0, 0.9], [0.5, 0.9, 0.0]])
     assert not _log_if_wide(M)[1]

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from layergw import grouping, layout, plots
+from layergw import grouping, layout, plot
 from layergw.report.html import esc, fmt, html_table, null, opt_json, opt_table, slug, yes_no
 from layergw.report.variants import MeasureVariants, seed_variants, variant_label, variant_rows, with_pkey
 
@@ -47,7 +47,7 @@ def heatmaps_section(store: Any, model: str, rows_m: Any, groups: Any, layers: l
             try:
                 kind = grouping.pair_kind(vrows, model, measure)
                 M = grouping.pair_matrix(vrows, model, measure, len(layers))
-                data = plots.png_bytes(plots.heatmap_png, M, displays, title=f"{model} — {caption}",
+                data = plot.png_bytes(plot.heatmap_png, M, displays, title=f"{model} — {caption}",
                                        boundaries=bounds if len(variants) == 1 else (), kind=kind, measure=measure)
             except ValueError as exc:
                 log.warning("report: model %s measure %s: %s", model, caption, exc)
@@ -233,7 +233,7 @@ def targets_section(targets: Any, model: str, mv: MeasureVariants) -> list[str]:
         out.append('<p class="muted">≡ marks a point whose inputs fall into as many tight classes as the target '
                    'has: it is (nearly) isometric to the one-hot target by construction, whatever variable it '
                    'encodes, so GW cannot tell whether it computes the target; a probe can '
-                   '(docs/modsum-findings.md, "What GW to a target can see"). Such points: '
+                   '(docs/findings/modsum.md, "What GW to a target can see"). Such points: '
                    + "; ".join(notes) + ".</p>")
     return out
 
@@ -264,7 +264,7 @@ def diagnostics_section(store: Any, model: str, displays: list[str], mv: Measure
                   "kl_consecutive": steps.sort_values("layer_index")["kl"].to_numpy(dtype=float),
                   "normalize": str(first["normalize"].iloc[0]), "epsilon": float(first["epsilon"].iloc[0])}
         add(f"diag-{name}-histograms.png",
-            plots.png_bytes(plots.distance_histograms_png, result, displays, title=f"{model}: intra-layer distances"),
+            plot.png_bytes(plot.distance_histograms_png, result, displays, title=f"{model}: intra-layer distances"),
             "intra-layer pairwise distances (each layer divided by its mean) and KL between consecutive layers")
     jac = tables["jaccard"]
     if jac is not None and len(jac):
@@ -273,13 +273,13 @@ def diagnostics_section(store: Any, model: str, displays: list[str], mv: Measure
         J[a, b] = J[b, a] = jac["value"].to_numpy()
         k = int(jac["k"].iloc[0])
         add(f"diag-{name}-jaccard.png",
-            plots.png_bytes(plots.jaccard_png, J, displays, title=f"{model}: top-{k}-neighbour Jaccard overlap"),
+            plot.png_bytes(plot.jaccard_png, J, displays, title=f"{model}: top-{k}-neighbour Jaccard overlap"),
             f"top-{k}-neighbour Jaccard overlap between layers")
     if steps is not None and steps["value"].notna().any():
         steps = steps.sort_values("layer_index")
         label = mv.label(str(steps["measure"].dropna().iloc[0]), str(steps["params"].dropna().iloc[0]))
         add(f"diag-{name}-consecutive.png",
-            plots.png_bytes(plots.line_png, steps["value"].to_numpy(dtype=float), displays,
+            plot.png_bytes(plot.line_png, steps["value"].to_numpy(dtype=float), displays,
                             title=f"{model}: {label} to the previous layer", ylabel=label),
             f"{label} between each layer and the previous one")
         plan = tables["plan"]
@@ -289,7 +289,7 @@ def diagnostics_section(store: Any, model: str, displays: list[str], mv: Measure
             T = np.zeros((n, n))
             T[plan["row"].to_numpy(), plan["col"].to_numpy()] = plan["mass"].to_numpy()
             add(f"diag-{name}-plan.png",
-                plots.png_bytes(plots.transport_plan_png, T, title=f"{model}: GW plan {displays[i]} → {displays[j]}"),
+                plot.png_bytes(plot.transport_plan_png, T, title=f"{model}: GW plan {displays[i]} → {displays[j]}"),
                 f"GW transport plan across the largest step ({displays[i]} → {displays[j]}, {label})")
     if not figs:
         return [], 0
