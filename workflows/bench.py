@@ -269,7 +269,7 @@ def gw_markdown(rows: list[dict]) -> str:
 
 def gw_plot(rows: list[dict], path: str) -> None:
     """Seconds per pair against n, POT and layergw (mean over pairs)."""
-    from layergw.plots import curves_png
+    from layergw.plot import curves_png
 
     sizes = list(dict.fromkeys(r["n"] for r in rows))
     mean = {k: [float(np.mean([r[k] for r in rows if r["n"] == n])) for n in sizes] for k in ("pot_s", "layergw_s")}
@@ -510,9 +510,11 @@ def _read_status(run_uri: str) -> dict:
 
 
 def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, ...] | None = None,
-              markdown: str | None = None, store: str | None = None) -> str:
+              markdown: str | None = None, store: str | None = None, repeats: int = 3) -> str:
     """Run one suite and write ``<out>/<suite>-<UTC stamp>.parquet``; returns its path. With
-    ``store``, the history suites also append their figures to the store's history."""
+    ``store``, the suites with history figures run ``repeats`` times and append each figure's
+    median and range to the store's history (the detail rows of every repeat are kept, with
+    their ``repeat``)."""
     from layergw import measures
 
     if suite not in SUITES:
@@ -524,11 +526,11 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
     elif suite == "all":
         rows = []
         for s in HISTORY_SUITES:
-            detail, figs = suite_figures(s, sizes if s == "gw" else None)
+            detail, figs = _repeated(s, sizes if s == "gw" else None, repeats if store else 1)
             rows += [{"suite": s, **r} for r in detail]
             figures += figs
     else:
-        rows, figures = suite_figures(suite, sizes)
+        rows, figures = _repeated(suite, sizes, repeats if store else 1)
     for r in rows:
         r.update(timestamp=stamp, machine=platform.node(), processor=platform.machine())
     path = Path(out) / f"{suite}-{stamp}.parquet"
@@ -553,6 +555,24 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
 
         append(store, figures, stamp, suite)
     return str(path)
+
+
+def _repeated(suite: str, sizes: tuple[int, ...] | None, repeats: int) -> tuple[list[dict], list[dict]]:
+    """A suite run ``repeats`` times (once where it has no history figures): every repeat's
+    rows, and each figure's median and range over the repeats."""
+    from workflows.bench_history import combine
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    rows, figures = suite_figures(suite, sizes)
+    if not figures or repeats == 1:
+        return rows, combine([figures]) if figures else []
+    rows, runs = [{**r, "repeat": 0} for r in rows], [figures]
+    for i in range(1, repeats):
+        more, figs = suite_figures(suite, sizes)
+        rows += [{**r, "repeat": i} for r in more]
+        runs.append(figs)
+    return rows, combine(runs)
 
 
 def _uniform(rows: list[dict]) -> list[dict]:

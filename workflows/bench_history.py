@@ -2,9 +2,12 @@
 and ``layergw bench history URI`` shows each figure's trend, draws it, and flags regressions.
 
 A run's figures land in one file, ``history/<stamp>-<suite>-<id>.parquet`` (HISTORY), written
-at once, so concurrent or killed runs never leave a partial history. A figure regressed when
-its latest value is worse than the median of its previous ``window`` runs by more than
-``threshold`` (relative): higher for times, lower for throughputs and speed-ups.
+at once, so concurrent or killed runs never leave a partial history. Each figure is the median
+of ``repeats`` measurements in that run, with their range (``low``, ``high``). On a shared
+machine one run's noise is large, so a figure regressed only when its latest median lies
+outside the range its previous ``window`` runs spanned (every repeat of theirs) by more than
+``threshold`` (relative) on the worse side: above it for times, below it for throughputs and
+speed-ups.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 HISTORY = pa.schema([
     ("timestamp", pa.string()), ("suite", pa.string()), ("figure", pa.string()), ("value", pa.float64()),
     ("unit", pa.string()), ("better", pa.string()), ("code_version", pa.string()), ("commit", pa.string()),
-    ("cluster", pa.string()),
+    ("cluster", pa.string()), ("low", pa.float64()), ("high", pa.float64()), ("repeats", pa.int64()),
 ])
 THRESHOLD = 0.25
 WINDOW = 5
@@ -51,6 +54,7 @@ def append(store_uri: str, figures: list[dict], stamp: str, suite: str) -> str:
     version = code_version()
     commit = version.split("+g", 1)[1].split(".")[0] if "+g" in version else ""
     rows = [{"timestamp": stamp, "code_version": version, "commit": commit, "cluster": json.dumps(cluster_shape()),
+             "low": f.get("low", f["value"]), "high": f.get("high", f["value"]), "repeats": f.get("repeats", 1),
              **{k: f[k] for k in ("suite", "figure", "value", "unit", "better")}} for f in figures]
     store = ResultStore(store_uri)
     path = f"history/{stamp}-{suite}-{uuid.uuid4().hex[:8]}.parquet"
@@ -68,7 +72,22 @@ def read(store_uri: str):
     if table is None or table.num_rows == 0:
         raise ValueError(f"no benchmark history under {store.url('history')}; run `layergw bench SUITE --store "
                          f"{store_uri}` first")
-    return table.to_pandas().sort_values(["timestamp", "suite", "figure"], kind="stable").reset_index(drop=True)
+    df = table.to_pandas()
+    for edge in ("low", "high"):  # histories written before runs were repeated: one value, no spread
+        df[edge] = df[edge].fillna(df["value"])
+    df["repeats"] = df["repeats"].fillna(1).astype(int)
+    return df.sort_values(["timestamp", "suite", "figure"], kind="stable").reset_index(drop=True)
+
+
+def combine(runs: list[list[dict]]) -> list[dict]:
+    """One figure list from several repeats of a suite: each figure's median, with the range of
+    the repeats as ``low`` and ``high``."""
+    out = []
+    for f in runs[0]:
+        values = [g["value"] for run in runs for g in run if g["figure"] == f["figure"]]
+        out.append({**f, "value": float(statistics.median(values)), "low": float(min(values)),
+                    "high": float(max(values)), "repeats": len(values)})
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,35 +97,45 @@ class Trend:
     better: str
     runs: int
     last: float
-    median: float | None  # of the previous runs in the window
-    change: float | None  # relative, last vs median; positive = worse
+    low: float | None  # the range every repeat of the previous runs in the window spanned
+    high: float | None
+    change: float | None  # relative distance beyond that range on the worse side (0 inside it)
     regressed: bool
+
+    def describe(self) -> str:
+        """One line: the figure, its last value, the history's range and which way is worse."""
+        head = f"{'REGRESSED ' if self.regressed else ''}{self.figure}: {self.last:.4g} {self.unit} over {self.runs} runs"
+        if self.low is None:
+            return head
+        worse = "above" if self.better == "lower" else "below"
+        where = (f"{self.change:.1%} {worse} it" if self.change else "within it")
+        return (f"{head} (previous runs {self.low:.4g}..{self.high:.4g}: {where}; {self.better} is better, so a value "
+                f"{worse} the range is worse)")
 
 
 def trends(history, threshold: float = THRESHOLD, window: int = WINDOW) -> list[Trend]:
-    """Each figure's latest value against the median of its previous ``window`` runs."""
+    """Each figure's latest median against the range its previous ``window`` runs spanned."""
     out = []
     for figure, rows in history.groupby("figure", sort=False):
         rows = rows.sort_values("timestamp", kind="stable")
-        values = rows["value"].tolist()
         better = rows["better"].iloc[-1]
-        last, previous = values[-1], values[:-1][-window:]
-        if previous:
-            median = float(statistics.median(previous))
-            change = (last - median) / median if median else None
-            if change is not None and better == "higher":
-                change = -change
+        last, previous = float(rows["value"].iloc[-1]), rows.iloc[:-1].tail(window)
+        low = high = change = None
+        regressed = False
+        if len(previous):
+            low, high = float(previous["low"].min()), float(previous["high"].max())
+            if better == "lower":
+                change = max(0.0, (last - high) / high) if high else None
+            else:
+                change = max(0.0, (low - last) / low) if low else None
             regressed = change is not None and change > threshold
-        else:
-            median = change = None
-            regressed = False
-        out.append(Trend(figure, rows["unit"].iloc[-1], better, len(values), last, median, change, regressed))
+        out.append(Trend(figure, rows["unit"].iloc[-1], better, len(rows), last, low, high, change, regressed))
     return out
 
 
 def report(store_uri: str, history, found: list[Trend], threshold: float) -> str:
     """A page with one trend figure per benchmark figure, written into the store; its URL."""
-    from layergw import plots
+    from layergw import plot
     from layergw.report.html import CSS, esc, html_table, slug
     from layergw.store import ResultStore
 
@@ -115,17 +144,19 @@ def report(store_uri: str, history, found: list[Trend], threshold: float) -> str
     for t in found:
         rows = history[history["figure"] == t.figure].sort_values("timestamp", kind="stable")
         png = f"{slug(t.figure)}.png"
-        store.write_bytes(f"history-report/{png}", plots.png_bytes(
-            plots.curves_png, list(range(len(rows))), {t.figure: rows["value"].tolist()}, title=t.figure,
+        store.write_bytes(f"history-report/{png}", plot.png_bytes(
+            plot.curves_png, list(range(len(rows))), {t.figure: rows["value"].tolist()}, title=t.figure,
             xlabel="run (oldest first)", ylabel=t.unit))
         figs.append(f'<figure><img src="{esc(png)}" alt="{esc(t.figure)}"><figcaption>{esc(t.figure)} '
                     f'({esc(t.better)} is better)</figcaption></figure>')
-    table = html_table(["figure", "runs", "last", "median of previous", "change (+ worse)", "regressed"],
-                       [[t.figure, t.runs, t.last, t.median, None if t.change is None else round(t.change, 4),
-                         "REGRESSED" if t.regressed else ""] for t in found], num={1, 2, 3, 4})
+    table = html_table(["figure", "better", "runs", "last (median of repeats)", "previous low", "previous high",
+                        "beyond the range, worse side", "regressed"],
+                       [[t.figure, t.better, t.runs, t.last, t.low, t.high,
+                         None if t.change is None else round(t.change, 4), "REGRESSED" if t.regressed else ""]
+                        for t in found], num={2, 3, 4, 5, 6})
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>layergw benchmark history</title>'
             f"<style>{CSS}</style></head><body><h1>Benchmark history</h1>"
-            f'<p class="muted">A figure regressed when its last run is worse than the median of its previous '
-            f"{WINDOW} by more than {threshold:.0%}.</p>{table}<div class=\"figs\">{''.join(figs)}</div></body></html>\n")
+            f'<p class="muted">A figure regressed when its last run\'s median lies outside the range of its previous '
+            f"runs' repeats by more than {threshold:.0%} on the worse side.</p>{table}<div class=\"figs\">{''.join(figs)}</div></body></html>\n")
     store.write_bytes("history-report/index.html", page.encode())
     return store.url("history-report/index.html")

@@ -65,40 +65,58 @@ def test_two_runs_leave_a_history_and_an_injected_regression_fails_history(tmp_p
 
     store = str(tmp_path / "store")
     for _ in range(2):
-        assert main(["bench", "gw", "--sizes", "24", "--out", str(tmp_path / "out"), "--store", store]) == 0
+        assert main(["bench", "gw", "--sizes", "24", "--out", str(tmp_path / "out"), "--store", store,
+                     "--repeats", "3"]) == 0
     history = read(store)
     assert history["timestamp"].nunique() >= 1 and len(history) == 4  # two figures, two runs
     assert set(history["figure"]) == {"gw seconds per pair, n=24", "POT time over layergw's, n=24"}
     assert history["code_version"].str.len().min() > 0 and history["cluster"].str.contains("cpus").all()
+    assert (history["repeats"] == 3).all() and (history["low"] <= history["value"]).all()
+    assert (history["value"] <= history["high"]).all()
     capsys.readouterr()
-    assert main(["bench", "history", store, "--threshold", "10"]) == 0
+    assert main(["bench", "history", store]) == 0  # two identical runs on a noisy machine: no flag
     out = capsys.readouterr().out
     assert "over 2 runs" in out and "REGRESSED" not in out
+    assert "lower is better, so a value above the range is worse" in out
+    assert "higher is better, so a value below the range is worse" in out
     assert (tmp_path / "store" / "history-report" / "index.html").is_file()
 
-    slow = history.groupby("figure").tail(1).copy()  # a third run: pairs 3x slower, POT's ratio a third
+    # a third run 2x slower than the slowest repeat so far (POT's ratio half the lowest)
+    slow = history.groupby("figure").tail(1).copy()
     slow["timestamp"] = "99991231T000000Z"
-    slow["value"] = [v * 3 if f.startswith("gw seconds") else v / 3 for f, v in zip(slow["figure"], slow["value"])]
+    edge = {f: (2.0 * g["high"].max() if f.startswith("gw seconds") else 0.5 * g["low"].min())
+            for f, g in history.groupby("figure")}
+    for col in ("value", "low", "high"):
+        slow[col] = [edge[f] for f in slow["figure"]]
     ResultStore(store).write_table("history/99991231T000000Z-gw-injected.parquet",
                                    pa.Table.from_pandas(slow, schema=HISTORY, preserve_index=False))
     assert main(["bench", "history", store]) == 1
     captured = capsys.readouterr()
     assert "REGRESSED gw seconds per pair, n=24" in captured.out and "REGRESSED POT time" in captured.out
-    assert "2 figure(s) regressed by more than 25%" in captured.err
+    assert "regressed, more than 25% beyond their history's range on the worse side" in captured.err
 
 
-def test_trends_hold_each_figure_to_the_median_of_its_previous_runs_in_its_direction():
+def test_a_figure_regresses_only_beyond_the_range_of_its_history_on_the_worse_side():
     import pandas as pd
 
-    from workflows.bench_history import trends
+    from workflows.bench_history import combine, trends
 
-    rows = [{"timestamp": f"t{i}", "figure": f, "value": v, "unit": "", "better": b}
-            for f, b, values in (("time", "lower", [10, 12, 11, 13]), ("speed", "higher", [100, 90, 95, 60]))
-            for i, v in enumerate(values)]
-    found = {t.figure: t for t in trends(pd.DataFrame(rows), threshold=0.25, window=3)}
-    assert found["time"].median == 11 and found["time"].change == pytest.approx(2 / 11) and not found["time"].regressed
-    assert found["speed"].median == 95 and found["speed"].regressed  # 60 is 37% below
-    assert trends(pd.DataFrame(rows[:1]))[0].median is None  # one run: nothing to compare with
+    def run(stamp, value, low, high, better="lower"):
+        return {"timestamp": stamp, "figure": "f", "value": value, "low": low, "high": high, "unit": "s",
+                "better": better}
+
+    noisy = [run("1", 1.0, 0.5, 3.0), run("2", 1.1, 0.6, 2.0)]
+    inside = trends(pd.DataFrame([*noisy, run("3", 2.9, 2.5, 3.5)]))[0]
+    assert not inside.regressed and inside.change == 0.0 and (inside.low, inside.high) == (0.5, 3.0)
+    beyond = trends(pd.DataFrame([*noisy, run("3", 4.0, 3.9, 4.1)]))[0]
+    assert beyond.regressed and beyond.change == pytest.approx(1 / 3)
+    faster = trends(pd.DataFrame([*noisy, run("3", 0.1, 0.1, 0.1)]))[0]
+    assert not faster.regressed and faster.change == 0.0  # better is never a regression
+    ratio = [run(s, v, v, v, better="higher") for s, v in (("1", 4.0), ("2", 1.5))]
+    assert not trends(pd.DataFrame([*ratio, run("3", 1.3, 1.3, 1.3, "higher")]))[0].regressed
+    assert trends(pd.DataFrame([*ratio, run("3", 1.0, 1.0, 1.0, "higher")]))[0].regressed
+    figs = combine([[{"figure": "f", "value": v}] for v in (3.0, 1.0, 2.0)])
+    assert figs == [{"figure": "f", "value": 2.0, "low": 1.0, "high": 3.0, "repeats": 3}]
 
 
 def test_history_of_an_empty_store_says_how_to_start_one(tmp_path):
