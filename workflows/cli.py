@@ -194,7 +194,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.uri:
         raise ValueError(f"layergw bench {args.suite}: unexpected argument {args.uri!r} (the store goes in --store)")
     sizes = tuple(args.sizes) if args.sizes else None
-    path = run_bench(args.suite, args.out, sizes=sizes, markdown=args.markdown, store=args.store)
+    path = run_bench(args.suite, args.out, sizes=sizes, markdown=args.markdown, store=args.store,
+                     repeats=args.repeats)
     print(f"benchmark results: {path}" + (f"; table: {args.markdown}" if args.markdown else "")
           + (f"; history: {args.store}" if args.store else ""))
     return 0
@@ -208,15 +209,24 @@ def _bench_history(args: argparse.Namespace) -> int:
     history = read(args.uri)
     found = trends(history, threshold=args.threshold, window=args.window)
     for t in found:
-        was = "" if t.median is None else f" (median of previous {t.median:.4g}, {t.change:+.1%})"
-        print(f"{'REGRESSED ' if t.regressed else ''}{t.figure}: {t.last:.4g} {t.unit} over {t.runs} runs{was}")
+        print(t.describe())
     print(f"history: {report(args.uri, history, found, args.threshold)}")
     bad = [t.figure for t in found if t.regressed]
     if bad:
-        print(f"error: {len(bad)} figure(s) regressed by more than {args.threshold:.0%}: {', '.join(bad)}",
+        print(f"error: {len(bad)} figure(s) regressed, more than {args.threshold:.0%} beyond their history's range on "
+              f"the worse side: {', '.join(bad)}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from workflows.docs import write
+
+    stale = write(args.out, check=args.check)
+    for path in stale:
+        print(f"{'differs from the code' if args.check else 'written'}: {path}")
+    return 1 if stale and args.check else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--markdown", action="store_true", help="print a Markdown table")
     h.set_defaults(fn=cmd_handover)
 
-    s = sub.add_parser("submit", help="submit `layergw run` as a Ray job (README, \"On a cluster\")")
+    s = sub.add_parser("submit", help="submit `layergw run` as a Ray job (docs/cluster.md)")
     s.add_argument("config")
     s.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://HEAD:8265")
     s.add_argument("--store", help="result store the job writes to: s3:// or gs:// for a remote cluster")
@@ -289,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
         j.add_argument("overrides", nargs="*")
         j.set_defaults(fn=fn)
 
+    d = sub.add_parser("docs", help="write docs/config.md and docs/cli.md from the code (or --check them)")
+    d.add_argument("--out", default="docs", help="folder of the pages (default: docs)")
+    d.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page differs from the code")
+    d.set_defaults(fn=cmd_docs)
+
     b = sub.add_parser("bench", help="run a benchmark suite (results as Parquet), or `bench history URI`")
     b.add_argument("suite", nargs="?", default="gw",
                    help="gw, gw-model (Model L layer pairs), gw-batch (gw_batch's throughput), measures, compare, "
@@ -297,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("uri", nargs="?", help="with history: the store holding the history")
     b.add_argument("--out", default="bench-results")
     b.add_argument("--store", help="also append the figures to this store's benchmark history")
-    b.add_argument("--threshold", type=float, default=0.25, help="history: relative change that counts as a regression")
-    b.add_argument("--window", type=int, default=5, help="history: previous runs whose median a figure is held to")
+    b.add_argument("--repeats", type=int, default=3,
+                   help="history suites: runs of the suite whose median and range each figure records")
+    b.add_argument("--threshold", type=float, default=0.25,
+                   help="history: how far beyond the previous runs' range (relative, worse side) is a regression")
+    b.add_argument("--window", type=int, default=5, help="history: previous runs whose range a figure is held to")
     b.add_argument("--sizes", type=int, nargs="+", help="input counts n (default: gw 256 512 1000 2000, measures 256 1000)")
     b.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     b.set_defaults(fn=cmd_bench)

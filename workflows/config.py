@@ -45,17 +45,18 @@ class Strict(BaseModel):
 
 class ModelSpec(Strict):
     id: str = Field(description="model id used in results, e.g. model_L")
-    family: str = "modsum"
+    family: str = Field("modsum", description="modsum, resnet9, hf, torch, or a plugin (docs/models.md)")
     checkpoint: str = Field(description="builtin:<id> or a path to a checkpoint; for hf a hub name or a local folder")
-    params: dict[str, Any] = Field(default_factory=dict, description="family-specific parameters (see README, Models)")
+    params: dict[str, Any] = Field(default_factory=dict, description="family-specific parameters (docs/models.md)")
     seed: int = Field(0, description="training seed of this checkpoint, recorded with results")
     seeds: list[int] | None = Field(None, description="one model per training seed (ids <id>-s<seed>); "
                                     "with a train: checkpoint, that job's seeds")
-    checkpoint_label: str = "final"
-    points: list[str] | Literal["all"] = "all"
+    checkpoint_label: str = Field("final", description="names the checkpoint in result rows")
+    points: list[str] | Literal["all"] = Field("all", description="the points to compare: all, or names and "
+                                               "glob patterns (blocks.*.hook_resid_post)")
     pooling: Literal["flatten", "last", "first", "mean"] | None = Field(
         None, description="override every point's pooling; none keeps the family's default (flatten for modsum)")
-    targets: bool = True
+    targets: bool = Field(True, description="extract the family's known targets (modsum: a, b, c1, c2)")
     seed_group: str | None = Field(None, description="models with the same seed_group are seeds of one model "
                                    "(checkpoints you have; train: jobs with seeds are grouped already)")
 
@@ -79,7 +80,7 @@ class ModelSpec(Strict):
 
 class InputsSpec(Strict):
     n: int = Field(256, description="number of inputs every model runs (a seeded subsample)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the subsample")
     split: Literal["all", "train", "validation"] = Field(
         "all", description="draw from all inputs, or from the model's training or validation split (modsum)")
 
@@ -92,8 +93,10 @@ class InputsSpec(Strict):
 
 
 class MeasureSpec(Strict):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    """A measure and its parameters (the measures and their defaults: the table at the end)."""
+
+    name: str = Field(description="a registered measure name")
+    params: dict[str, Any] = Field(default_factory=dict, description="the measure's parameters")
 
     def resolved(self):
         """The measure object: every parameter, defaults included (a ValueError for unknown ones)."""
@@ -118,14 +121,14 @@ _KIND_RECIPES = {"modsum": ("modsum", "train"), "image": ("resnet9", "train"), "
 
 
 class TrainJob(Strict):
-    """A job that makes checkpoints before extraction (README, "Training in a study")."""
+    """A job that makes checkpoints before extraction (docs/models.md, "Training in a study")."""
 
     id: str = Field(description="job id; models refer to its checkpoints as train:<id>[/<label>|/*]")
     family: str = Field(description="model family whose recipe trains (modsum, resnet9, hf)")
     recipe: str | None = Field(None, description="the family's training recipe (hf: finetune or lm); "
                                "none: the family's default")
     params: dict[str, Any] = Field(default_factory=dict, description="the recipe's training parameters")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="one job per training seed")
     num_gpus: float | None = Field(None, ge=0, description="GPUs per task; default 1 on a GPU cluster (0 for modsum)")
 
     @model_validator(mode="before")
@@ -158,28 +161,29 @@ class TrainJob(Strict):
 
 
 class SkipSpec(Strict):
-    """The language-model functional check (README, "Skip intervention")."""
+    """The language-model functional check (docs/models.md, "Skip check")."""
 
     model: str = Field(description="id of a causal LM (family hf) whose points include the residual stream "
                        "(points: blocks or fine)")
     data: dict[str, Any] = Field(default_factory=lambda: {"source": "yelp", "split": "test", "max_rows": 200},
                                  description="load_text arguments for the probe texts")
-    positions: Literal["all", "last"] = "all"
-    max_length: int = Field(128, ge=2)
-    batch_size: int = Field(8, ge=1)
+    positions: Literal["all", "last"] = Field("all", description="token positions whose next-token KL counts")
+    max_length: int = Field(128, ge=2, description="tokens per text at most")
+    batch_size: int = Field(8, ge=1, description="texts per forward pass")
 
 
 class AblateSpec(Strict):
-    """Pruning and freezing checks of one model's groups (README, "Ablations")."""
+    """Pruning and freezing checks of one model's groups (docs/models.md, "Ablations")."""
 
     model: str = Field(description="id of a model of the study")
-    ablations: list[Literal["prune", "freeze"]] = Field(default_factory=lambda: ["prune", "freeze"], min_length=1)
+    ablations: list[Literal["prune", "freeze"]] = Field(default_factory=lambda: ["prune", "freeze"], min_length=1,
+                                                        description="keep the first N blocks; freeze blocks before k")
     depths: list[int] = Field(default_factory=list, description="kept depths N (prune) and first trained blocks k "
                               "(freeze) besides 0, the full model and every group boundary")
     selectors: list[str] = Field(default_factory=lambda: ["first"], min_length=1,
                                  description="which blocks a prune drops: first (the paper's), last, block_influence, "
                                  "angular, random")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="fine-tuning seeds of every cell")
     params: dict[str, Any] = Field(default_factory=dict, description="the family's ablation training parameters")
     num_gpus: float | None = Field(None, ge=0, description="GPUs per cell; default 1 on a GPU cluster")
 
@@ -214,12 +218,13 @@ class GroupingSpec(Strict):
     methods: list[Literal["spectral", "segment"]] = Field(
         default_factory=lambda: ["spectral", "segment"], min_length=1,
         description="spectral clustering (the paper's), and contiguous segments along depth (dynamic programming)")
-    select: Literal["eigengap", "silhouette"] = "eigengap"
-    k_max: int = Field(8, ge=2)
+    select: Literal["eigengap", "silhouette"] = Field("eigengap", description="how k is chosen when k is not fixed")
+    k_max: int = Field(8, ge=2, description="the largest k tried")
     k: int | None = Field(None, ge=2, description="a fixed number of groups (selection 'fixed'); the eigengap "
                           "and silhouette choices are still recorded")
-    transform: Literal["reverse", "gaussian"] = "reverse"
-    seed: int = 0
+    transform: Literal["reverse", "gaussian"] = Field(
+        "reverse", description="distance to affinity: max minus distance (the paper's), or a Gaussian kernel")
+    seed: int = Field(0, description="seed of spectral clustering's k-means")
     bootstrap: int = Field(0, ge=0, description="seeded bootstrap replicates of the inputs that measure how often "
                            "each block cut of the depth segmentation recurs (0: off)")
     bootstrap_points: Literal["blocks", "all"] = Field(
@@ -229,7 +234,7 @@ class GroupingSpec(Strict):
 class TargetsSpec(Strict):
     """Known targets (one-hot) against every point, under each of ``measures`` (the paper's Table 1)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="compare every point with the models' known targets")
     measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")], min_length=1,
                                         description="measures or probes ranking the points for each target")
 
@@ -257,19 +262,21 @@ class RaySpec(Strict):
 
 
 class StudyConfig(Strict):
-    study: str = "study"
+    study: str = Field("study", description="the study's folder under the store; runs of one study share "
+                       "its trained checkpoints")
     run_id: str | None = Field(None, description="default: a hash of what determines the results")
     store: str = Field("./runs", description="root URI: a path, file://, s3://bucket/prefix[?endpoint_override=host:port&scheme=http]")
-    train: list[TrainJob] = Field(default_factory=list)
-    models: list[ModelSpec]
-    inputs: InputsSpec = InputsSpec()
-    measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")])
-    compare: CompareSpec = CompareSpec()
-    grouping: GroupingSpec = GroupingSpec()
-    targets: TargetsSpec = TargetsSpec()
+    train: list[TrainJob] = Field(default_factory=list, description="jobs that make checkpoints first")
+    models: list[ModelSpec] = Field(description="the models whose layers are compared")
+    inputs: InputsSpec = Field(InputsSpec(), description="the probe inputs every model runs")
+    measures: list[MeasureSpec] = Field(default_factory=lambda: [MeasureSpec(name="gw")],
+                                        description="similarity measures, each a name or {name, params}")
+    compare: CompareSpec = Field(CompareSpec(), description="how the layer pairs are tiled and scheduled")
+    grouping: GroupingSpec = Field(GroupingSpec(), description="how the layer matrix becomes groups")
+    targets: TargetsSpec = Field(TargetsSpec(), description="points against known targets (Table 1)")
     skip: list[SkipSpec] = Field(default_factory=list, description="skip-intervention checks of causal LMs")
     ablate: list[AblateSpec] = Field(default_factory=list, description="pruning and freezing checks of the groups")
-    ray: RaySpec = RaySpec()
+    ray: RaySpec = Field(RaySpec(), description="where and with what resources Ray runs")
 
     @model_validator(mode="before")
     @classmethod
@@ -348,6 +355,7 @@ class StudyConfig(Strict):
             d["probe"] = d.pop("inputs")  # its name before the rename: run ids stay
         jobs = {j.id: j for j in self.train}
         d.get("compare", {}).pop("max_in_flight", None)
+        d.get("compare", {}).pop("batch_num_gpus", None)  # where a tile runs, not what it computes
         d.get("compare", {}).pop("cross", None)  # like measures: adding a cross pair reuses the run
         for spec, m in zip(self.models, d.get("models", [])):
             if spec.checkpoint.startswith("train:"):

@@ -13,7 +13,7 @@ GW objective (no entropy term) at the final plan, what POT's
 ``entropic_gromov_wasserstein2`` returns. It is a different quantity from ``gw``: the
 entropic plan is blurred, so GW(X, X) > 0, and how close the values come to the exact
 solver's depends on epsilon. It is never substituted for ``gw``: a run asks for it by name,
-and ``epsilon`` is recorded with every value. README ("GW on a GPU") compares the two over
+and ``epsilon`` is recorded with every value. docs/performance.md compares the two over
 a grid.
 
 Deviations from POT, each numerically neutral: Sinkhorn runs in the log domain (POT's

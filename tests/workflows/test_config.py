@@ -200,11 +200,11 @@ def test_default_run_id_ignores_measures_but_not_inputs() -> None:
     a = validate(_base(measures=["gw"]))
     b = validate(_base(measures=["gw", "cka", "rsm"]))
     c = validate(_base(inputs={"n": 25}))
-    d = validate(_base(store="/elsewhere", study="other", compare={"tile_size": 8, "max_in_flight": 3}))
+    d = validate(_base(store="/elsewhere", study="other", compare={"tile_size": 8, "max_in_flight": 3, "batch_num_gpus": 0.5}))
     assert re.fullmatch(r"[0-9a-f]{12}", a.default_run_id())
     assert a.default_run_id() == b.default_run_id()
     assert a.default_run_id() != c.default_run_id()
-    # where results go and how many tasks run at once do not change the run folder
+    # where results go, how many tasks run at once and their GPU share do not change the run folder
     assert a.default_run_id() == d.default_run_id()
     # but the measures do change the results hash
     assert a.results_hash() != b.results_hash()
