@@ -1,11 +1,16 @@
-# Install into ./.venv with the CPU torch wheel pinned first, so that no CUDA build is pulled in.
+# Install into ./.venv, torch first. pip looks for TORCH on PyTorch's CPU index (TORCH_INDEX) beside
+# PyPI and any local wheels: where that index is reachable (or a local CPU wheel is configured) the CPU
+# build wins; where only PyPI is, Linux gets PyPI's CUDA build. The install prints which one it got.
+# Another build: make install TORCH="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu126
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
-# pytest workers; tests that share a cluster fixture stay on one worker (--dist loadgroup)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# pytest workers; test-all keeps each test file on one worker (--dist loadfile), so the multi-node
+# fault tests, which share one file, never run two clusters at once
 WORKERS ?= 2
-PYTEST := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup
+PYTEST := $(VENV)/bin/pytest -q -n $(WORKERS)
 
 .PHONY: install demo test test-all bench clean device-wheels
 
@@ -14,7 +19,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q --retries 1 --extra-index-url "$(TORCH_INDEX)" "$(TORCH)"
+	$(PY) -c 'import torch; c = torch.version.cuda; print("installed torch", torch.__version__, "(CPU build)" if c is None else f"(CUDA {c} build)")'
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -26,7 +32,7 @@ test: install
 	$(PYTEST) -m "not slow and not long"
 
 test-all: install
-	$(PYTEST) -m "not slow"
+	$(PYTEST) --dist loadfile -m "not slow"
 
 bench: install
 	$(VENV)/bin/layergw bench

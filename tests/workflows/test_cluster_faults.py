@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.long, pytest.mark.xdist_group("cluster")]  # multi-node fault tests, one at a time
+pytestmark = pytest.mark.long  # multi-node fault tests: `make test-all` runs this file on one worker
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
