@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # pytest workers; test-all keeps each test file on one worker (--dist loadfile), so the multi-node
-# fault tests, which share one file, never run two clusters at once
+# fault tests, which share one file, run one after another
 WORKERS ?= 2
 PYTEST := $(VENV)/bin/pytest -q -n $(WORKERS)
 

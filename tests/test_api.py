@@ -86,6 +86,21 @@ def test_a_heatmap_of_a_run_has_its_layers_and_boundary(tmp_path) -> None:
     assert any(abs(x - 1.5) < 1e-9 for line in ax.get_lines() for x in line.get_xdata())  # boundary before layer 2
 
 
+def test_overrides_keep_their_python_types_and_bad_ones_name_themselves() -> None:
+    from workflows.api import resolve
+    from workflows.config import ConfigError
+
+    cfg = resolve(str(REPO / "configs" / "demo.yaml"), {"inputs.n": 64, "measures": [
+        {"name": "gw", "params": {"tol_rel": 1e-7}}], "models.0.seed": 3})
+    assert cfg.inputs.n == 64 and cfg.measures[0].params == {"tol_rel": 1e-7} and cfg.models[0].seed == 3
+    assert resolve(cfg.model_dump(mode="json"), {"inputs.n": 32}).inputs.n == 32
+    assert resolve(cfg, {"inputs.seed": 5}).inputs.seed == 5 and resolve(cfg).inputs.n == 64
+    with pytest.raises(ConfigError, match="models.9 is not an index of a list of 3"):
+        resolve(cfg, {"models.9.seed": 1})
+    with pytest.raises(ConfigError, match="config must be a YAML path, a dict or a StudyConfig, got int"):
+        resolve(3)
+
+
 SCRIPT = """
 import json, sys
 import layergw

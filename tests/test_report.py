@@ -260,6 +260,10 @@ def test_dynamics_section_draws_the_stored_series_against_step_and_accuracy(tmp_
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
     assert [cells[i * 6 + 5] for i in range(3)] == ["1", "2", "4"]
     assert series_sections(ResultStore(str(tmp_path / "none")), MeasureVariants([])) == ([], 0)
+    old = ResultStore(str(tmp_path / "old"))  # a run whose series predate dynamics.parquet
+    old.write_json(layout.SERIES, {"ft": [{"model": f"ft@step-{s}", "step": s} for s in (0, 10)]})
+    html, _ = series_sections(old, MeasureVariants([]))
+    assert "dynamics.parquet is not here" in html[0]
 
 
 def test_outlier_groups_are_tiny_groups_of_large_models_only():

@@ -540,6 +540,7 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
         gw_plot(rows, str(path.with_suffix(".png")))
     if markdown:
         Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        rows = [r for r in rows if r.get("repeat", 0) == 0]  # one table of the suite, not one per repeat
         if suite in ("gw", "gw-model"):
             text = (f"Measured {stamp} on {platform.machine()}, one BLAS thread, median of {rows[0]['repeats']} "
                     "runs per pair; compare ratios, not absolute times.\n\n" + gw_markdown(rows))

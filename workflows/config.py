@@ -350,12 +350,13 @@ class StudyConfig(Strict):
         field does not change existing run ids."""
         from layergw.families import fingerprint
 
-        d = self.model_dump(include={"models", "inputs", "compare"}, exclude_defaults=True)
+        # where a tile runs (its GPU share) is not what it computes: hashed as if unset
+        unplaced = self.model_copy(update={"compare": self.compare.model_copy(update={"batch_num_gpus": None})})
+        d = unplaced.model_dump(include={"models", "inputs", "compare"}, exclude_defaults=True)
         if "inputs" in d:
             d["probe"] = d.pop("inputs")  # its name before the rename: run ids stay
         jobs = {j.id: j for j in self.train}
         d.get("compare", {}).pop("max_in_flight", None)
-        d.get("compare", {}).pop("batch_num_gpus", None)  # where a tile runs, not what it computes
         d.get("compare", {}).pop("cross", None)  # like measures: adding a cross pair reuses the run
         for spec, m in zip(self.models, d.get("models", [])):
             if spec.checkpoint.startswith("train:"):
@@ -466,12 +467,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``key=value`` strings (YAML values) applied to a copy of ``data``."""
+    return apply_values(data, [(item, *parse_override(item)) for item in overrides])
+
+
+def apply_values(data: dict, values: list[tuple[str, list[str], Any]]) -> dict:
+    """(label, dotted path, value) overrides applied to a copy of ``data``; ``label`` names
+    the override in errors."""
     data = json.loads(json.dumps(data))
-    for item in overrides:
-        path, value = parse_override(item)
+    for item, path, value in values:
         if path[0] == "probe" and "probe" not in data:
             log.warning("override %r: 'probe' is deprecated; it is now 'inputs'", item)
-            path[0] = "inputs"
+            path = ["inputs", *path[1:]]
         node: Any = data
         for i, part in enumerate(path[:-1]):
             if isinstance(node, list):
@@ -501,7 +508,8 @@ def validate(data: Any, source: str = "<dict>") -> StudyConfig:
         raise _explain(e, source) from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+def read_config_file(path: str | Path) -> dict:
+    """A config file's YAML mapping, or a ConfigError saying what is wrong with the file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -509,4 +517,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-    return validate(apply_overrides(data or {}, list(overrides)), str(path))
+    return data or {}
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    return validate(apply_overrides(read_config_file(path), list(overrides)), str(path))

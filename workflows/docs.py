@@ -89,8 +89,8 @@ def cli_reference() -> str:
 
     from workflows.cli import build_parser
 
-    old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    saved = {k: os.environ.get(k) for k in ("COLUMNS", "NO_COLOR", "PYTHON_COLORS")}
+    os.environ.update(COLUMNS="100", NO_COLOR="1", PYTHON_COLORS="0")  # plain text at one width
     try:
         parser = build_parser()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -99,10 +99,11 @@ def cli_reference() -> str:
         for name, p in sub.choices.items():
             out += [f"## `layergw {name}`", "", "```text", p.format_help().rstrip(), "```", ""]
     finally:
-        if old is None:
-            os.environ.pop("COLUMNS", None)
-        else:
-            os.environ["COLUMNS"] = old
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -134,12 +134,12 @@ def blocks_before(depth: float) -> int:
 def boundary_cuts(groups: Any, depths: dict[int, float]) -> dict[tuple[str, str, str], list[int]]:
     """For each grouping of one model ((measure, params, method) -> cuts): the whole blocks kept
     before each group boundary (``blocks_before`` the depth of the group's first point), in
-    depth order."""
+    depth order; a boundary at a point of unknown depth makes no cut."""
     cuts: dict[tuple[str, str, str], list[int]] = {}
     df = groups.to_pandas() if hasattr(groups, "to_pandas") else groups
     for (measure, params, method), rows in df.groupby(["measure", "params", "method"], dropna=False, sort=False):
         at = rows.loc[rows["boundary"] == True, "layer_index"]  # noqa: E712
-        cuts[(measure, params, method)] = sorted({blocks_before(depths[int(i)]) for i in at})
+        cuts[(measure, params, method)] = sorted({blocks_before(depths[int(i)]) for i in at if int(i) in depths})
     return cuts
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import numpy as np
 
 from layergw import layout, plot
-from layergw.report.html import esc, html_table, opt_table, slug
+from layergw.report.html import esc, html_table, opt_json, opt_table, slug
 from layergw.report.variants import MeasureVariants, layer_names, with_pkey
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ def series_sections(store: Any, mv: MeasureVariants) -> tuple[list[str], int]:
     pairwise value against step and accuracy (the paper's Figures 6 and 7)."""
     table = with_pkey(opt_table(store, layout.DYNAMICS), mv)
     if table is None or not len(table):
+        series = opt_json(store, layout.SERIES) or {}
+        if table is None and any(len([m for m in ms if m.get("step") is not None]) >= 2 for ms in series.values()):
+            return [f'<p class="warn">{layout.SERIES} holds training series but {layout.DYNAMICS} is not here: run '
+                    f'the study again to write it (its finished work is reused).</p>'], 0
         return [], 0
     out: list[str] = []
     n_png = 0

@@ -136,6 +136,8 @@ def test_boundary_cuts_keep_the_whole_blocks_before_each_boundary():
     assert boundary_cuts(groups, depths) == {("gw", "{}", "segment"): [0, 1]}
     inside = groups.assign(boundary=[False, True, False, True, False])  # inside block b: keep the b before it
     assert boundary_cuts(inside, depths) == {("gw", "{}", "segment"): [0, 1]}
+    unknown = {i: d for i, d in depths.items() if i != max(depths)}  # a boundary point without a depth
+    assert boundary_cuts(groups, unknown) == {("gw", "{}", "segment"): [0]}  # it makes no cut, and no KeyError
 
 
 def test_the_papers_bert_groups_cut_at_eight_blocks():

@@ -47,7 +47,9 @@ def _report_tables_equal_the_stored_ones(root: Path, page: str) -> None:
     assert f"prune to {int(k.prune_knee)}, freeze up to {int(k.freeze_knee)}" in page
     shown = page[page.index("Which measure predicts"):]
     shown = _html_rows(shown[:shown.index("</table>")])
-    assert [r[1:4] for r in shown] == [[m, str(n), str(round(d, 2))]
+    from layergw.report.html import fmt
+
+    assert [r[1:4] for r in shown] == [[m, str(n), fmt(round(d, 2))]
                                        for m, n, d in zip(ranking["method"], ranking["models"], ranking["distance"])]
     assert len(plan) == len(ranking) and set(plan["method"]) == set(ranking["method"])
     proposed = page[page.index("proposed prune N"):]

@@ -206,6 +206,8 @@ def test_default_run_id_ignores_measures_but_not_inputs() -> None:
     assert a.default_run_id() != c.default_run_id()
     # where results go, how many tasks run at once and their GPU share do not change the run folder
     assert a.default_run_id() == d.default_run_id()
+    plain = validate(_base(compare={}))
+    assert plain.default_run_id() == validate(_base(compare={"batch_num_gpus": 0.5})).default_run_id()
     # but the measures do change the results hash
     assert a.results_hash() != b.results_hash()
 
