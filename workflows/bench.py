@@ -550,12 +550,30 @@ def run_bench(suite: str = "gw", out: str = "bench-results", sizes: tuple[int, .
                     + markdown_table(rows))
         else:
             text = f"Measured {stamp} on {platform.machine()}.\n\n" + rows_markdown(rows)
-        Path(markdown).write_text(text)
+        write_markdown(markdown, suite, text)
     if store and figures:
         from workflows.bench_history import append
 
         append(store, figures, stamp, suite)
     return str(path)
+
+
+def write_markdown(path: str | Path, suite: str, text: str) -> None:
+    """Write a suite's table into ``path``: between its ``<!-- bench:SUITE -->`` and
+    ``<!-- /bench:SUITE -->`` markers where the page has them (docs/performance.md holds
+    each suite's current table so), else as the whole file."""
+    path = Path(path)
+    start, end = f"<!-- bench:{suite} -->", f"<!-- /bench:{suite} -->"
+    page = path.read_text() if path.exists() else ""
+    if start in page and end in page and page.index(start) < page.index(end):
+        head, rest = page.split(start, 1)
+        page = f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
+    elif "<!-- bench:" in page:
+        raise ValueError(f"markdown page {path} holds other suites' tables but no {start} ... {end} block for "
+                         f"{suite!r}: add one where its table goes, or write to another file")
+    else:
+        page = text
+    path.write_text(page)
 
 
 def _repeated(suite: str, sizes: tuple[int, ...] | None, repeats: int) -> tuple[list[dict], list[dict]]:

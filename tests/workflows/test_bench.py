@@ -167,3 +167,29 @@ def test_bench_gw_batch_times_the_batch_against_exact_gw_on_the_same_model_l_pai
         assert 0 <= r["converged"] <= 6
     # entropic GW blurs the plans but orders Model L's layer pairs much as the exact solver does
     assert rows[1]["spearman"] > 0.7 and rows[2]["spearman"] == pytest.approx(rows[1]["spearman"], abs=0.05)
+
+
+def test_a_suite_rewrites_only_its_own_table_on_a_page_of_several(tmp_path):
+    from workflows.bench import write_markdown
+
+    page = tmp_path / "perf.md"
+    page.write_text("# P\n\nintro\n\n<!-- bench:gw -->\nold gw\n<!-- /bench:gw -->\n\nmiddle\n\n"
+                    "<!-- bench:trainer -->\nold trainer\n<!-- /bench:trainer -->\n\nend\n")
+    write_markdown(page, "gw", "Measured now.\n\n| n |\n|---|\n| 1 |\n")
+    text = page.read_text()
+    assert "old gw" not in text and "| 1 |" in text and "old trainer" in text
+    assert text.startswith("# P\n\nintro\n\n<!-- bench:gw -->\nMeasured now.") and text.endswith("end\n")
+    with pytest.raises(ValueError, match="no <!-- bench:demo --> ... <!-- /bench:demo --> block"):
+        write_markdown(page, "demo", "x")
+    assert page.read_text() == text  # refused: nothing written
+    write_markdown(tmp_path / "alone.md", "demo", "table")
+    assert (tmp_path / "alone.md").read_text() == "table"
+
+
+def test_every_suite_the_performance_page_regenerates_has_its_block():
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "performance.md").read_text()
+    for suite in re.findall(r"layergw bench ([a-z-]+) --markdown docs/performance\.md", page):
+        assert page.count(f"<!-- bench:{suite} -->") == 1 and page.count(f"<!-- /bench:{suite} -->") == 1, suite
