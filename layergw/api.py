@@ -124,6 +124,14 @@ class Run:
             raise ValueError(f"measure must name one of {model!r}'s measures {keys} (a name or a key), got {measure!r}")
         return chosen
 
+    def key(self, model: str, measure: str) -> str:
+        """The one stored variant ``measure`` (a name or a key) names for ``model``; a name with
+        several variants is a ValueError listing their keys."""
+        keys = self._keys(model, measure)
+        if len(keys) > 1:
+            raise ValueError(f"measure {measure!r} has {len(keys)} variants for {model!r}: name one of {keys}")
+        return keys[0]
+
     def pairs(self, model: str | None = None, measure: str | None = None) -> Any:
         """Pair rows (``results.PAIRS``) of one model or all, one measure (name or key) or all."""
         import pandas as pd
@@ -146,10 +154,7 @@ class Run:
 
         from layergw.grouping import pair_matrix
 
-        keys = self._keys(model, measure)
-        if len(keys) > 1:
-            raise ValueError(f"measure {measure!r} has {len(keys)} variants for {model!r}: name one of {keys}")
-        rows = self.pairs(model, keys[0])
+        rows = self.pairs(model, self.key(model, measure))
         names = self.points(model).sort_values("layer_index")["layer"].tolist()
         M = pair_matrix(rows, model, str(rows["measure"].iloc[0]), len(names))
         return pd.DataFrame(M, index=pd.Index(names, name="layer_a"), columns=pd.Index(names, name="layer_b"))

@@ -411,8 +411,8 @@ def heatmap(run: Any, model: str, measure: str, *, method: str | None = None, ma
     (``segment`` or ``spectral``; default: the first the run made) drawn as lines.
 
     ``run``: a :class:`layergw.api.Run`."""
-    M = run.matrix(model, measure)
-    key = run._keys(model, measure)[0]
+    key = run.key(model, measure)
+    M = run.matrix(model, key)
     pairs = run.pairs(model, key)
     name, params = str(pairs["measure"].iloc[0]), str(pairs["params"].iloc[0])
     groups = run.groups()
