@@ -93,6 +93,10 @@ class FineTuneSpec:
     save_steps: tuple[int, ...] = ()
     eval_every: int | None = None
     device: str = "auto"
+    #: share of attention heads and of MLP neurons removed while fine-tuning (0: dense), by
+    #: gradual magnitude pruning over ``sparsity_window`` (fractions of the run's steps)
+    sparsity: float = 0.0
+    sparsity_window: tuple[float, float] = (0.1, 0.7)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -131,6 +135,16 @@ class FineTuneSpec:
         if self.eval_every is not None and (
                 isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 1):
             raise ValueError(f"eval_every must be None or an integer >= 1, got {self.eval_every!r}")
+        if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) \
+                or not 0 <= self.sparsity < 1:
+            raise ValueError(f"sparsity must be a number in [0, 1) (e.g. 0.25, 0.7, 0.95), got {self.sparsity!r}")
+        window = self.sparsity_window
+        if not (isinstance(window, (list, tuple)) and len(window) == 2
+                and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in window)
+                and 0 <= window[0] < window[1] <= 1):
+            raise ValueError(f"sparsity_window must be [start, end] fractions of the steps with "
+                             f"0 <= start < end <= 1, got {window!r}")
+        object.__setattr__(self, "sparsity_window", (float(window[0]), float(window[1])))
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
 
@@ -138,6 +152,7 @@ class FineTuneSpec:
         """JSON-able form (tuples become lists)."""
         d = asdict(self)
         d["save_steps"] = list(self.save_steps)
+        d["sparsity_window"] = list(self.sparsity_window)
         return d
 
 
@@ -159,6 +174,8 @@ class FineTuneRecord:
     versions: dict
     data: dict
     train_log: tuple[dict, ...] = field(default=())
+    #: the final model's measured share of zeroed heads and neurons (empty for a dense run)
+    sparsity: dict = field(default_factory=dict)
 
     def step_path(self, step: int) -> Path:
         """The Hugging Face folder of the checkpoint at ``step``."""
@@ -393,6 +410,7 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
         edit(model, resumed=resume is not None)
     model.to(device)
     model.train()
+    pruner = _pruner(spec, model, total)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, betas=(0.9, 0.999),
                                   eps=1e-8, weight_decay=spec.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec, total))
@@ -434,7 +452,8 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
         return Metrics(step=step, accuracy=m["accuracy"], f1=m["f1"], loss=m["loss"], split="eval", extra={
             "epoch": step / steps_per_epoch, "f1_macro": m["f1_macro"], "train_loss": train_loss,
             "examples_seen": _examples_seen(step, steps_per_epoch, spec.batch_size, len(train_texts)),
-            "lr": scheduler.get_last_lr()[0], "seconds": round(t_elapsed, 3)}).to_json()
+            "lr": scheduler.get_last_lr()[0], "seconds": round(t_elapsed, 3),
+            **({"sparsity": _measured(model)} if pruner is not None else {})}).to_json()
 
     t0 = time.perf_counter() - seconds
     if start_step == 0:
@@ -459,6 +478,8 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
             optimizer.step()
             scheduler.step()
             step += 1
+            if pruner is not None:
+                pruner.step(step)
             lv = float(loss.detach())
             if not math.isfinite(lv):
                 raise ValueError(f"training loss must stay finite, got {lv} at step {step} of {spec.id} "
@@ -491,12 +512,34 @@ def finetune(spec: FineTuneSpec, train: TextDataLike, eval: TextDataLike, out: s
         id=spec.id, root=str(root), spec=spec.to_json(), checkpoints=tuple(checkpoints),
         evals=tuple(evals), final_accuracy=final["accuracy"], final_f1=final["f1"],
         final_loss=final["loss"], total_steps=total, seconds=round(seconds, 3),
-        device=_device_name(device), versions=_versions(), data=data_info, train_log=tuple(train_log))
+        device=_device_name(device), versions=_versions(), data=data_info, train_log=tuple(train_log),
+        sparsity={"target": spec.sparsity, **_measured(model)} if pruner is not None else {})
     _write_json_atomic(record_path, record.to_json())
     state.clear()
     log.info("%s: done in %.1f s: eval accuracy %.4f, f1 %.4f", spec.id, seconds,
              record.final_accuracy, record.final_f1)
     return record
+
+
+def _pruner(spec: FineTuneSpec, model: Any, total: int) -> Any:
+    """The structured pruner of a sparse run (None for a dense one), through the architecture table."""
+    if not spec.sparsity:
+        return None
+    from layergw.families.hf.architectures import architecture_for
+    from layergw.families.hf.sparsity import StructuredPruner
+
+    arch = architecture_for(model.config)
+    if arch is None:
+        raise ValueError(f"sparsity {spec.sparsity} needs the architecture table's entry for model_type "
+                         f"{getattr(model.config, 'model_type', None)!r}, which it lacks (docs/models.md)")
+    return StructuredPruner(model, arch, spec.sparsity, total, spec.sparsity_window)
+
+
+def _measured(model: Any) -> dict:
+    from layergw.families.hf.architectures import architecture_for
+    from layergw.families.hf.sparsity import measure
+
+    return measure(model, architecture_for(model.config))
 
 
 def _examples_seen(step: int, steps_per_epoch: int, batch_size: int, n: int) -> int:
@@ -516,6 +559,9 @@ class _Data:
 _PLACE = ("device", "checkpoint")
 
 
+_DEFAULT_SPEC = FineTuneSpec(id="x", checkpoint="x").to_json()
+
+
 def _identity(spec: FineTuneSpec, data_info: dict) -> dict:
     """What a run folder's ``spec.json`` records, and a resumed run must match."""
     from layergw.families import content_hash
@@ -531,7 +577,8 @@ def _differs(stored: dict, identity: dict) -> str:
     a folder written before ``checkpoint_contents`` existed is compared by checkpoint path."""
     old, new = stored.get("spec", {}), identity["spec"]
     place = _PLACE if "checkpoint_contents" in stored else ("device",)
-    fields = sorted(k for k in set(old) | set(new) if k not in place and old.get(k) != new.get(k))
+    default = {k: v for k, v in _DEFAULT_SPEC.items() if k not in old}  # fields added since it was written
+    fields = sorted(k for k in set(old) | set(new) if k not in place and {**default, **old}.get(k) != new.get(k))
     if "checkpoint_contents" in stored and stored["checkpoint_contents"] != identity["checkpoint_contents"]:
         fields.append("checkpoint (its contents)")
     if fields:
