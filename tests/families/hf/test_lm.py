@@ -147,3 +147,21 @@ def test_a_killed_training_resumes_from_its_last_evaluation_to_the_same_model(tr
     assert resumed.train_loss == whole.train_loss and resumed.eval_curve == whole.eval_curve
     a, b = load_file(str(out / "tiny" / "model.safetensors")), load_file(str(tmp_path / "tiny" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt_neox"])
+def test_another_decoder_architecture_learns_and_reloads(tmp_path, model_type):
+    spec = CausalLMSpec("other", model_type=model_type, steps=12, **TINY)
+    record = train_causal_lm(spec, tmp_path, short_texts())
+    assert record.eval_curve[-1]["loss"] < record.eval_curve[0]["loss"] - 1.0
+    model, tokenizer = load_causal_lm(tmp_path / "other")
+    assert model.config.model_type == model_type and model.config.num_hidden_layers == spec.n_layer
+    ids = torch.tensor([tokenizer("the coffee was amazing .")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, load_causal_lm(tmp_path / "other")[0](input_ids=ids).logits,
+                                   rtol=0, atol=0)
+
+
+def test_an_encoder_model_type_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="model_type must be a decoder-only"):
+        train_causal_lm(CausalLMSpec("enc", model_type="bert", steps=2, **TINY), tmp_path, short_texts(40))
