@@ -102,6 +102,7 @@ def _spec_settings(items: list[str], cls: type) -> dict:
     from layergw.registry import suggest
 
     valid = [f.name for f in dataclasses.fields(cls)]
+    numeric = {f.name: f.default for f in dataclasses.fields(cls)}
     out = {}
     for item in items or ():
         key, eq, raw = item.partition("=")
@@ -109,6 +110,11 @@ def _spec_settings(items: list[str], cls: type) -> dict:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(valid)}"
                              f"{suggest(key, valid) if eq else ''}")
         value = yaml.safe_load(raw)
+        if isinstance(value, str) and isinstance(numeric.get(key), float):
+            try:  # YAML 1.1 reads 3e-4 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"--set {item!r}: {key} must be a number, got {raw!r}") from None
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 

@@ -175,3 +175,13 @@ def test_submit_validates_the_config_before_sending(tmp_path, capsys) -> None:
     cfg = _write_config(tmp_path / "bad.yaml", {"models": [{"id": "m", "checkpoint": "x"}], "mesures": []})
     assert main(["submit", cfg, "--address", "http://127.0.0.1:8265"]) == 1
     assert "did you mean 'measures'" in capsys.readouterr().err
+
+
+def test_set_reads_exponent_numbers_yaml_leaves_as_strings() -> None:
+    from layergw.families.modsum.training import ModSumTrainSpec
+    from workflows.cli import _spec_settings
+
+    assert _spec_settings(["lr=3e-4", "weight_decay=1e-1"], ModSumTrainSpec) == {"lr": 3e-4, "weight_decay": 0.1}
+    assert _spec_settings(["layout=reference"], ModSumTrainSpec) == {"layout": "reference"}
+    with pytest.raises(ValueError, match="lr must be a number"):
+        _spec_settings(["lr=fast"], ModSumTrainSpec)
