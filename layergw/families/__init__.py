@@ -1,8 +1,8 @@
 """Model families by name: ``families.get("modsum")``. Importing this package imports no
 torch; loading or training a model does.
 
-A family is found by its registered name (the built-in ``modsum``, ``resnet9``, ``hf`` and
-``torch``), by a package's entry point in the ``layergw.families`` group (so an installed
+A family is found by its registered name (the built-in ``modsum``, ``resnet9``, ``hf``,
+``torch`` and ``synthetic``), by a package's entry point in the ``layergw.families`` group (so an installed
 plugin is found in the driver and in every Ray worker alike), or as ``"package.module:Class"``.
 Adding a family is one module with a :class:`~layergw.families.base.Family` subclass.
 """
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "layergw.families"
 FAMILIES: Registry[Family] = Registry("model family")
 _BUILTIN = {"modsum": "layergw.families.modsum:ModSumFamily", "resnet9": "layergw.families.resnet9:ResNet9Family",
-            "hf": "layergw.families.hf:HFFamily", "torch": "layergw.families.torch:TorchFamily"}
+            "hf": "layergw.families.hf:HFFamily", "torch": "layergw.families.torch:TorchFamily",
+            "synthetic": "layergw.families.synthetic:SyntheticFamily"}
 _plugins_loaded = False
 
 
