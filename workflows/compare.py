@@ -190,6 +190,7 @@ class GeometryCache:
         self.store = store
         self.refs: dict[tuple[str, str, int], ray.ObjectRef] = {}
         self.prepared = 0
+        self.peak_refs = 0
 
     def ref(self, model: str, measure, index: int) -> ray.ObjectRef:
         key = (model, measure.key, index)
@@ -197,6 +198,7 @@ class GeometryCache:
             self.refs[key] = prepare_task.remote(self.store, layout.rep(model, index), measure.name,
                                                  dict(measure.params))
             self.prepared += 1
+            self.peak_refs = max(self.peak_refs, len(self.refs))
         return self.refs[key]
 
     def drop(self, model: str, measure_key: str) -> None:
@@ -226,6 +228,7 @@ class Usage:
     tasks: int = 0
     task_seconds: float = 0.0
     compare_seconds: float = 0.0
+    peak_in_flight: int = 0
 
     def add(self, result: Any) -> None:
         if isinstance(result, dict) and "task_seconds" in result:
@@ -239,6 +242,7 @@ class Usage:
         return {"tasks": self.tasks, "task_seconds": round(self.task_seconds, 3),
                 "compare_seconds": round(self.compare_seconds, 3), "wall_seconds": round(wall_seconds, 3),
                 "cpus": cpus,
+                "peak_in_flight": self.peak_in_flight,
                 "busy_share": round(self.task_seconds / (cpus * wall_seconds), 4) if wall_seconds > 0 and cpus else None,
                 "overhead_share": round(1 - self.compare_seconds / self.task_seconds, 4) if self.task_seconds else None}
 
@@ -259,6 +263,8 @@ def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
         while pending and len(running) < max_in_flight:
             it = pending.pop()
             running[it.submit()] = it
+        if usage is not None:
+            usage.peak_in_flight = max(usage.peak_in_flight, len(running))
         done, _ = ray.wait(list(running), num_returns=1, timeout=2.0)  # timeout: Ctrl-C stays responsive
         for ref in done:
             it = running.pop(ref)

@@ -206,7 +206,9 @@ class CrossSpec(Strict):
 
 
 class CompareSpec(Strict):
-    tile_size: int = Field(16, ge=1, description="layers per tile side; a tile holds up to tile_size^2 pairs")
+    tile_size: int | None = Field(None, ge=1, description="layers per tile side (a tile holds up to tile_size^2 "
+                                  "pairs); none: sized per measure by a pair's measured cost and the cluster's "
+                                  "width, recorded in the run's layout.json")
     max_in_flight: int | None = Field(None, ge=1, description="bound on running tile tasks; default 2 x CPUs")
     cross: list[CrossSpec] = Field(default_factory=list, description="pairs of models compared layer by layer")
     batch_num_gpus: float | None = Field(

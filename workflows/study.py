@@ -93,16 +93,11 @@ def check_group_count(cfg: StudyConfig, manifests: dict[str, Manifest]) -> None:
 
 
 def check_layout(run, cfg: StudyConfig) -> None:
-    """A run folder keeps one tiling: tiles of another size would overlap finished ones."""
-    tiling = {"tile_size": cfg.compare.tile_size}
-    if run.exists(layout.TILING):
-        old = run.read_json(layout.TILING)
-        if old.get("tile_size") != tiling["tile_size"]:
-            raise ConfigError(
-                f"run folder {run.url()} was tiled with compare.tile_size={old.get('tile_size')}, "
-                f"this config has {tiling['tile_size']}; use the same tile size, or another run_id")
-    else:
-        run.write_json(layout.TILING, tiling)
+    """A run folder keeps one tiling: a fixed tile size that differs from its tiles' is refused
+    before any work (``workflows.tiling``)."""
+    from workflows.tiling import recorded_sizes
+
+    recorded_sizes(cfg, run)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -118,7 +113,8 @@ def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list
     return Side(model, seed, checkpoint, tuple(man.names), tuple(layer_ids))
 
 
-def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str) -> Plan:
+def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
+               sizes: dict[str, int]) -> Plan:
     """Compare work for every model and measure: one item per tile not yet in the store."""
     from workflows.compare import TileJob, WorkItem, compare_tile_task, make_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
@@ -131,7 +127,7 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
             key = measure.key
             gpus = gpus_of[key]
             done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
-            for tile in make_tiles(len(man.points), cfg.compare.tile_size):
+            for tile in make_tiles(len(man.points), sizes[key]):
                 path = layout.tile(spec.id, key, tile.i0, tile.j0)
                 plan.tiles_total += 1
                 plan.total += len(tile.pairs)
@@ -152,7 +148,7 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
 
 
 def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
-               plan: Plan) -> None:
+               plan: Plan, sizes: dict[str, int]) -> None:
     """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
     from workflows.compare import TileJob, WorkItem, compare_tile_task, make_cross_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
@@ -174,7 +170,7 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
             key = measure.key
             gpus = gpus_of[key]
             done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
-            for tile in make_cross_tiles(len(ma.points), len(mb.points), cfg.compare.tile_size):
+            for tile in make_cross_tiles(len(ma.points), len(mb.points), sizes[key]):
                 path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)
                 plan.tiles_total += 1
                 plan.total += len(tile.pairs)
@@ -276,6 +272,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     from workflows.extract import run_extract
     from workflows.runtime import cluster_cpus, cluster_gpus, code_version, init_ray
     from workflows.progress import Progress, mark_stage
+    from workflows.tiling import resolve_tiling
     from workflows.train import expand_models, run_train
 
     check_plan(cfg)
@@ -313,11 +310,15 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     check_group_count(cfg, manifests)
 
     t = time.perf_counter()
+    sizes = resolve_tiling(cfg, run, manifests, cluster_cpus())
+    timings["tiling"] = time.perf_counter() - t
+    t_plan = time.perf_counter()
     cache = GeometryCache(run)
-    plan = plan_tiles(cfg, run, manifests, cache, run_id, version)
-    plan_cross(cfg, run, manifests, cache, run_id, version, plan)
+    plan = plan_tiles(cfg, run, manifests, cache, run_id, version, sizes)
+    plan_cross(cfg, run, manifests, cache, run_id, version, plan, sizes)
     if cfg.targets.enabled:
         plan_targets(cfg, run, manifests, cache, plan)
+    timings["plan"] = time.perf_counter() - t_plan
     if plan.tiles_reused:
         log.info("%d of %d tiles already finished in %s, reusing them", plan.tiles_reused, plan.tiles_total,
                  run.url(layout.PAIRS_DIR))
@@ -328,7 +329,8 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         progress = Progress("compare", plan.total, plan.done, "pairs", bar=bar)
         failures = run_items(plan.items, cache, max_in_flight, progress.update, usage)
     timings["compare"] = time.perf_counter() - t
-    compare_usage = usage.summary(time.perf_counter() - t_compare, cluster_cpus())
+    compare_usage = {**usage.summary(time.perf_counter() - t_compare, cluster_cpus()), "peak_refs": cache.peak_refs,
+                     "tile_sizes": sizes}
     log.info("prepared %d layer geometries, ran %d tasks; cores busy %s, task overhead %s", cache.prepared,
              len(plan.items), _share(compare_usage["busy_share"]), _share(compare_usage["overhead_share"]))
 
