@@ -106,16 +106,32 @@ def build_measure(name: str, params: dict):
     return measures.get(name, **params)
 
 
-@ray.remote(num_cpus=1)
-def prepare_task(store, rep_path: str, name: str, params: dict) -> Any:
-    from threadpoolctl import threadpool_limits
+_ONE_THREAD = False
 
-    X = store.read_array(rep_path)
-    try:
-        with threadpool_limits(limits=1):
-            return build_measure(name, params).prepare(X, label=rep_path)
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
-        return PrepareFailed(f"prepare: {type(e).__name__}: {e}")
+
+def one_blas_thread() -> None:
+    """Limit BLAS to one thread in this worker, once (threadpoolctl's scan costs milliseconds a
+    call, too much to repeat per task); tasks get their parallelism from Ray."""
+    global _ONE_THREAD
+    if not _ONE_THREAD:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        _ONE_THREAD = True
+
+
+@ray.remote(num_cpus=1)
+def prepare_task(store, rep_paths: list[str], name: str, params: dict) -> Any:
+    """The geometry of each layer in ``rep_paths`` (one return value per layer)."""
+    one_blas_thread()
+    m = build_measure(name, params)
+    out = []
+    for path in rep_paths:
+        try:
+            out.append(m.prepare(store.read_array(path), label=path))
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+            out.append(PrepareFailed(f"prepare: {type(e).__name__}: {e}"))
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 @ray.remote(num_cpus=1)
@@ -125,47 +141,46 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     ``geoms`` holds side a's geometry in ``job.a.layer_ids`` order, then (for two models)
     side b's in ``job.b.layer_ids`` order.
     """
-    started = time.perf_counter()
-    from threadpoolctl import threadpool_limits
-
+    started, cpu_started = time.perf_counter(), time.thread_time()
     from layergw.results import PAIRS, table
+
+    one_blas_thread()
 
     m = build_measure(job.measure, job.params)
     geom_a = dict(zip(job.a.layer_ids, geoms))
     geom_b = geom_a if job.same_model else dict(zip(job.b.layer_ids, geoms[len(job.a.layer_ids):]))
     rows, errors, t0 = [], 0, time.perf_counter()
-    with threadpool_limits(limits=1):
-        batched = _compare_batch(m, job.pairs, geom_a, geom_b)
-        for i, j in job.pairs:
-            row = {
-                "study": job.study, "run_id": job.run_id,
-                "model_a": job.a.model, "seed_a": job.a.seed, "checkpoint_a": job.a.checkpoint,
-                "layer_a": job.a.names[i], "layer_a_index": i,
-                "model_b": job.b.model, "seed_b": job.b.seed, "checkpoint_b": job.b.checkpoint,
-                "layer_b": job.b.names[j], "layer_b_index": j,
-                "measure": job.measure, "params": m.params_json, "kind": m.kind,
-                "value": None, "n_samples": job.n, "iterations": None, "converged": None,
-                "seconds": None, "error": None, "config_hash": job.config_hash, "code_version": job.code_version,
-                "spread": None,
-            }
-            failed = [g.message for g in (geom_a[i], geom_b[j]) if isinstance(g, PrepareFailed)]
-            if failed:
-                row["error"] = "; ".join(failed)
-            else:
-                try:
-                    c = batched[(i, j)] if (i, j) in batched else m.compare(geom_a[i], geom_b[j])
-                    row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
-                               seconds=float(c.seconds), spread=c.spread)
-                    if not np.isfinite(c.value):
-                        row.update(value=None, error=f"non-finite value {c.value}")
-                except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
-                    row["error"] = f"{type(e).__name__}: {e}"
-            errors += row["error"] is not None
-            rows.append(row)
+    batched = _compare_batch(m, job.pairs, geom_a, geom_b)
+    for i, j in job.pairs:
+        row = {
+            "study": job.study, "run_id": job.run_id,
+            "model_a": job.a.model, "seed_a": job.a.seed, "checkpoint_a": job.a.checkpoint,
+            "layer_a": job.a.names[i], "layer_a_index": i,
+            "model_b": job.b.model, "seed_b": job.b.seed, "checkpoint_b": job.b.checkpoint,
+            "layer_b": job.b.names[j], "layer_b_index": j,
+            "measure": job.measure, "params": m.params_json, "kind": m.kind,
+            "value": None, "n_samples": job.n, "iterations": None, "converged": None,
+            "seconds": None, "error": None, "config_hash": job.config_hash, "code_version": job.code_version,
+            "spread": None,
+        }
+        failed = [g.message for g in (geom_a[i], geom_b[j]) if isinstance(g, PrepareFailed)]
+        if failed:
+            row["error"] = "; ".join(failed)
+        else:
+            try:
+                c = batched[(i, j)] if (i, j) in batched else m.compare(geom_a[i], geom_b[j])
+                row.update(value=float(c.value), iterations=c.iterations, converged=bool(c.converged),
+                           seconds=float(c.seconds), spread=c.spread)
+                if not np.isfinite(c.value):
+                    row.update(value=None, error=f"non-finite value {c.value}")
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+        errors += row["error"] is not None
+        rows.append(row)
     compared = time.perf_counter() - t0
     store.write_table(job.path, table(rows, PAIRS))
     return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": compared,
-            "task_seconds": time.perf_counter() - started}
+            "task_seconds": time.perf_counter() - started, "task_cpu_seconds": time.thread_time() - cpu_started}
 
 
 def _compare_batch(m, pairs, geom_a: dict, geom_b: dict) -> dict:
@@ -184,20 +199,31 @@ def _compare_batch(m, pairs, geom_a: dict, geom_b: dict) -> dict:
 
 
 class GeometryCache:
-    """Object references to prepared geometry, one prepare task per (model, measure, layer)."""
+    """Object references to prepared geometry: one prepare task per chunk of ``chunks[measure
+    key]`` consecutive layers of a model (a tile row's layers, so a tile needs one or two
+    tasks' results; one layer a task for a measure without a chunk)."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, chunks: dict[str, int] | None = None, layers: dict[str, int] | None = None) -> None:
         self.store = store
+        self.chunks, self.layers = dict(chunks or {}), dict(layers or {})
         self.refs: dict[tuple[str, str, int], ray.ObjectRef] = {}
         self.prepared = 0
+        self.tasks = 0
         self.peak_refs = 0
 
     def ref(self, model: str, measure, index: int) -> ray.ObjectRef:
         key = (model, measure.key, index)
         if key not in self.refs:
-            self.refs[key] = prepare_task.remote(self.store, layout.rep(model, index), measure.name,
-                                                 dict(measure.params))
-            self.prepared += 1
+            side = self.chunks.get(measure.key, 1)
+            start = index - index % side
+            chunk = [k for k in range(start, min(start + side, self.layers.get(model, index + 1)))
+                     if (model, measure.key, k) not in self.refs] if side > 1 else [index]
+            refs = prepare_task.options(num_returns=len(chunk)).remote(
+                self.store, [layout.rep(model, k) for k in chunk], measure.name, dict(measure.params))
+            for k, r in zip(chunk, refs if len(chunk) > 1 else [refs]):
+                self.refs[(model, measure.key, k)] = r
+            self.prepared += len(chunk)
+            self.tasks += 1
             self.peak_refs = max(self.peak_refs, len(self.refs))
         return self.refs[key]
 
@@ -227,6 +253,7 @@ class Usage:
 
     tasks: int = 0
     task_seconds: float = 0.0
+    task_cpu_seconds: float = 0.0
     compare_seconds: float = 0.0
     peak_in_flight: int = 0
 
@@ -234,12 +261,14 @@ class Usage:
         if isinstance(result, dict) and "task_seconds" in result:
             self.tasks += 1
             self.task_seconds += float(result["task_seconds"])
+            self.task_cpu_seconds += float(result.get("task_cpu_seconds", 0.0))
             self.compare_seconds += float(result["seconds"])
 
     def summary(self, wall_seconds: float, cpus: float) -> dict:
         """The stage's figures: busy share = task time / (cpus x wall time); overhead share =
         the part of task time outside the comparisons."""
         return {"tasks": self.tasks, "task_seconds": round(self.task_seconds, 3),
+                "task_cpu_seconds": round(self.task_cpu_seconds, 3),
                 "compare_seconds": round(self.compare_seconds, 3), "wall_seconds": round(wall_seconds, 3),
                 "cpus": cpus,
                 "peak_in_flight": self.peak_in_flight,

@@ -313,7 +313,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
     sizes = resolve_tiling(cfg, run, manifests, cluster_cpus())
     timings["tiling"] = time.perf_counter() - t
     t_plan = time.perf_counter()
-    cache = GeometryCache(run)
+    cache = GeometryCache(run, chunks=sizes, layers={m: len(man.points) for m, man in manifests.items()})
     plan = plan_tiles(cfg, run, manifests, cache, run_id, version, sizes)
     plan_cross(cfg, run, manifests, cache, run_id, version, plan, sizes)
     if cfg.targets.enabled:
@@ -330,9 +330,9 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
         failures = run_items(plan.items, cache, max_in_flight, progress.update, usage)
     timings["compare"] = time.perf_counter() - t
     compare_usage = {**usage.summary(time.perf_counter() - t_compare, cluster_cpus()), "peak_refs": cache.peak_refs,
-                     "tile_sizes": sizes}
-    log.info("prepared %d layer geometries, ran %d tasks; cores busy %s, task overhead %s", cache.prepared,
-             len(plan.items), _share(compare_usage["busy_share"]), _share(compare_usage["overhead_share"]))
+                     "prepare_tasks": cache.tasks, "tile_sizes": sizes}
+    log.info("prepared %d layer geometries in %d tasks, ran %d tasks; cores busy %s, task overhead %s",
+             cache.prepared, cache.tasks, len(plan.items), _share(compare_usage["busy_share"]), _share(compare_usage["overhead_share"]))
 
     mark_stage(run, "group", timings, run_id=run_id, study=cfg.study)
     t = time.perf_counter()

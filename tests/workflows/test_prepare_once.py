@@ -1,4 +1,4 @@
-"""Every measure prepares each layer once per run: L prepare tasks, not L^2."""
+"""Every measure prepares each layer once per run (in chunks of a tile row's layers), not L^2 times."""
 from __future__ import annotations
 
 import json
@@ -12,13 +12,17 @@ pytestmark = pytest.mark.long  # every measure through a study
 class CountingPrepare:
     """Stands in for ``workflows.compare.prepare_task`` on the driver and counts submissions."""
 
-    def __init__(self, task) -> None:
-        self.task = task
-        self.calls: Counter = Counter()
+    def __init__(self, task, options: dict | None = None, calls: Counter | None = None) -> None:
+        self.task, self.opts = task, options or {}
+        self.calls: Counter = Counter() if calls is None else calls
 
-    def remote(self, store, rep_path: str, name: str, params: dict):
-        self.calls[(rep_path, name, json.dumps(params, sort_keys=True))] += 1
-        return self.task.remote(store, rep_path, name, params)
+    def options(self, **options):
+        return CountingPrepare(self.task, options, self.calls)
+
+    def remote(self, store, rep_paths: list[str], name: str, params: dict):
+        for path in rep_paths:
+            self.calls[(path, name, json.dumps(params, sort_keys=True))] += 1
+        return self.task.options(**self.opts).remote(store, rep_paths, name, params)
 
 
 @pytest.mark.ray
