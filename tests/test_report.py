@@ -399,3 +399,20 @@ def test_ablation_section_says_which_tables_are_missing_rather_than_computing_th
     store.write_table("ablations.parquet", results.ABLATIONS.empty_table())
     html, n_png = ablation_sections(store, MeasureVariants([]))
     assert n_png == 0 and "prune_plan.parquet" in html[0] and "run the study again" in html[0]
+
+
+def test_models_table_shows_a_sparse_checkpoints_measured_sparsity(tmp_path):
+    store = make_run(tmp_path / "run")
+    sparsity = {"target": 0.7, "heads": {"zeroed": 50, "total": 72, "share": 50 / 72},
+                "neurons": {"zeroed": 6451, "total": 9216, "share": 6451 / 9216}, "heads_per_block": [8] * 6}
+    store.write_json("reps/modsum-L/done.json", {"model": "modsum-L", "n": 32, "points": [{}] * 6, "describe": {
+        "family": "hf", "metrics": {"step": 250, "accuracy": 0.8, "extra": {"sparsity": sparsity}}}})
+    store.write_json("reps/bert/base/done.json", {"model": "bert/base", "n": 32, "points": [{}] * 6, "describe": {
+        "family": "hf", "metrics": {"step": 250, "accuracy": 0.85, "extra": {}}}})
+    build_report(store)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    section = page[page.index("<h2>Models</h2>"):]
+    section = section[:section.index("</table>")]
+    assert re.findall(r"<th>(.*?)</th>", section)[-1] == "zeroed heads / neurons"
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]]
+    assert [c[-1] for c in cells] == ["69.4% / 70.0%", ""]

@@ -151,7 +151,15 @@ def groups_summary(groups: Any) -> list[str]:
 
 
 TRAINING_FACTS = (("train_accuracy", "train accuracy"), ("accuracy", "held-out accuracy"), ("split", "held out"),
-                  ("complete", "training complete"), ("step", "steps"))
+                  ("complete", "training complete"), ("step", "steps"), ("sparsity", "zeroed heads / neurons"))
+
+
+def _sparsity(metrics: dict) -> str | None:
+    """A structured-sparse checkpoint's measured shares (``extra.sparsity``), as text."""
+    sp = (metrics.get("extra") or {}).get("sparsity") if isinstance(metrics.get("extra"), dict) else None
+    if not isinstance(sp, dict) or "heads" not in sp:
+        return None
+    return f"{sp['heads']['share']:.1%} / {sp['neurons']['share']:.1%}"
 
 
 def models_section(store: Any, models: list[str]) -> list[str]:
@@ -161,6 +169,8 @@ def models_section(store: Any, models: list[str]) -> list[str]:
     manifests = [(m, man, {"family": (man.get("describe") or {}).get("family"),
                            **((man.get("describe") or {}).get("metrics") or {})})
                  for m, man in manifests if isinstance(man, dict)]
+    for _, _, d in manifests:
+        d["sparsity"] = _sparsity(d)
     if not manifests:
         return []
     facts = [(key, label) for key, label in TRAINING_FACTS if any(d.get(key) is not None for _, _, d in manifests)]
