@@ -68,6 +68,16 @@ def rep(model: str, index: int) -> str:
     return f"reps/{model}/{index}.npy"
 
 
+def rep_shard(model: str, index: int, shard: int) -> str:
+    """One shard's rows of point ``index`` (sharded extraction), until they are assembled."""
+    return f"reps/{model}/shards/{index}.{shard}.npy"
+
+
+def shard_done(model: str, shard: int) -> str:
+    """A finished extraction shard's record: present means its point files are complete."""
+    return f"reps/{model}/shards/done-{shard}.json"
+
+
 def target_rep(model: str, target: str) -> str:
     return f"reps/{model}/targets/{target}.npy"
 

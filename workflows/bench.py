@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 #: the gw suite's n: the demo's range up to twice the paper's 1000
 GW_SIZES = (256, 512, 1000, 2000)
 SUITES = ("gw", "gw-model", "gw-batch", "measures", "compare", "extract", "extract-memory", "demo", "memory", "trainer",
-          "isometry", "scale", "all")
+          "isometry", "scale", "extract-shards", "all")
 #: extract-memory: probe-set sizes, and the small text model it runs (a random BERT, Yelp test sentences)
 EXTRACT_MEMORY_SIZES = (1_000, 10_000, 100_000)
 #: gw-model: layer pairs of a shipped trained model (the paper's Model L) at the paper's n
@@ -322,6 +322,10 @@ def suite_figures(suite: str, sizes: tuple[int, ...] | None = None) -> tuple[lis
         from workflows.bench_trainer import bench_trainer
 
         return bench_trainer()
+    if suite == "extract-shards":
+        from workflows.bench_shards import bench_extract_shards
+
+        return bench_extract_shards()
     if suite == "scale":
         from workflows.bench_scale import SCALE_SIZES, bench_scale
 

@@ -261,6 +261,8 @@ class RaySpec(Strict):
     address: str | None = Field(None, description="Ray address; none starts a local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default all")
     extract_num_gpus: float | None = Field(None, ge=0, description="GPUs per extraction task; default 1 when the cluster has GPUs")
+    extract_shards: int = Field(1, ge=1, description="extraction tasks per model, each running one range of the "
+                                "inputs (with its own GPU or CPU share); their rows are assembled per point")
 
 
 class StudyConfig(Strict):

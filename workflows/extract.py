@@ -6,6 +6,11 @@ one batch, not the probe set.
 
 The model's manifest (``reps/<model>/done.json``) is written last, so its presence means
 the model is complete and a rerun skips it.
+
+With ``ray.extract_shards`` above 1, a model's inputs are cut into that many ranges, one task
+each (each loads the model): a shard writes its rows of every point to ``reps/<model>/shards/``
+and its record last (a rerun skips finished shards), then one task assembles each point from
+the shards' rows, one shard's rows of one point in memory at a time, and writes the manifest.
 """
 from __future__ import annotations
 
@@ -81,12 +86,13 @@ STREAM_INPUTS = 2048
 
 
 def stream_points(model, indices, points: list, device: str, folder: Path, model_id: str,
-                  batch: int | None = None) -> tuple[list[int], list[bool]]:
+                  batch: int | None = None, firsts: dict | None = None) -> tuple[list[int], list[bool]]:
     """Run the inputs through ``model`` ``batch`` at a time, appending each point's rows to
     ``folder/<k>.npy`` as they come, so memory does not grow with the number of inputs. The
     whole array's shape is checked once and its values batch by batch (no NaN or Inf);
     returns each point's width and whether it is constant (every row equal to the first, to a
-    relative 1e-6: a causal model's embedding read at an end token that every text shares)."""
+    relative 1e-6: a causal model's embedding read at an end token that every text shares);
+    ``firsts``, when given, receives each point's first row."""
     import numpy as np
 
     from layergw import measures
@@ -126,26 +132,17 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
     finally:
         for f in files.values():
             f.close()
+    if firsts is not None:
+        firsts.update(first)
     return [kinds[k][0] for k in range(len(points))], [constant[k] and n > 1 for k in range(len(points))]
 
 
-@ray.remote(num_cpus=1)
-def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest, bool]:
-    """Extract, validate and store one model's representations and targets; return its
-    manifest and whether it was already there.
-
-    Points are numbered by their position among the selected points (depth order), which
-    is the model's own numbering when all points are taken.
-    """
+def _load(spec: ModelSpec, inputs: InputsSpec, store):
+    """(model, selected points, input indices) of a model spec, as every extraction task sees them."""
     from layergw import families
     from layergw.inputs import input_indices, split_pool
     from layergw.points import select_points, with_pooling
-    from layergw.torchkit.device import resolve_device
 
-    if store.exists(layout.extracted(spec.id)):
-        return Manifest.from_json(store.read_json(layout.extracted(spec.id))), True
-    t0 = time.perf_counter()
-    device = resolve_device("auto")
     family = families.get(spec.family)
     checkpoint = spec.checkpoint
     with tempfile.TemporaryDirectory(prefix="layergw-ckpt-") as tmp:
@@ -156,32 +153,160 @@ def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest,
         model = family.load(checkpoint, **spec.params)
     points = with_pooling(select_points(model.points(), spec.points, model=spec.id), spec.pooling)
     pool = split_pool(model.splits(), inputs.split, f"model {spec.id!r}")
-    indices = input_indices(model.n_inputs(), inputs.n, inputs.seed, pool)
-    rows = []
+    return model, points, input_indices(model.n_inputs(), inputs.n, inputs.seed, pool)
+
+
+def _point_rows(model_id: str, model, points: list, widths: list[int], constant: list[bool]) -> list[PointRow]:
+    return [PointRow(model_id, p.name, k, p.display, p.block if p.block is not None else -1, p.role, d,
+                     float(model.depth(p)), c) for k, (p, d, c) in enumerate(zip(points, widths, constant))]
+
+
+def _finish(spec: ModelSpec, inputs: InputsSpec, store, rows: list[PointRow], n: int, targets: tuple[str, ...],
+            device: str, seconds: float, describe: dict, n_blocks: int | None) -> Manifest:
+    if any(r.constant for r in rows):
+        log.info("model %s: %s constant over the %d inputs (left out of the grouping)", spec.id,
+                 ", ".join(r.layer for r in rows if r.constant), n)
+    manifest = Manifest(spec.id, n, inputs.seed, inputs.split, tuple(rows), tuple(sorted(targets)), device, seconds,
+                        describe, n_blocks)
+    store.write_json(layout.extracted(spec.id), manifest.to_json())
+    return manifest
+
+
+@ray.remote(num_cpus=1)
+def extract_model(spec: ModelSpec, inputs: InputsSpec, store) -> tuple[Manifest, bool]:
+    """Extract, validate and store one model's representations and targets; return its
+    manifest and whether it was already there.
+
+    Points are numbered by their position among the selected points (depth order), which
+    is the model's own numbering when all points are taken.
+    """
+    from layergw.torchkit.device import resolve_device
+
+    if store.exists(layout.extracted(spec.id)):
+        return Manifest.from_json(store.read_json(layout.extracted(spec.id))), True
+    t0 = time.perf_counter()
+    device = resolve_device("auto")
+    model, points, indices = _load(spec, inputs, store)
     with tempfile.TemporaryDirectory(prefix="layergw-reps-") as tmp:
         widths, constant = stream_points(model, indices, points, device, Path(tmp), spec.id)
-        for k, (p, d) in enumerate(zip(points, widths)):
+        for k in range(len(points)):
             store.write_file(layout.rep(spec.id, k), Path(tmp) / f"{k}.npy")
-            rows.append(PointRow(spec.id, p.name, k, p.display, p.block if p.block is not None else -1, p.role,
-                                 d, float(model.depth(p)), constant[k]))
-    if any(constant):
-        log.info("model %s: %s constant over the %d inputs (left out of the grouping)", spec.id,
-                 ", ".join(p.name for p, c in zip(points, constant) if c), len(indices))
     targets = model.targets(indices) if spec.targets else {}
     for name, Y in targets.items():
         store.write_array(layout.target_rep(spec.id, name), Y)
-    manifest = Manifest(spec.id, int(len(indices)), inputs.seed, inputs.split, tuple(rows), tuple(sorted(targets)), device,
-                        time.perf_counter() - t0, model.describe(), model.n_blocks)
-    store.write_json(layout.extracted(spec.id), manifest.to_json())
+    return _finish(spec, inputs, store, _point_rows(spec.id, model, points, widths, constant), int(len(indices)),
+                   tuple(targets), device, time.perf_counter() - t0, model.describe(), model.n_blocks), False
+
+
+def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
+    """The input ranges [lo, hi) of ``shards`` shards of ``n`` inputs, as equal as can be (no empty one)."""
+    shards = max(1, min(shards, n))
+    return [(s * n // shards, (s + 1) * n // shards) for s in range(shards)]
+
+
+@ray.remote(num_cpus=1)
+def extract_shard(spec: ModelSpec, inputs: InputsSpec, store, shard: int, shards: int) -> dict:
+    """One input range of a model: its rows of every point under ``reps/<model>/shards/``; shard 0
+    also writes the targets of all inputs. Returns (and writes last) the shard's record."""
+    import numpy as np
+
+    from layergw.torchkit.device import resolve_device
+
+    if store.exists(layout.shard_done(spec.id, shard)):
+        return store.read_json(layout.shard_done(spec.id, shard))
+    t0 = time.perf_counter()
+    device = resolve_device("auto")
+    model, points, indices = _load(spec, inputs, store)
+    lo, hi = shard_bounds(len(indices), shards)[shard]
+    firsts: dict = {}
+    with tempfile.TemporaryDirectory(prefix="layergw-reps-") as tmp:
+        widths, constant = stream_points(model, indices[lo:hi], points, device, Path(tmp), spec.id, firsts=firsts)
+        for k in range(len(points)):
+            store.write_file(layout.rep_shard(spec.id, k, shard), Path(tmp) / f"{k}.npy")
+    targets: dict = {}
+    if shard == 0 and spec.targets:
+        targets = model.targets(indices)
+        for name, Y in targets.items():
+            store.write_array(layout.target_rep(spec.id, name), Y)
+    rows = _point_rows(spec.id, model, points, widths, constant)
+    record = {"shard": shard, "lo": lo, "hi": hi, "n": int(len(indices)), "rows": [asdict(r) for r in rows],
+              "node": ray.get_runtime_context().get_node_id(),
+              "firsts": {str(k): np.asarray(firsts[k], dtype=np.float64).tolist() for k, c in enumerate(constant) if c},
+              "targets": sorted(targets), "device": device, "seconds": time.perf_counter() - t0,
+              "describe": model.describe(), "n_blocks": model.n_blocks}
+    store.write_json(layout.shard_done(spec.id, shard), record)
+    return record
+
+
+@ray.remote(num_cpus=1)
+def assemble_model(spec: ModelSpec, inputs: InputsSpec, store, *records: dict) -> tuple[Manifest, bool]:
+    """Each point's rows from the shards in input order, one shard's rows of one point in memory
+    at a time; then the manifest, and the shard files are removed."""
+    import numpy as np
+
+    if store.exists(layout.extracted(spec.id)):
+        return Manifest.from_json(store.read_json(layout.extracted(spec.id))), True
+    records = sorted(records, key=lambda r: r["shard"])
+    n = records[0]["n"]
+    if [(r["lo"], r["hi"]) for r in records] != shard_bounds(n, len(records)):
+        raise ValueError(f"model {spec.id!r}: the shards' input ranges {[(r['lo'], r['hi']) for r in records]} "
+                         f"do not cover 0..{n} in order")
+    first_rows = [PointRow(**r) for r in records[0]["rows"]]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="layergw-assemble-") as tmp:
+        for k, row in enumerate(first_rows):
+            dims = {rec["rows"][k]["dim"] for rec in records}
+            if len(dims) > 1:
+                raise ValueError(f"model {spec.id!r}, point {row.layer!r}: the shards gave widths {sorted(dims)}")
+            constant = all(rec["rows"][k]["constant"] or rec["hi"] - rec["lo"] == 1 for rec in records)
+            path = Path(tmp) / f"{k}.npy"
+            dtype, ref = None, None
+            with path.open("wb") as out:
+                for s, rec in enumerate(records):
+                    X = store.read_array(layout.rep_shard(spec.id, k, s))
+                    if X.shape != (rec["hi"] - rec["lo"], row.dim):
+                        raise ValueError(f"model {spec.id!r}, point {row.layer!r}: shard {s} holds {X.shape}, "
+                                         f"expected ({rec['hi'] - rec['lo']}, {row.dim})")
+                    if dtype is not None and X.dtype != dtype:
+                        raise ValueError(f"model {spec.id!r}, point {row.layer!r}: shard {s} holds {X.dtype}, "
+                                         f"shard 0 {dtype}")
+                    if dtype is None:
+                        dtype = X.dtype
+                        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                                   "fortran_order": False, "shape": (n, row.dim)})
+                    if constant:
+                        ref = np.asarray(X[0], dtype=np.float64) if ref is None else ref
+                        scale = 1e-6 * (1.0 + float(np.abs(ref).max(initial=0.0)))
+                        constant = bool(np.abs(X - ref).max(initial=0.0) <= scale)
+                    out.write(np.ascontiguousarray(X).tobytes())
+            store.write_file(layout.rep(spec.id, k), path)
+            rows.append(PointRow(**{**asdict(row), "constant": constant and n > 1}))
+    describe = {**records[0]["describe"], "extract_shards": [{k: r[k] for k in ("shard", "lo", "hi", "node", "seconds")}
+                                                             for r in records]}
+    manifest = _finish(spec, inputs, store, rows, n, tuple(records[0]["targets"]), records[0]["device"],
+                       sum(r["seconds"] for r in records), describe, records[0]["n_blocks"])
+    for rec in records:
+        for k in range(len(first_rows)):
+            store.delete(layout.rep_shard(spec.id, k, rec["shard"]))
+        store.delete(layout.shard_done(spec.id, rec["shard"]))
     return manifest, False
 
 
-def run_extract(specs: list[ModelSpec], inputs: InputsSpec, store, num_gpus: float = 0.0) -> dict[str, Manifest]:
-    """Extract every model in parallel; model id -> manifest."""
+def run_extract(specs: list[ModelSpec], inputs: InputsSpec, store, num_gpus: float = 0.0,
+                shards: int = 1) -> dict[str, Manifest]:
+    """Extract every model in parallel (each in ``shards`` input ranges); model id -> manifest."""
     from workflows.progress import Progress
 
-    task = extract_model.options(num_gpus=num_gpus) if num_gpus else extract_model
-    refs = {s.id: task.remote(s, inputs, store) for s in specs}
+    def task(fn):
+        return fn.options(num_gpus=num_gpus) if num_gpus else fn
+
+    refs = {}
+    for s in specs:
+        if shards == 1 or store.exists(layout.extracted(s.id)):
+            refs[s.id] = task(extract_model).remote(s, inputs, store)
+        else:
+            parts = [task(extract_shard).remote(s, inputs, store, k, shards) for k in range(shards)]
+            refs[s.id] = assemble_model.remote(s, inputs, store, *parts)
     progress = Progress("extract", len(refs), 0, "models", interval=30.0)
     out = {}
     for mid, ref in refs.items():

@@ -304,7 +304,7 @@ def run_study(cfg: StudyConfig, *, store_uri: str | None = None, address: str | 
 
     mark_stage(run, "extract", timings, run_id=run_id, study=cfg.study)
     t = time.perf_counter()
-    manifests = run_extract(cfg.models, cfg.inputs, run, num_gpus=gpus)
+    manifests = run_extract(cfg.models, cfg.inputs, run, num_gpus=gpus, shards=cfg.ray.extract_shards)
     run.write_table(layout.POINTS, table([asdict(r) for m in manifests.values() for r in m.points], POINTS))
     timings["extract"] = time.perf_counter() - t
     check_group_count(cfg, manifests)
