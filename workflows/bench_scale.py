@@ -97,6 +97,60 @@ def _peak_rss_mib() -> float:
     return float("nan")
 
 
+def _process_cpu() -> dict[str, float]:
+    """CPU seconds of this process and its descendants by role: driver, ray (GCS, raylet,
+    agents) and workers; Linux ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        procs[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
+    me = os.getpid()
+    out = {"driver": procs.get(me, (0, 0.0, ""))[1], "ray": 0.0, "workers": 0.0}
+    mine, frontier = set(), [me]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _, _) in procs.items():
+            if ppid == parent and pid not in mine:
+                mine.add(pid)
+                frontier.append(pid)
+    for pid in mine:
+        _, cpu, cmd = procs[pid]
+        worker = cmd.startswith("ray::") and "Agent" not in cmd or "default_worker.py" in cmd
+        out["workers" if worker else "ray"] += cpu
+    return out
+
+
+class _CompareCPU:
+    """Wraps ``workflows.compare.run_items`` to take the CPU by role before and after it."""
+
+    def __enter__(self) -> _CompareCPU:
+        import workflows.compare as compare
+
+        self.compare, self.real, self.spent = compare, compare.run_items, {}
+
+        def run_items(*args, **kwargs):
+            before = _process_cpu()
+            try:
+                return self.real(*args, **kwargs)
+            finally:
+                after = _process_cpu()
+                self.spent = {k: after[k] - before.get(k, 0.0) for k in after}
+
+        compare.run_items = run_items
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.compare.run_items = self.real
+
+
 def _warm_workers(cpus: int) -> float:
     """Start one worker per logical CPU (a task each, held until all have started); seconds."""
     import ray
@@ -166,7 +220,8 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     key = cfg.measures[0].key
     measured = _reset_peak_rss()
     t = time.perf_counter()
-    run_study(cfg, show_progress=False)
+    with _CompareCPU() as cpu:
+        run_study(cfg, show_progress=False)
     wall = time.perf_counter() - t
     peak = _peak_rss_mib() if measured else float("nan")
     run = ResultStore(store_uri).child(cfg.study, cfg.resolved_run_id)
@@ -178,7 +233,10 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     stored, once = _stored_once(run, key, points)
     cores = os.cpu_count() or 1
     compare_wall = usage["wall_seconds"]
-    overhead = (compare_wall * cores - usage.get("task_cpu_seconds", usage["task_seconds"])) / max(usage["tasks"], 1)
+    tiles_n = max(usage["tasks"], 1)
+    spent = cpu.spent
+    in_tiles = usage.get("task_cpu_seconds", 0.0)
+    overhead = (spent["driver"] + spent["ray"]) / tiles_n
     report_bytes = _report_bytes(run)
 
     for path in random.Random(points).sample(tiles, max(1, round(RESUME_SHARE * len(tiles)))):
@@ -196,7 +254,10 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
             "report_s": timings.get("report"), "tiles": usage["tasks"], "tile_side": usage["tile_sizes"][key],
             "peak_in_flight": usage["peak_in_flight"], "peak_refs": usage["peak_refs"],
             "tiles_per_s": usage["tasks"] / compare_wall if compare_wall else None,
-            "overhead_ms_per_tile": 1000 * overhead, "list_s": list_s, "listed_tiles": len(tiles),
+            "overhead_ms_per_tile": 1000 * overhead, "driver_ms_per_tile": 1000 * spent["driver"] / tiles_n,
+            "ray_ms_per_tile": 1000 * spent["ray"] / tiles_n,
+            "workers_outside_tiles_ms_per_tile": 1000 * (spent["workers"] - in_tiles) / tiles_n,
+            "tile_cpu_ms": 1000 * in_tiles / tiles_n, "list_s": list_s, "listed_tiles": len(tiles),
             "resume_s": resume_s, "resume_plan_s": resumed["timings"].get("plan"),
             "resume_tiles": resumed["tiles_total"] - resumed["tiles_reused"], "report_mib": report_bytes / 2**20,
             "pairs_stored": stored, "stored_once": bool(once and once_after)}
