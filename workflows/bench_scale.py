@@ -99,7 +99,7 @@ def _peak_rss_mib() -> float:
 
 def _process_cpu() -> dict[str, float]:
     """CPU seconds of this process and its descendants by role: driver, ray (GCS, raylet,
-    agents) and workers; Linux ``/proc``."""
+    agents) and workers (the moto server left out); Linux ``/proc``."""
     tick = os.sysconf("SC_CLK_TCK")
     procs = {}
     for entry in Path("/proc").iterdir():
@@ -123,6 +123,8 @@ def _process_cpu() -> dict[str, float]:
                 frontier.append(pid)
     for pid in mine:
         _, cpu, cmd = procs[pid]
+        if "moto.server" in cmd:
+            continue
         worker = cmd.startswith("ray::") and "Agent" not in cmd or "default_worker.py" in cmd
         out["workers" if worker else "ray"] += cpu
     return out
@@ -158,8 +160,10 @@ def _warm_workers(cpus: int) -> float:
     @ray.remote(num_cpus=1)
     def hold(barrier) -> int:
         import layergw.measures  # noqa: F401  what every tile task imports
-        import layergw.results  # noqa: F401
         import workflows.compare  # noqa: F401
+        from layergw.results import PAIRS, table
+
+        table([{k: None for k in PAIRS.names}], PAIRS)  # pyarrow's first conversion sets itself up
 
         ray.get(barrier.arrive.remote())
         while ray.get(barrier.count.remote()) < cpus:

@@ -55,13 +55,14 @@ def make_cross_tiles(n_a: int, n_b: int, size: int) -> list[Tile]:
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a tile's pairs: the model, its layer names and which layers' geometry the
-    task receives (in this order)."""
+    """One side of a tile's pairs: the model, the names of its layers in the tile (layer index ->
+    name; not every layer's, so a task's arguments do not grow with the model) and which layers'
+    geometry the task receives (in this order)."""
 
     model: str
     seed: int
     checkpoint: str
-    names: tuple[str, ...]
+    names: dict[int, str]
     layer_ids: tuple[int, ...]
 
 

@@ -110,7 +110,7 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list[int]):
     from workflows.compare import Side
 
-    return Side(model, seed, checkpoint, tuple(man.names), tuple(layer_ids))
+    return Side(model, seed, checkpoint, {k: man.names[k] for k in layer_ids}, tuple(layer_ids))
 
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
