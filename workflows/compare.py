@@ -122,8 +122,9 @@ def one_blas_thread() -> None:
 
 
 @ray.remote(num_cpus=1)
-def prepare_task(store, rep_paths: list[str], name: str, params: dict) -> Any:
-    """The geometry of each layer in ``rep_paths`` (one return value per layer)."""
+def prepare_task(store, rep_paths: list[str], name: str, params: dict) -> list:
+    """The geometry of each layer in ``rep_paths``, as one object (a tile passes a chunk's
+    reference, not one per layer)."""
     one_blas_thread()
     m = build_measure(name, params)
     out = []
@@ -132,15 +133,20 @@ def prepare_task(store, rep_paths: list[str], name: str, params: dict) -> Any:
             out.append(m.prepare(store.read_array(path), label=path))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
             out.append(PrepareFailed(f"prepare: {type(e).__name__}: {e}"))
-    return out[0] if len(out) == 1 else tuple(out)
+    return out
+
+
+def resolve(where: list[tuple[int, int]], chunks: tuple) -> list:
+    """Each layer's geometry from the chunks a task received: ``where`` is (chunk, position)."""
+    return [chunks[c][k] for c, k in where]
 
 
 @ray.remote(num_cpus=1)
-def compare_tile_task(store, job: TileJob, *geoms) -> dict:
+def compare_tile_task(store, job: TileJob, where: list[tuple[int, int]], *chunks) -> dict:
     """Compare every pair of one tile and write the tile's rows in one atomic file.
 
-    ``geoms`` holds side a's geometry in ``job.a.layer_ids`` order, then (for two models)
-    side b's in ``job.b.layer_ids`` order.
+    ``where`` places side a's layers (``job.a.layer_ids`` order), then (for two models) side
+    b's, in the geometry ``chunks`` (see :meth:`GeometryCache.refs`).
     """
     started, cpu_started = time.perf_counter(), time.thread_time()
     from layergw.results import PAIRS, table
@@ -148,6 +154,7 @@ def compare_tile_task(store, job: TileJob, *geoms) -> dict:
     one_blas_thread()
 
     m = build_measure(job.measure, job.params)
+    geoms = resolve(where, chunks)
     geom_a = dict(zip(job.a.layer_ids, geoms))
     geom_b = geom_a if job.same_model else dict(zip(job.b.layer_ids, geoms[len(job.a.layer_ids):]))
     rows, errors, t0 = [], 0, time.perf_counter()
@@ -200,9 +207,9 @@ def _compare_batch(m, pairs, geom_a: dict, geom_b: dict) -> dict:
 
 
 class GeometryCache:
-    """Object references to prepared geometry: one prepare task per chunk of ``chunks[measure
-    key]`` consecutive layers of a model (a tile row's layers, so a tile needs one or two
-    tasks' results; one layer a task for a measure without a chunk)."""
+    """Object references to prepared geometry: one prepare task, and one object, per chunk of
+    ``chunks[measure key]`` consecutive layers of a model (a tile row's layers, so a tile passes
+    one or two references); one layer a chunk for a measure without a chunk size."""
 
     def __init__(self, store, chunks: dict[str, int] | None = None, layers: dict[str, int] | None = None) -> None:
         self.store = store
@@ -212,21 +219,32 @@ class GeometryCache:
         self.tasks = 0
         self.peak_refs = 0
 
-    def ref(self, model: str, measure, index: int) -> ray.ObjectRef:
-        key = (model, measure.key, index)
+    def _chunk(self, model: str, measure, index: int) -> tuple[int, ray.ObjectRef]:
+        side = self.chunks.get(measure.key, 1) if model in self.layers else 1
+        start = index - index % side
+        key = (model, measure.key, start)
         if key not in self.refs:
-            side = self.chunks.get(measure.key, 1)
-            start = index - index % side
-            chunk = [k for k in range(start, min(start + side, self.layers.get(model, index + 1)))
-                     if (model, measure.key, k) not in self.refs] if side > 1 else [index]
-            refs = prepare_task.options(num_returns=len(chunk)).remote(
-                self.store, [layout.rep(model, k) for k in chunk], measure.name, dict(measure.params))
-            for k, r in zip(chunk, refs if len(chunk) > 1 else [refs]):
-                self.refs[(model, measure.key, k)] = r
-            self.prepared += len(chunk)
+            layers = range(start, min(start + side, self.layers.get(model, start + 1)))
+            self.refs[key] = prepare_task.remote(self.store, [layout.rep(model, k) for k in layers], measure.name,
+                                                 dict(measure.params))
+            self.prepared += len(layers)
             self.tasks += 1
             self.peak_refs = max(self.peak_refs, len(self.refs))
-        return self.refs[key]
+        return start, self.refs[key]
+
+    def refs_for(self, model: str, measure, layer_ids, offset: int = 0) -> tuple[list, list[tuple[int, int]]]:
+        """(the chunk references ``layer_ids`` need, each layer's (chunk, position)); chunk
+        numbers start at ``offset`` (for a second side's chunks after the first's)."""
+        refs: list = []
+        slot: dict[int, int] = {}
+        where = []
+        for k in layer_ids:
+            start, ref = self._chunk(model, measure, k)
+            if start not in slot:
+                slot[start] = offset + len(refs)
+                refs.append(ref)
+            where.append((slot[start], k - start))
+        return refs, where
 
     def drop(self, model: str, measure_key: str) -> None:
         for key in [k for k in self.refs if k[0] == model and k[1] == measure_key]:

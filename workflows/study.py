@@ -110,7 +110,8 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list[int]):
     from workflows.compare import Side
 
-    return Side(model, seed, checkpoint, {k: man.names[k] for k in layer_ids}, tuple(layer_ids))
+    names = man.names
+    return Side(model, seed, checkpoint, {k: names[k] for k in layer_ids}, tuple(layer_ids))
 
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
@@ -140,8 +141,8 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                               run_id, cfg.results_hash(measure), version)
 
                 def submit(spec=spec, measure=measure, job=job, gpus=gpus):
-                    geoms = [cache.ref(spec.id, measure, k) for k in job.a.layer_ids]
-                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, *geoms)
+                    refs, where = cache.refs_for(spec.id, measure, job.a.layer_ids)
+                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, where, *refs)
 
                 plan.items.append(WorkItem((spec.id, key), len(tile.pairs), submit, f"{spec.id}/{key} {path}"))
     return plan
@@ -185,9 +186,10 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                               version, same_model=False)
 
                 def submit(measure=measure, job=job, c=c, gpus=gpus):
-                    geoms = ([cache.ref(c.a, measure, i) for i in job.a.layer_ids]
-                             + [cache.ref(c.b, measure, j) for j in job.b.layer_ids])
-                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, *geoms)
+                    refs_a, where_a = cache.refs_for(c.a, measure, job.a.layer_ids)
+                    refs_b, where_b = cache.refs_for(c.b, measure, job.b.layer_ids, offset=len(refs_a))
+                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, where_a + where_b, *refs_a,
+                                                                           *refs_b)
 
                 plan.items.append(WorkItem((c.a, key), len(tile.pairs), submit, f"{c.a} x {c.b}/{key} {path}",
                                            also_uses=((c.b, key),)))
@@ -210,8 +212,9 @@ def plan_targets(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, p
                     continue
 
                 def submit(spec=spec, target=target, man=man, tm=tm):
-                    geoms = [cache.ref(spec.id, tm, p.layer_index) for p in man.points]
-                    return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man.points, *geoms)
+                    refs, where = cache.refs_for(spec.id, tm, [p.layer_index for p in man.points])
+                    return target_task.remote(run, spec.id, target, tm.name, dict(tm.params), man.points, where,
+                                              *refs)
 
                 def on_done(rows, out=out):
                     run.write_table(out, table(rows, TARGETS))

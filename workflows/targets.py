@@ -60,6 +60,9 @@ def target_rows(store, model: str, target: str, measure_name: str, params: dict,
 
 @ray.remote(num_cpus=1)
 def target_task(store, model: str, target: str, measure_name: str, params: dict,
-                layers: list[PointRow], *geoms) -> list[dict]:
-    """Ray task: ``target_rows`` for one (model, target) in a worker."""
-    return target_rows(store, model, target, measure_name, params, layers, list(geoms))
+                layers: list[PointRow], where: list[tuple[int, int]], *chunks) -> list[dict]:
+    """Ray task: ``target_rows`` for one (model, target) in a worker; ``where`` places each
+    layer's geometry in ``chunks`` (``workflows.compare.GeometryCache.refs_for``)."""
+    from workflows.compare import resolve
+
+    return target_rows(store, model, target, measure_name, params, layers, resolve(where, chunks))

@@ -119,7 +119,8 @@ def test_ray_task_runs_the_plain_function(store, layers_and_target):
     m = measures.get("linear_probe")
     geoms = [m.prepare(X) for X in reps]
     direct = target_rows(store, "m", "c", "linear_probe", {}, points, geoms)
-    assert target_task._function(store, "m", "c", "linear_probe", {}, points, *geoms) == direct
+    where = [(0, k) for k in range(len(geoms))]  # every layer in one chunk, as GeometryCache passes them
+    assert target_task._function(store, "m", "c", "linear_probe", {}, points, where, geoms) == direct
 
 
 def test_points_with_the_targets_class_structure_are_flagged_whatever_they_encode(tmp_path, layers_and_target):
