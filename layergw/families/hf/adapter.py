@@ -92,9 +92,23 @@ def load(checkpoint: str, *, data: dict | None = None, max_length: int = 256, po
     adapter = HFModel(model=model, tokenizer=tok, data=inputs, checkpoint=checkpoint, path=path,
                       max_length=max_length, pooling=POOLING_ALIASES[pooling], point_set=points,
                       batch_size=batch_size, data_args=dict(data or (DEFAULT_DATA if tok else DEFAULT_IMAGES)),
-                      arch=architecture)
+                      arch=architecture, metrics=_trained_metrics(path))
     adapter.points()  # an architecture the table lacks fails here for ``fine``, at load time
     return adapter
+
+
+def _trained_metrics(path: str) -> dict | None:
+    """The ``metrics.json`` a layergw recipe saved beside a checkpoint (accuracy, sparsity...), or None."""
+    from layergw.families.base import METRICS_FILE
+
+    file = Path(path) / METRICS_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring %s: not readable JSON", file)
+        return None
 
 
 def _image_size(config: Any) -> int:
@@ -201,6 +215,7 @@ class HFModel:
     batch_size: int = 32
     data_args: dict = field(default_factory=dict)
     arch: Architecture | None = None
+    metrics: dict | None = None  # of a checkpoint a layergw recipe trained
 
     @property
     def vision(self) -> bool:
@@ -359,6 +374,7 @@ class HFModel:
             "min_blocks": 0 if self.arch is None else self.arch.min_blocks,
             "decoder": is_causal(cfg), "n_blocks": self.n_blocks, "hidden_size": int(cfg.hidden_size),
             "pooling": self.pooling, "max_length": self.max_length, "points": self.point_set, "data": data,
+            "metrics": self.metrics,
         }
 
 

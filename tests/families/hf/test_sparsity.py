@@ -190,3 +190,13 @@ def test_a_run_folder_written_before_sparsity_existed_still_resumes() -> None:
     assert _differs({"spec": old, "checkpoint_contents": "builtin:minilm", "data": {}}, identity) == ""
     sparse = {**identity, "spec": FineTuneSpec(id="x", checkpoint="builtin:minilm", sparsity=0.7).to_json()}
     assert "sparsity" in _differs({"spec": old, "checkpoint_contents": "builtin:minilm", "data": {}}, sparse)
+
+
+def test_a_sparse_checkpoint_carries_its_measured_sparsity_to_extraction(tiny_bert: Path, tmp_path: Path) -> None:
+    from layergw.families.hf.adapter import _trained_metrics
+
+    record = finetune(spec_for(tiny_bert, sparsity=0.5, epochs=1), TRAIN, EVAL, tmp_path)
+    metrics = _trained_metrics(str(record.final_path))
+    assert metrics["accuracy"] == record.final_accuracy
+    assert metrics["extra"]["sparsity"]["neurons"]["share"] == record.sparsity["neurons"]["share"] == 0.5
+    assert _trained_metrics(str(tmp_path)) is None
