@@ -68,6 +68,21 @@ def spec_for(ckpt: Path, **kw) -> FineTuneSpec:
     return FineTuneSpec(**base)
 
 
+def run_killed_after(spec: FineTuneSpec, out: Path, step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fine-tune ``spec`` into ``out`` and kill it right after its training state at ``step`` is saved."""
+    real_save_state = ft.ckpt.save_state
+
+    def killed(path: Path, state: dict) -> None:
+        real_save_state(path, state)
+        if state["step"] == step:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ft.ckpt, "save_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(spec, TRAIN, EVAL, out)
+    monkeypatch.setattr(ft.ckpt, "save_state", real_save_state)
+
+
 TRAIN = make_texts(64, seed=0)
 EVAL = make_texts(48, seed=1)
 
@@ -126,17 +141,7 @@ def test_resume_after_kill_skips_finished_checkpoints_and_matches_uninterrupted_
     whole = finetune(spec, TRAIN, EVAL, tmp_path / "whole")
 
     # A run killed right after its step-5 checkpoint, in the middle of writing step-11.
-    real_save_state = ft.ckpt.save_state
-
-    def killed_after_step5(path: Path, state: dict) -> None:
-        real_save_state(path, state)
-        if state["step"] == 5:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(ft.ckpt, "save_state", killed_after_step5)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(spec, TRAIN, EVAL, tmp_path / "killed")
-    monkeypatch.setattr(ft.ckpt, "save_state", real_save_state)
+    run_killed_after(spec, tmp_path / "killed", 5, monkeypatch)
     root = tmp_path / "killed" / "tiny"
     partial = root / ".tmp-step-11.99999"
     partial.mkdir()

@@ -21,7 +21,7 @@ from layergw.families.hf.finetune import FineTuneSpec, finetune
 from layergw.families.hf.random_init import materialize
 from layergw.families.hf.sparsity import StructuredPruner, cubic_sparsity, measure
 from tests.families.hf.conftest import RANDOM
-from tests.families.hf.test_finetune import EVAL, TRAIN, spec_for, tiny_bert  # noqa: F401 (fixture)
+from tests.families.hf.test_finetune import EVAL, TRAIN, run_killed_after, spec_for, tiny_bert  # noqa: F401 (fixture)
 
 
 def test_cubic_schedule_is_zero_before_the_window_full_after_and_cubic_between() -> None:
@@ -151,21 +151,9 @@ def test_sparse_fine_tuning_saves_a_checkpoint_at_the_target_and_records_it(tiny
 
 def test_a_sparse_run_resumed_after_a_kill_matches_the_uninterrupted_one(
         tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import layergw.families.hf.finetune as ft
-
     spec = spec_for(tiny_bert, epochs=2, save_steps=(5,), sparsity=0.7)
     whole = finetune(spec, TRAIN, EVAL, tmp_path / "whole")
-    real = ft.ckpt.save_state
-
-    def killed_after_step5(path: Path, state: dict) -> None:
-        real(path, state)
-        if state["step"] == 5:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(ft.ckpt, "save_state", killed_after_step5)
-    with pytest.raises(KeyboardInterrupt):
-        finetune(spec, TRAIN, EVAL, tmp_path / "killed")
-    monkeypatch.setattr(ft.ckpt, "save_state", real)
+    run_killed_after(spec, tmp_path / "killed", 5, monkeypatch)
     resumed = finetune(spec, TRAIN, EVAL, tmp_path / "killed")
     assert resumed.sparsity == whole.sparsity
     a, b = load_file(whole.final_path / "model.safetensors"), load_file(resumed.final_path / "model.safetensors")
