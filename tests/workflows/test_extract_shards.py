@@ -25,6 +25,7 @@ def test_shards_cover_the_inputs_in_order_in_near_equal_nonempty_ranges(n: int, 
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.long  # five extraction tasks, each starting torch in a fresh worker (about a minute)
 @pytest.mark.ray
 def test_three_shards_give_the_one_task_values_targets_and_manifest(tiny_checkpoints, ray_local, tmp_path) -> None:
     from layergw import layout
