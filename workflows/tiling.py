@@ -46,18 +46,19 @@ def probe_pairs(n_layers: int) -> list[tuple[int, int]]:
 
 @ray.remote(num_cpus=1)
 def probe_task(store, model: str, name: str, params: dict, pairs: list[tuple[int, int]]) -> float:
-    """Seconds per pair of one measure on ``pairs`` of ``model``'s layers (geometry included)."""
-    from threadpoolctl import threadpool_limits
-
+    """Seconds per pair of one measure on ``pairs`` of ``model``'s layers: the comparisons alone
+    (reading and preparing a layer is done once per layer, not per pair, and on an object store
+    would make every pair look dearer)."""
     from layergw import measures
+    from workflows.compare import one_blas_thread
 
+    one_blas_thread()
     m = measures.get(name, **params)
     layers = sorted({k for p in pairs for k in p})
+    geom = {k: m.prepare(store.read_array(layout.rep(model, k))) for k in layers}
     t0 = time.perf_counter()
-    with threadpool_limits(limits=1):
-        geom = {k: m.prepare(store.read_array(layout.rep(model, k))) for k in layers}
-        for i, j in pairs:
-            m.compare(geom[i], geom[j])
+    for i, j in pairs:
+        m.compare(geom[i], geom[j])
     return (time.perf_counter() - t0) / len(pairs)
 
 
