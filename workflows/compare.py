@@ -219,27 +219,28 @@ class GeometryCache:
         self.tasks = 0
         self.peak_refs = 0
 
-    def _chunk(self, model: str, measure, index: int) -> tuple[int, ray.ObjectRef]:
-        side = self.chunks.get(measure.key, 1) if model in self.layers else 1
+    def _chunk(self, model: str, measure, key: str, index: int) -> tuple[int, ray.ObjectRef]:
+        side = self.chunks.get(key, 1) if model in self.layers else 1
         start = index - index % side
-        key = (model, measure.key, start)
-        if key not in self.refs:
+        ref_key = (model, key, start)
+        if ref_key not in self.refs:
             layers = range(start, min(start + side, self.layers.get(model, start + 1)))
-            self.refs[key] = prepare_task.remote(self.store, [layout.rep(model, k) for k in layers], measure.name,
-                                                 dict(measure.params))
+            self.refs[ref_key] = prepare_task.remote(self.store, [layout.rep(model, k) for k in layers], measure.name,
+                                                     dict(measure.params))
             self.prepared += len(layers)
             self.tasks += 1
             self.peak_refs = max(self.peak_refs, len(self.refs))
-        return start, self.refs[key]
+        return start, self.refs[ref_key]
 
     def refs_for(self, model: str, measure, layer_ids, offset: int = 0) -> tuple[list, list[tuple[int, int]]]:
         """(the chunk references ``layer_ids`` need, each layer's (chunk, position)); chunk
         numbers start at ``offset`` (for a second side's chunks after the first's)."""
+        key = measure.key  # resolves the measure's parameters: once per call, not per layer
         refs: list = []
         slot: dict[int, int] = {}
         where = []
         for k in layer_ids:
-            start, ref = self._chunk(model, measure, k)
+            start, ref = self._chunk(model, measure, key, k)
             if start not in slot:
                 slot[start] = offset + len(refs)
                 refs.append(ref)
