@@ -204,8 +204,6 @@ def _stored_once(run, key: str, points: int) -> tuple[int, bool]:
 
 
 def _report_bytes(run) -> int:
-    from layergw import layout  # noqa: F401
-
     local = run.local_path()
     if local is not None:
         return sum(f.stat().st_size for f in (local / "report").rglob("*") if f.is_file())
@@ -213,7 +211,6 @@ def _report_bytes(run) -> int:
 
 
 def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dict:
-    import ray
 
     from layergw import layout
     from layergw.store import ResultStore
@@ -250,7 +247,6 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     resume_s = time.perf_counter() - t
     resumed = run.read_json(layout.RUN)
     _, once_after = _stored_once(run, key, points)
-    del ray
     return {"store": store_kind, "points": points, "pairs": points * (points - 1) // 2, "n": n, "cpus": cpus,
             "cores": cores, "wall_s": wall, "driver_peak_mib": peak, "plan_s": timings.get("plan"),
             "tiling_s": timings.get("tiling"), "extract_s": timings.get("extract"),

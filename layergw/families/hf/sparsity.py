@@ -132,14 +132,14 @@ def units(model: nn.Module, arch: Architecture) -> list[Unit]:
 
 def _zero_mask(group: list[Unit]) -> list[bool]:
     """Which units of one kind are zero, from their output weights (one norm per projection)."""
-    by_module: dict[int, tuple[torch.Tensor, int]] = {}
+    by_module: dict[int, torch.Tensor] = {}
     out = []
     for u in group:
         key = id(u.output.module)
         if key not in by_module:
             w = u.output.module.weight.detach()
-            by_module[key] = ((w != 0).any(dim=1 - u.output.axis), u.output.axis)
-        nonzero, _ = by_module[key]
+            by_module[key] = (w != 0).any(dim=1 - u.output.axis)
+        nonzero = by_module[key]
         out.append(not bool(nonzero[u.output.index.to(nonzero.device)].any()))
     return out
 

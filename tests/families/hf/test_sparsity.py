@@ -58,7 +58,7 @@ def _classifier(model_type: str) -> torch.nn.Module:
     return model.eval()
 
 
-def _head_rows(model_type: str, module: torch.nn.Module, head: int, n_heads: int, head_dim: int) -> tuple[int, slice]:
+def _head_rows(model_type: str, head: int, head_dim: int) -> tuple[int, slice]:
     """(axis, rows) of one head's query weights in the architecture's own layout."""
     kind = LAYOUTS[model_type][1]
     if kind == "conv1d_qkv":  # GPT-2: Conv1D weight (in, 3 * embed), q first
@@ -75,7 +75,6 @@ def test_a_pruned_head_or_neuron_no_longer_reaches_the_output(model_type: str) -
     pruner = StructuredPruner(model, arch, 0.5, total_steps=10, window=(0.0, 0.5))
     pruner.step(10)
     got = measure(model, arch)
-    n_heads = model.config.num_attention_heads
     assert got["heads"]["zeroed"] == round(0.5 * got["heads"]["total"])
     assert got["neurons"]["zeroed"] == round(0.5 * got["neurons"]["total"])
     ids = torch.randint(3, 50, (2, 7))
@@ -93,7 +92,7 @@ def test_a_pruned_head_or_neuron_no_longer_reaches_the_output(model_type: str) -
     def randomise(unit) -> None:
         q = model.get_submodule(q_path.format(b=unit.block))
         head_dim = unit.output.index.numel()
-        axis, rows = _head_rows(model_type, q, unit.index, n_heads, head_dim)
+        axis, rows = _head_rows(model_type, unit.index, head_dim)
         with torch.no_grad():
             view = q.weight[rows] if axis == 0 else q.weight[:, rows]
             view.copy_(torch.randn(view.shape, generator=generator))
