@@ -86,13 +86,12 @@ STREAM_INPUTS = 2048
 
 
 def stream_points(model, indices, points: list, device: str, folder: Path, model_id: str,
-                  batch: int | None = None, firsts: dict | None = None) -> tuple[list[int], list[bool]]:
+                  batch: int | None = None) -> tuple[list[int], list[bool]]:
     """Run the inputs through ``model`` ``batch`` at a time, appending each point's rows to
     ``folder/<k>.npy`` as they come, so memory does not grow with the number of inputs. The
     whole array's shape is checked once and its values batch by batch (no NaN or Inf);
     returns each point's width and whether it is constant (every row equal to the first, to a
-    relative 1e-6: a causal model's embedding read at an end token that every text shares);
-    ``firsts``, when given, receives each point's first row."""
+    relative 1e-6: a causal model's embedding read at an end token that every text shares)."""
     import numpy as np
 
     from layergw import measures
@@ -132,8 +131,6 @@ def stream_points(model, indices, points: list, device: str, folder: Path, model
     finally:
         for f in files.values():
             f.close()
-    if firsts is not None:
-        firsts.update(first)
     return [kinds[k][0] for k in range(len(points))], [constant[k] and n > 1 for k in range(len(points))]
 
 
@@ -208,8 +205,6 @@ def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
 def extract_shard(spec: ModelSpec, inputs: InputsSpec, store, shard: int, shards: int) -> dict:
     """One input range of a model: its rows of every point under ``reps/<model>/shards/``; shard 0
     also writes the targets of all inputs. Returns (and writes last) the shard's record."""
-    import numpy as np
-
     from layergw.torchkit.device import resolve_device
 
     if store.exists(layout.shard_done(spec.id, shard)):
@@ -218,9 +213,8 @@ def extract_shard(spec: ModelSpec, inputs: InputsSpec, store, shard: int, shards
     device = resolve_device("auto")
     model, points, indices = _load(spec, inputs, store)
     lo, hi = shard_bounds(len(indices), shards)[shard]
-    firsts: dict = {}
     with tempfile.TemporaryDirectory(prefix="layergw-reps-") as tmp:
-        widths, constant = stream_points(model, indices[lo:hi], points, device, Path(tmp), spec.id, firsts=firsts)
+        widths, constant = stream_points(model, indices[lo:hi], points, device, Path(tmp), spec.id)
         for k in range(len(points)):
             store.write_file(layout.rep_shard(spec.id, k, shard), Path(tmp) / f"{k}.npy")
     targets: dict = {}
@@ -231,7 +225,6 @@ def extract_shard(spec: ModelSpec, inputs: InputsSpec, store, shard: int, shards
     rows = _point_rows(spec.id, model, points, widths, constant)
     record = {"shard": shard, "lo": lo, "hi": hi, "n": int(len(indices)), "rows": [asdict(r) for r in rows],
               "node": ray.get_runtime_context().get_node_id(),
-              "firsts": {str(k): np.asarray(firsts[k], dtype=np.float64).tolist() for k, c in enumerate(constant) if c},
               "targets": sorted(targets), "device": device, "seconds": time.perf_counter() - t0,
               "describe": model.describe(), "n_blocks": model.n_blocks}
     store.write_json(layout.shard_done(spec.id, shard), record)
