@@ -26,16 +26,17 @@ This module runs the same iterates with less work, all of it exact:
   on a regular polygon, a representation equivariant to the modular-sum group, where
   every permutation may be optimal), the first step runs POT's network simplex on POT's
   own gradient, bit for bit, so it picks the vertex POT picks;
-- the next step's linear program runs on POT's network simplex (``ot.lp.emd``, under
-  the same pivot cap, counted the same way) for its dual potentials; a later one is an
-  assignment problem solved exactly by scipy's shortest augmenting path
-  (``linear_sum_assignment``) on the cost matrix reduced by the previous step's
-  potentials, which leaves the optimum unchanged and makes it several times faster,
-  except after a step that moved most rows (``SIMPLEX_SHARE``), when the network simplex
-  started from those potentials is the faster. The pivot cap does not apply to the
-  assignment steps: where POT's network simplex stops at the cap (n of about 2000 and
-  more at the default cap), POT's later steps are truncated and this solver's are exact,
-  so the values part.
+- a later step's linear program is an assignment problem, solved exactly by the compiled
+  solver ``_lap`` started from the previous step's vertex and column potentials: each row
+  searches only its few cheapest columns under those potentials, and a check of every
+  reduced cost proves the result optimal or sends the rows it refutes back with more
+  columns. Where the start is far off (the step after the first, which has no
+  potentials, and a step whose searches outrun ``GIVE_UP``) the step runs
+  on POT's network simplex (``ot.lp.emd``, under the same pivot cap, counted the same way,
+  from the potentials when there are any). The pivot cap does not apply to ``_lap``'s
+  steps: where POT's network simplex stops at the cap (n of about 2000 and more at the
+  default cap), POT's later steps are truncated and this solver's are exact, so the values
+  part.
 
 The values equal POT's up to rounding (tests: 1e-9 relative, in practice ~1e-14), except
 where a linear program has several optimal vertices, where either solver's choice is
@@ -44,10 +45,18 @@ non-symmetric matrix) is left to POT by the caller: ``applies`` says which.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+try:
+    from layergw.measures import _lap
+except ImportError:  # built by the install; a checkout shipped as source (Ray py_modules) lacks it
+    _lap = None
+
+log = logging.getLogger(__name__)
 
 #: the smallest swap cost, relative to the cost matrix's largest entry, that the closed-form
 #: first step trusts (double rounding of the entries is ~1e-16 of it)
@@ -90,18 +99,22 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         u = v = None
     loss = float(np.vdot(row_c[:, None] + col_c[None, :] - 2.0 * P, G))
     losses, truncated = [loss], 0
-    Q, last, moved = None, None, 0
+    Q, last = None, None
     for it in range(1, max_iter + 1):
         old = loss
         if it == 1:
             sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
-        elif duals is None or moved > SIMPLEX_SHARE * n:
-            sigma, duals, capped = _lp(w, 2.0 * (row_c[:, None] + col_c[None, :]) - 4.0 * P, max_iter_emd, duals)
         else:
-            (sigma, duals), capped = _assignment(P, 2.0 * row_c, 2.0 * col_c, duals), 0
+            M = P * -4.0
+            M += 2.0 * row_c[:, None]
+            M += 2.0 * col_c[None, :]
+            found = None if duals is None else _assignment(M, duals, last)
+            if found is None:
+                sigma, duals, capped = _lp(w, M, max_iter_emd, duals)
+            else:
+                (sigma, duals), capped = found, 0
         truncated += capped
         changed = np.arange(0) if last is None else np.flatnonzero(sigma != last)
-        moved = changed.size
         Q = _plan_product(C1, C2n, sigma, Q, last, changed)
         last = sigma
         R = Q - P  # C1 (Gc - G) C2
@@ -122,12 +135,13 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     return CGResult(G, losses, truncated)
 
 
-#: share of rows the last step's vertex moved above which the next LP goes to the network
-#: simplex (warm-started) rather than the assignment solver: on the modular-sum models' attention
-#: layers, whose early steps move 85-97% of the rows, the assignment solver took 0.2-0.3 s a
-#: step at n = 1000 and the simplex 0.07 s; below 60% it is the faster, down to 0.01 s. A rule on
-#: the iterates, not on timings, so a solve takes the same path on every machine.
-SIMPLEX_SHARE = 0.6
+#: work, in edges relaxed per n^2, after which ``_lap`` gives a step up to the network simplex:
+#: on the modular-sum models' layers at n = 1000 the simplex takes 130-330 ms a step and ``_lap``
+#: 5-70 ms on most steps, but up to 1.5 s on early steps whose start is far off (about 10 ns an
+#: edge). A rule on the iterates, not on timings, so a solve takes the same path on every machine.
+GIVE_UP = 5.0
+
+_warned = False
 
 #: share of changed rows above which C1 Gc C2 is recomputed rather than updated
 REBUILD_SHARE = 0.3
@@ -218,41 +232,23 @@ def _lp(w: np.ndarray, M: np.ndarray, max_iter_emd: int, potentials: tuple | Non
     return sigma, (log["u"], log["v"]), capped
 
 
-def _assignment(P: np.ndarray, row_c: np.ndarray, col_c: np.ndarray,
-                duals: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, tuple]:
-    """A later step's linear program, M = row_c_i + col_c_j - 4 P, as an assignment problem,
-    warm-started.
-
-    Subtracting potentials u_i + v_j from M changes every permutation's cost by the same
-    sum, so the optimum is M's; with the previous step's near-optimal potentials most of
-    the reduced matrix's entries on the new optimum are already near zero and the
-    shortest-augmenting-path solver finds it several times faster than from M. The
-    potentials only ever affect the speed, never the answer.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    u, v = duals
-    R = (row_c - u)[:, None] - 4.0 * P
-    R += (col_c - v)[None, :]
-    _, sigma = linear_sum_assignment(R)
-    du, dv = _potentials(R, sigma)
-    return sigma, (u + du, v + dv)
-
-
-#: Bellman-Ford sweeps spent refreshing the potentials after an assignment step
-SWEEPS = 8
-
-
-def _potentials(R: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Potentials (du, dv) with R - du - dv >= 0 and zero on sigma, by at most SWEEPS
-    relaxation sweeps of the shortest-path system dv_j <= dv_sigma(i) + R[i,j] - R[i,sigma(i)]
-    (the last sweep's, which may not be feasible yet, when it needs more)."""
-    rows = np.arange(R.shape[0])
-    W = R - R[rows, sigma][:, None]
-    dv = np.zeros(R.shape[0])
-    for _ in range(SWEEPS):
-        relaxed = np.minimum(dv, (dv[sigma][:, None] + W).min(axis=0))
-        if np.array_equal(relaxed, dv):
-            break
-        dv = relaxed
-    return R[rows, sigma] - dv[sigma], dv
+def _assignment(M: np.ndarray, duals: tuple, last: np.ndarray) -> tuple[np.ndarray, tuple] | None:
+    """A later step's linear program, cost M, as an assignment problem solved exactly by
+    ``_lap`` from the previous step's vertex ``last`` and column potentials: the
+    permutation and its potentials, or None where its searches outran ``GIVE_UP`` (the start
+    too far off) or ``_lap`` is not built. The start only ever affects the speed, never
+    the answer."""
+    global _warned
+    if _lap is None:
+        if not _warned:
+            log.warning("layergw's compiled assignment solver (layergw/measures/_lap.c) is not built here, so "
+                        "every GW step runs POT's network simplex: same values, slower. Reinstall layergw "
+                        "with a C compiler (pip install -e .) to build it.")
+            _warned = True
+        return None
+    n = M.shape[0]
+    sigma = np.array(last, dtype=np.int64)
+    u, v = np.empty(n), np.array(duals[1], dtype=float)
+    if _lap.solve(M, u, v, sigma, GIVE_UP) is None:
+        return None
+    return sigma, (u, v)

@@ -13,7 +13,7 @@ conditional gradient (``ot.gromov.gromov_wasserstein``), so the value is a local
 that depends on the start. The value returned is POT's GW loss (what
 ``ot.gromov.gromov_wasserstein2`` returns for the same start), not Memoli's
 ``0.5 * sqrt(GW)``. By default (solver="lean") layergw runs POT's iterates itself with a
-fraction of the work (``_gw_cg``: about 5x faster at n = 1000, values equal to ~1e-14);
+fraction of the work (``_gw_cg``: 4-5x faster than POT at n = 1000, values equal to ~1e-13);
 solver="pot" calls POT.
 
 Each conditional-gradient step solves a linear program (an exact OT problem) with POT's

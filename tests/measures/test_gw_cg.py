@@ -9,7 +9,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import pdist, squareform
 
 from layergw import measures
-from layergw.measures import _gw_cg
+from layergw.measures import _gw_cg, _lap
 from layergw.measures.gw import random_starts
 
 POT_DEFAULTS = {"max_iter": 10_000, "tol_rel": 1e-9, "tol_abs": 1e-9, "max_iter_emd": 100_000}
@@ -127,31 +127,31 @@ def test_the_first_gradient_is_pots_bit_for_bit():
 def test_a_warm_started_assignment_is_the_optimum_whatever_the_potentials(seed):
     rng = np.random.default_rng(seed)
     n = 60
-    P = rng.standard_normal((n, n))
-    row_c, col_c = rng.standard_normal(n), rng.standard_normal(n)
-    M = row_c[:, None] + col_c[None, :] - 4.0 * P
+    M = rng.standard_normal((n, n))
     _, best = linear_sum_assignment(M)
-    duals = (rng.standard_normal(n) * 10, rng.standard_normal(n) * 10)  # far from optimal
-    sigma, (u, v) = _gw_cg._assignment(P, row_c, col_c, duals)
+    u, v = np.empty(n), rng.standard_normal(n) * 10  # far from optimal
+    sigma = rng.permutation(n)
+    assert _lap.solve(M, u, v, sigma) is not None  # no budget: never gives up
     np.testing.assert_array_equal(sigma, best)
     reduced = M - u[:, None] - v[None, :]
     np.testing.assert_allclose(reduced[np.arange(n), sigma], 0.0, atol=1e-9)  # tight on the optimum
+    assert reduced.min() > -1e-9
 
 
-def test_refreshed_potentials_are_feasible_once_the_sweeps_settle():
-    rng = np.random.default_rng(4)
-    n = 30
-    R = rng.random((n, n))
-    _, sigma = linear_sum_assignment(R)
-    old = _gw_cg.SWEEPS
-    try:
-        _gw_cg.SWEEPS = 10 * n  # enough for Bellman-Ford to settle
-        du, dv = _gw_cg._potentials(R, sigma)
-    finally:
-        _gw_cg.SWEEPS = old
-    reduced = R - du[:, None] - dv[None, :]
-    assert reduced.min() >= -1e-12  # dual feasible: a certificate of sigma's optimality
-    np.testing.assert_allclose(reduced[np.arange(n), sigma], 0.0, atol=1e-12)
+def test_a_start_near_the_optimum_is_kept_and_one_far_off_goes_to_the_simplex(monkeypatch):
+    rng = np.random.default_rng(7)
+    n = 300
+    M = rng.standard_normal((n, n))
+    u, v = np.empty(n), np.zeros(n)
+    sigma = np.full(n, -1)
+    _lap.solve(M, u, v, sigma)
+    near = M + 1e-3 * rng.standard_normal((n, n))
+    monkeypatch.setattr(_gw_cg, "GIVE_UP", 1.0)
+    sigma2, _ = _gw_cg._assignment(near, (u, v), sigma)  # a later CG step: well within budget
+    np.testing.assert_array_equal(sigma2, linear_sum_assignment(near)[1])
+    far = np.zeros(n)
+    far[:16] = 1e3  # every row's cheapest columns under these potentials are the same 16
+    assert _gw_cg._assignment(M, (u, far), rng.permutation(n)) is None
 
 
 def test_the_plan_product_update_equals_the_full_product():
@@ -184,3 +184,18 @@ def test_unequal_n_runs_pots_solver():
     got = measures.get("gw").compare(C1, C2[:25, :25])
     expected = ot.gromov.gromov_wasserstein2(C1, C2[:25, :25], ot.unif(40), ot.unif(25), "square_loss")
     assert got.value == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_without_the_compiled_solver_every_step_runs_the_simplex_to_the_same_values(monkeypatch, caplog):
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((70, 4)), rng.standard_normal((70, 3)) ** 3
+    C1, C2 = squareform(pdist(X)), squareform(pdist(Y))
+    built = _gw_cg.solve(C1, C2, None, max_iter=1000, tol_rel=1e-9, tol_abs=1e-9, max_iter_emd=100000)
+    monkeypatch.setattr(_gw_cg, "_lap", None)
+    monkeypatch.setattr(_gw_cg, "_warned", False)
+    plain = _gw_cg.solve(C1, C2, None, max_iter=1000, tol_rel=1e-9, tol_abs=1e-9, max_iter_emd=100000)
+    assert "not built here" in caplog.text
+    assert plain.losses[-1] == pytest.approx(built.losses[-1], rel=1e-12)
+    pot = ot.gromov.gromov_wasserstein2(C1, C2, ot.unif(70), ot.unif(70), "square_loss", max_iter=1000,
+                                        tol_rel=1e-9, tol_abs=1e-9)
+    assert plain.losses[-1] == pytest.approx(float(pot), rel=1e-9)
