@@ -11,9 +11,11 @@ Each size runs into a local folder and into an S3 bucket on a moto server in a c
 on 127.0.0.1 (``moto[server]``, a test extra). Per store and size it reports: planning (listing
 finished tiles and building the tasks), tiling, extraction, compare, grouping, diagnostics and
 report seconds; the driver's peak RSS over the study; peak tasks in flight and geometry refs;
-tiles and their side; tiles per second; the scheduling overhead per tile (the compare stage's
-wall time times the machine's real cores, less the tasks' own CPU seconds, over the tiles); the
-seconds to list the finished tiles; a resume with 10 % of the tiles deleted (its wall and plan
+tiles and their side; tiles per second; the scheduling overhead per tile (the CPU seconds the
+driver and Ray's own processes spend during the compare stage, less what they spend idle over
+as long a time, over the tiles: Ray's agents and monitors poll on a clock whether tasks run or
+not; the gross figure and the idle rate are reported beside it); the seconds to list the
+finished tiles; a resume with 10 % of the tiles deleted (its wall and plan
 seconds); the report's size; and whether every pair is stored exactly once.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ SCALE_STORES = ("local", "s3")
 SCALE_CPUS = 64
 SCALE_N = 16
 RESUME_SHARE = 0.1
+IDLE_S = 5.0
 _DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
               "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -131,12 +134,13 @@ def _process_cpu() -> dict[str, float]:
 
 
 class _CompareCPU:
-    """Wraps ``workflows.compare.run_items`` to take the CPU by role before and after it."""
+    """Wraps ``workflows.compare.run_items`` to take the CPU by role before and after it, then
+    over ``IDLE_S`` seconds of the same Ray idle (``idle``: CPU seconds per second by role)."""
 
     def __enter__(self) -> _CompareCPU:
         import workflows.compare as compare
 
-        self.compare, self.real, self.spent = compare, compare.run_items, {}
+        self.compare, self.real, self.spent, self.idle = compare, compare.run_items, {}, {}
 
         def run_items(*args, **kwargs):
             before = _process_cpu()
@@ -145,6 +149,9 @@ class _CompareCPU:
             finally:
                 after = _process_cpu()
                 self.spent = {k: after[k] - before.get(k, 0.0) for k in after}
+                time.sleep(IDLE_S)
+                idle = _process_cpu()
+                self.idle = {k: (idle[k] - after.get(k, 0.0)) / IDLE_S for k in idle}
 
         compare.run_items = run_items
         return self
@@ -223,7 +230,7 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     t = time.perf_counter()
     with _CompareCPU() as cpu:
         run_study(cfg, show_progress=False)
-    wall = time.perf_counter() - t
+    wall = time.perf_counter() - t - IDLE_S  # the idle window is not the study's
     peak = _peak_rss_mib() if measured else float("nan")
     run = ResultStore(store_uri).child(cfg.study, cfg.resolved_run_id)
     status = run.read_json(layout.RUN)
@@ -237,7 +244,9 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     tiles_n = max(usage["tasks"], 1)
     spent = cpu.spent
     in_tiles = usage.get("task_cpu_seconds", 0.0)
-    overhead = (spent["driver"] + spent["ray"]) / tiles_n
+    gross = spent["driver"] + spent["ray"]
+    background = (cpu.idle["driver"] + cpu.idle["ray"]) * compare_wall
+    overhead = max(gross - background, 0.0) / tiles_n
     report_bytes = _report_bytes(run)
 
     for path in random.Random(points).sample(tiles, max(1, round(RESUME_SHARE * len(tiles)))):
@@ -254,7 +263,9 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
             "report_s": timings.get("report"), "tiles": usage["tasks"], "tile_side": usage["tile_sizes"][key],
             "peak_in_flight": usage["peak_in_flight"], "peak_refs": usage["peak_refs"],
             "tiles_per_s": usage["tasks"] / compare_wall if compare_wall else None,
-            "overhead_ms_per_tile": 1000 * overhead, "driver_ms_per_tile": 1000 * spent["driver"] / tiles_n,
+            "overhead_ms_per_tile": 1000 * overhead, "gross_overhead_ms_per_tile": 1000 * gross / tiles_n,
+            "ray_idle_cpu_share": cpu.idle["driver"] + cpu.idle["ray"],
+            "driver_ms_per_tile": 1000 * spent["driver"] / tiles_n,
             "ray_ms_per_tile": 1000 * spent["ray"] / tiles_n,
             "workers_outside_tiles_ms_per_tile": 1000 * (spent["workers"] - in_tiles) / tiles_n,
             "tile_cpu_ms": 1000 * in_tiles / tiles_n, "list_s": list_s, "listed_tiles": len(tiles),

@@ -8,6 +8,7 @@ file that exists is finished, so reruns and resumed runs reuse it.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,59 +23,76 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Tile:
+    """A block of pairs: layers i0 <= i < i1 of side a against j0 <= j < j1 of side b, only
+    i < j when ``upper`` (one model's grid). Four numbers, so a task's arguments stay small;
+    the pairs are spelled out where they are compared."""
+
     i0: int
     j0: int
-    pairs: tuple[tuple[int, int], ...]
+    i1: int
+    j1: int
+    upper: bool = True
+
+    def _first_j(self, i: int) -> int:
+        return max(self.j0, i + 1) if self.upper else self.j0
+
+    @property
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        return tuple((i, j) for i in range(self.i0, self.i1) for j in range(self._first_j(i), self.j1))
+
+    @property
+    def count(self) -> int:
+        return sum(max(0, self.j1 - self._first_j(i)) for i in range(self.i0, self.i1))
+
+    @property
+    def rows(self) -> list[int]:
+        """Side a's layers that have a pair in the tile."""
+        return [i for i in range(self.i0, self.i1) if self._first_j(i) < self.j1]
+
+    @property
+    def cols(self) -> list[int]:
+        """Side b's layers that have a pair in the tile."""
+        return [j for j in range(self.j0, self.j1) if not self.upper or j > self.i0]
 
     @property
     def layers(self) -> list[int]:
-        return sorted({i for p in self.pairs for i in p})
+        return sorted({*self.rows, *self.cols})
 
 
 def make_tiles(n_layers: int, size: int) -> list[Tile]:
     """Cut the pairs i < j of an n_layers grid into size x size blocks; the diagonal is not a pair."""
     if size < 1:
         raise ValueError(f"tile size must be >= 1, got {size}")
-    tiles = []
-    for i0 in range(0, n_layers, size):
-        for j0 in range(i0, n_layers, size):
-            pairs = tuple((i, j) for i in range(i0, min(i0 + size, n_layers))
-                          for j in range(max(j0, i + 1), min(j0 + size, n_layers)))
-            if pairs:
-                tiles.append(Tile(i0, j0, pairs))
-    return tiles
+    tiles = (Tile(i0, j0, min(i0 + size, n_layers), min(j0 + size, n_layers))
+             for i0 in range(0, n_layers, size) for j0 in range(i0, n_layers, size))
+    return [t for t in tiles if t.count]
 
 
 def make_cross_tiles(n_a: int, n_b: int, size: int) -> list[Tile]:
     """Cut the full n_a x n_b grid of (layer of a, layer of b) pairs into size x size blocks."""
     if size < 1:
         raise ValueError(f"tile size must be >= 1, got {size}")
-    return [Tile(i0, j0, tuple((i, j) for i in range(i0, min(i0 + size, n_a)) for j in range(j0, min(j0 + size, n_b))))
+    return [Tile(i0, j0, min(i0 + size, n_a), min(j0 + size, n_b), upper=False)
             for i0 in range(0, n_a, size) for j0 in range(0, n_b, size)]
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a tile's pairs: the model, the names of its layers in the tile (layer index ->
-    name; not every layer's, so a task's arguments do not grow with the model) and which layers'
-    geometry the task receives (in this order)."""
+    """One side of a model's pairs: the model and the names of all its layers."""
 
     model: str
     seed: int
     checkpoint: str
-    names: dict[int, str]
-    layer_ids: tuple[int, ...]
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class TileJob:
-    """Everything a tile task needs besides the geometry: where to write, which pairs (i of
-    side a, j of side b), the measure and what every row records."""
+class TileContext:
+    """What every tile of one grid (a model's, or two models' cross grid) and measure shares:
+    where to write, the measure and what every row records. Put in Ray's object store once per
+    grid, so a tile task's own arguments are its path, its block of pairs and its geometry."""
 
-    path: str
-    pairs: tuple[tuple[int, int], ...]
-    a: Side
-    b: Side
+    store: Any
     measure: str
     params: dict
     n: int
@@ -82,7 +100,9 @@ class TileJob:
     run_id: str
     config_hash: str
     code_version: str
-    same_model: bool = True  # b's geometry is a's (within one model's grid)
+    a: Side
+    b: Side
+
 
 
 @dataclass(frozen=True)
@@ -142,33 +162,39 @@ def resolve(where: list[tuple[int, int]], chunks: tuple) -> list:
 
 
 @ray.remote(num_cpus=1)
-def compare_tile_task(store, job: TileJob, where: list[tuple[int, int]], *chunks) -> dict:
-    """Compare every pair of one tile and write the tile's rows in one atomic file.
+def compare_tile_task(ctx: TileContext, path: str, tile: Tile, where: list[tuple[int, int]], *chunks) -> dict:
+    """Compare every pair of one tile and write the tile's rows to ``path`` in one atomic file.
 
-    ``where`` places side a's layers (``job.a.layer_ids`` order), then (for two models) side
-    b's, in the geometry ``chunks`` (see :meth:`GeometryCache.refs`).
+    ``where`` places the tile's layers in the geometry ``chunks`` (see
+    :meth:`GeometryCache.refs_for`): ``tile.layers`` for a tile of one model's grid, else
+    side a's ``tile.rows`` then side b's ``tile.cols``.
     """
     started, cpu_started = time.perf_counter(), time.thread_time()
     from layergw.results import PAIRS, table
 
     one_blas_thread()
 
-    m = build_measure(job.measure, job.params)
+    m = build_measure(ctx.measure, ctx.params)
     geoms = resolve(where, chunks)
-    geom_a = dict(zip(job.a.layer_ids, geoms))
-    geom_b = geom_a if job.same_model else dict(zip(job.b.layer_ids, geoms[len(job.a.layer_ids):]))
-    rows, errors, t0 = [], 0, time.perf_counter()
-    batched = _compare_batch(m, job.pairs, geom_a, geom_b)
-    for i, j in job.pairs:
+    if tile.upper:
+        geom_a = geom_b = dict(zip(tile.layers, geoms))
+    else:
+        rows = tile.rows
+        geom_a, geom_b = dict(zip(rows, geoms)), dict(zip(tile.cols, geoms[len(rows):]))
+    pairs = tile.pairs
+    a, b = ctx.a, ctx.b
+    rows_out, errors, t0 = [], 0, time.perf_counter()
+    batched = _compare_batch(m, pairs, geom_a, geom_b)
+    for i, j in pairs:
         row = {
-            "study": job.study, "run_id": job.run_id,
-            "model_a": job.a.model, "seed_a": job.a.seed, "checkpoint_a": job.a.checkpoint,
-            "layer_a": job.a.names[i], "layer_a_index": i,
-            "model_b": job.b.model, "seed_b": job.b.seed, "checkpoint_b": job.b.checkpoint,
-            "layer_b": job.b.names[j], "layer_b_index": j,
-            "measure": job.measure, "params": m.params_json, "kind": m.kind,
-            "value": None, "n_samples": job.n, "iterations": None, "converged": None,
-            "seconds": None, "error": None, "config_hash": job.config_hash, "code_version": job.code_version,
+            "study": ctx.study, "run_id": ctx.run_id,
+            "model_a": a.model, "seed_a": a.seed, "checkpoint_a": a.checkpoint,
+            "layer_a": a.names[i], "layer_a_index": i,
+            "model_b": b.model, "seed_b": b.seed, "checkpoint_b": b.checkpoint,
+            "layer_b": b.names[j], "layer_b_index": j,
+            "measure": ctx.measure, "params": m.params_json, "kind": m.kind,
+            "value": None, "n_samples": ctx.n, "iterations": None, "converged": None,
+            "seconds": None, "error": None, "config_hash": ctx.config_hash, "code_version": ctx.code_version,
             "spread": None,
         }
         failed = [g.message for g in (geom_a[i], geom_b[j]) if isinstance(g, PrepareFailed)]
@@ -184,10 +210,10 @@ def compare_tile_task(store, job: TileJob, where: list[tuple[int, int]], *chunks
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
                 row["error"] = f"{type(e).__name__}: {e}"
         errors += row["error"] is not None
-        rows.append(row)
+        rows_out.append(row)
     compared = time.perf_counter() - t0
-    store.write_table(job.path, table(rows, PAIRS))
-    return {"path": job.path, "pairs": len(rows), "errors": errors, "seconds": compared,
+    ctx.store.write_table(path, table(rows_out, PAIRS))
+    return {"path": path, "pairs": len(rows_out), "errors": errors, "seconds": compared,
             "task_seconds": time.perf_counter() - started, "task_cpu_seconds": time.thread_time() - cpu_started}
 
 
@@ -232,10 +258,12 @@ class GeometryCache:
             self.peak_refs = max(self.peak_refs, len(self.refs))
         return start, self.refs[ref_key]
 
-    def refs_for(self, model: str, measure, layer_ids, offset: int = 0) -> tuple[list, list[tuple[int, int]]]:
+    def refs_for(self, model: str, measure, layer_ids, offset: int = 0,
+                 key: str | None = None) -> tuple[list, list[tuple[int, int]]]:
         """(the chunk references ``layer_ids`` need, each layer's (chunk, position)); chunk
-        numbers start at ``offset`` (for a second side's chunks after the first's)."""
-        key = measure.key  # resolves the measure's parameters: once per call, not per layer
+        numbers start at ``offset`` (for a second side's chunks after the first's). ``key``:
+        the measure's key when the caller has it (resolving it costs more than the lookup)."""
+        key = key or measure.key
         refs: list = []
         slot: dict[int, int] = {}
         where = []
@@ -299,36 +327,45 @@ class Usage:
 def run_items(items: list[WorkItem], cache: GeometryCache, max_in_flight: int,
               progress: Callable[[int], None] = lambda n: None, usage: Usage | None = None) -> list[str]:
     """Submit items group by group with at most max_in_flight running, freeing a group's
-    geometry once its last item is done; return the failures (after finishing the rest)."""
+    geometry once its last item is done; return the failures (after finishing the rest).
+
+    Each task's completion arrives on a queue (a callback on its future), so a finished task
+    costs the driver the same whether 10 or 1,000 are in flight (``ray.wait`` on the running
+    list costs their number, each time one finishes)."""
     items = sorted(items, key=lambda it: (it.group, not it.first))
     remaining: dict[tuple[str, str], int] = {}
     for it in items:
         for g in (it.group, *it.also_uses):
             remaining[g] = remaining.get(g, 0) + 1
     pending = list(reversed(items))
-    running: dict[ray.ObjectRef, WorkItem] = {}
+    running: dict[Any, WorkItem] = {}
+    finished: queue.SimpleQueue = queue.SimpleQueue()
     failures: list[str] = []
     while pending or running:
         while pending and len(running) < max_in_flight:
             it = pending.pop()
-            running[it.submit()] = it
+            future = it.submit().future()
+            running[future] = it
+            future.add_done_callback(finished.put)
         if usage is not None:
             usage.peak_in_flight = max(usage.peak_in_flight, len(running))
-        done, _ = ray.wait(list(running), num_returns=1, timeout=2.0)  # timeout: Ctrl-C stays responsive
-        for ref in done:
-            it = running.pop(ref)
-            try:
-                result = ray.get(ref)
-                if usage is not None:
-                    usage.add(result)
-                it.on_done(result)
-            except ray.exceptions.RayError as e:
-                cause = getattr(e, "cause", None) or e
-                failures.append(f"{it.label}: {type(cause).__name__}: {cause}")
-                log.error("%s failed: %s", it.label, cause)
-            progress(it.size)
-            for g in (it.group, *it.also_uses):
-                remaining[g] -= 1
-                if remaining[g] == 0:
-                    cache.drop(*g)
+        try:
+            future = finished.get(timeout=2.0)  # timeout: Ctrl-C stays responsive
+        except queue.Empty:
+            continue
+        it = running.pop(future)
+        try:
+            result = future.result()
+            if usage is not None:
+                usage.add(result)
+            it.on_done(result)
+        except ray.exceptions.RayError as e:
+            cause = getattr(e, "cause", None) or e
+            failures.append(f"{it.label}: {type(cause).__name__}: {cause}")
+            log.error("%s failed: %s", it.label, cause)
+        progress(it.size)
+        for g in (it.group, *it.also_uses):
+            remaining[g] -= 1
+            if remaining[g] == 0:
+                cache.drop(*g)
     return failures

@@ -214,6 +214,9 @@ class CompareSpec(Strict):
     batch_num_gpus: float | None = Field(
         None, ge=0, description="GPUs per tile task of a batched measure (gw_batch); default 1 on a cluster with "
         "GPUs, 0 without; a fraction shares a GPU between tiles")
+    task_events: bool = Field(False, description="record Ray task events for tile tasks, so the Ray dashboard "
+                              "and `ray list tasks` show them; off by default, which halves the GCS's CPU per "
+                              "tile (progress is in the log and run.json either way)")
 
 
 class GroupingSpec(Strict):

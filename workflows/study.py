@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 from layergw import layout
 from layergw.registry import suggest
@@ -107,51 +108,69 @@ def _progress_bar(total: int, initial: int, enabled: bool):
                 mininterval=1.0, dynamic_ncols=True)
 
 
-def _side(model: str, seed: int, checkpoint: str, man: Manifest, layer_ids: list[int]):
+def _side(model: str, seed: int, checkpoint: str, man: Manifest):
     from workflows.compare import Side
 
-    names = man.names
-    return Side(model, seed, checkpoint, {k: names[k] for k in layer_ids}, tuple(layer_ids))
+    return Side(model, seed, checkpoint, tuple(man.names))
+
+
+def _context(run, measure, n: int, cfg: StudyConfig, run_id: str, version: str, a, b) -> Callable[[], Any]:
+    """The tile context of one grid, put in Ray's object store at the first submit (a grid whose
+    tiles are all finished puts nothing); returns its reference."""
+    import ray
+
+    from workflows.compare import TileContext
+
+    ref: list = []
+
+    def get():
+        if not ref:
+            ref.append(ray.put(TileContext(run, measure.name, dict(measure.params), n, cfg.study, run_id,
+                                           cfg.results_hash(measure), version, a, b)))
+        return ref[0]
+
+    return get
 
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
                sizes: dict[str, int]) -> Plan:
     """Compare work for every model and measure: one item per tile not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_tiles, tile_gpus
+    from workflows.compare import WorkItem, compare_tile_task, make_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
 
     plan = Plan()
     gpus_of = tile_gpus(cfg.measures, cfg.compare.batch_num_gpus, cluster_gpus())
     for spec in cfg.models:
         man = manifests[spec.id]
+        side = _side(spec.id, spec.seed, spec.checkpoint_label, man)
         for measure in cfg.measures:
             key = measure.key
-            gpus = gpus_of[key]
+            task = compare_tile_task.options(num_gpus=gpus_of[key], enable_task_events=cfg.compare.task_events)
+            context = _context(run, measure, man.n, cfg, run_id, version, side, side)
             done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
             for tile in make_tiles(len(man.points), sizes[key]):
                 path = layout.tile(spec.id, key, tile.i0, tile.j0)
+                count = tile.count
                 plan.tiles_total += 1
-                plan.total += len(tile.pairs)
+                plan.total += count
                 if path in done:
                     plan.tiles_reused += 1
-                    plan.done += len(tile.pairs)
+                    plan.done += count
                     continue
-                side = _side(spec.id, spec.seed, spec.checkpoint_label, man, tile.layers)
-                job = TileJob(path, tile.pairs, side, side, measure.name, dict(measure.params), man.n, cfg.study,
-                              run_id, cfg.results_hash(measure), version)
 
-                def submit(spec=spec, measure=measure, job=job, gpus=gpus):
-                    refs, where = cache.refs_for(spec.id, measure, job.a.layer_ids)
-                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, where, *refs)
+                def submit(model=spec.id, measure=measure, key=key, task=task, context=context, path=path,
+                           tile=tile):
+                    refs, where = cache.refs_for(model, measure, tile.layers, key=key)
+                    return task.remote(context(), path, tile, where, *refs)
 
-                plan.items.append(WorkItem((spec.id, key), len(tile.pairs), submit, f"{spec.id}/{key} {path}"))
+                plan.items.append(WorkItem((spec.id, key), count, submit, f"{spec.id}/{key} {path}"))
     return plan
 
 
 def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
                plan: Plan, sizes: dict[str, int]) -> None:
     """Cross-model work: one item per tile of each (a, b) grid not yet in the store."""
-    from workflows.compare import TileJob, WorkItem, compare_tile_task, make_cross_tiles, tile_gpus
+    from workflows.compare import WorkItem, compare_tile_task, make_cross_tiles, tile_gpus
     from workflows.runtime import cluster_gpus
 
     specs = {s.id: s for s in cfg.models}
@@ -167,31 +186,28 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
         if ma.n != mb.n:
             raise ConfigError(f"compare.cross ({c.a}, {c.b}): the models ran different inputs "
                               f"(n={ma.n} vs n={mb.n}); cross comparisons need the same input set")
+        side_a, side_b = _side(c.a, sa.seed, sa.checkpoint_label, ma), _side(c.b, sb.seed, sb.checkpoint_label, mb)
         for measure in cfg.measures:
             key = measure.key
-            gpus = gpus_of[key]
+            task = compare_tile_task.options(num_gpus=gpus_of[key], enable_task_events=cfg.compare.task_events)
+            context = _context(run, measure, ma.n, cfg, run_id, version, side_a, side_b)
             done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
             for tile in make_cross_tiles(len(ma.points), len(mb.points), sizes[key]):
                 path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)
+                count = tile.count
                 plan.tiles_total += 1
-                plan.total += len(tile.pairs)
+                plan.total += count
                 if path in done:
                     plan.tiles_reused += 1
-                    plan.done += len(tile.pairs)
+                    plan.done += count
                     continue
-                job = TileJob(path, tile.pairs,
-                              _side(c.a, sa.seed, sa.checkpoint_label, ma, sorted({i for i, _ in tile.pairs})),
-                              _side(c.b, sb.seed, sb.checkpoint_label, mb, sorted({j for _, j in tile.pairs})),
-                              measure.name, dict(measure.params), ma.n, cfg.study, run_id, cfg.results_hash(measure),
-                              version, same_model=False)
 
-                def submit(measure=measure, job=job, c=c, gpus=gpus):
-                    refs_a, where_a = cache.refs_for(c.a, measure, job.a.layer_ids)
-                    refs_b, where_b = cache.refs_for(c.b, measure, job.b.layer_ids, offset=len(refs_a))
-                    return compare_tile_task.options(num_gpus=gpus).remote(run, job, where_a + where_b, *refs_a,
-                                                                           *refs_b)
+                def submit(measure=measure, key=key, task=task, context=context, path=path, tile=tile, c=c):
+                    refs_a, where_a = cache.refs_for(c.a, measure, tile.rows, key=key)
+                    refs_b, where_b = cache.refs_for(c.b, measure, tile.cols, offset=len(refs_a), key=key)
+                    return task.remote(context(), path, tile, where_a + where_b, *refs_a, *refs_b)
 
-                plan.items.append(WorkItem((c.a, key), len(tile.pairs), submit, f"{c.a} x {c.b}/{key} {path}",
+                plan.items.append(WorkItem((c.a, key), count, submit, f"{c.a} x {c.b}/{key} {path}",
                                            also_uses=((c.b, key),)))
 
 

@@ -29,4 +29,5 @@ def test_bench_scale_runs_a_small_study_on_both_stores_and_reports_every_figure(
         assert r["driver_peak_mib"] > 0 and r["report_mib"] > 0 and r["peak_in_flight"] >= 1
         for key in ("plan_s", "group_s", "report_s", "resume_s", "list_s", "overhead_ms_per_tile"):
             assert r[key] is not None, key
+        assert 0 <= r["overhead_ms_per_tile"] <= r["gross_overhead_ms_per_tile"] and r["ray_idle_cpu_share"] >= 0
     assert {f["figure"] for f in figures} >= {"driver peak RSS, 24 points, local", "plan, 24 points, s3"}

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from workflows.compare import Usage, make_tiles
+from workflows.compare import Usage, make_cross_tiles, make_tiles
 
 
 @pytest.mark.parametrize("n_layers,size", [(1, 1), (2, 1), (5, 1), (5, 2), (7, 3), (8, 8), (19, 8), (38, 8),
@@ -30,8 +30,20 @@ def test_tiles_stay_within_their_block_and_are_not_empty(n_layers: int, size: in
             assert t.i0 <= i < t.i0 + size
             assert t.j0 <= j < t.j0 + size
         assert t.layers == sorted({k for p in t.pairs for k in p})
+        assert t.count == len(t.pairs)
+        assert t.rows == sorted({i for i, _ in t.pairs}) and t.cols == sorted({j for _, j in t.pairs})
     # origins are distinct, so paths are distinct
     assert len({(t.i0, t.j0) for t in tiles}) == len(tiles)
+
+
+@pytest.mark.parametrize("n_a,n_b,size", [(1, 1, 1), (5, 3, 2), (7, 11, 4), (6, 6, 8)])
+def test_cross_tiles_cover_the_full_grid_once_with_their_counts_rows_and_columns(n_a: int, n_b: int, size: int) -> None:
+    tiles = make_cross_tiles(n_a, n_b, size)
+    counts = Counter(p for t in tiles for p in t.pairs)
+    assert set(counts) == {(i, j) for i in range(n_a) for j in range(n_b)} and set(counts.values()) == {1}
+    for t in tiles:
+        assert t.count == len(t.pairs)
+        assert t.rows == sorted({i for i, _ in t.pairs}) and t.cols == sorted({j for _, j in t.pairs})
 
 
 def test_tiles_are_deterministic() -> None:
@@ -42,8 +54,6 @@ def test_tiles_are_deterministic() -> None:
 def test_make_tiles_rejects_non_positive_size(size: int) -> None:
     with pytest.raises(ValueError, match="tile size"):
         make_tiles(5, size)
-
-
 
 
 def test_usage_sums_tile_reports_into_busy_and_overhead_shares() -> None:
