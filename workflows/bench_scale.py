@@ -12,10 +12,9 @@ on 127.0.0.1 (``moto[server]``, a test extra). Per store and size it reports: pl
 finished tiles and building the tasks), tiling, extraction, compare, grouping, diagnostics and
 report seconds; the driver's peak RSS over the study; peak tasks in flight and geometry refs;
 tiles and their side; tiles per second; the scheduling overhead per tile (the CPU seconds the
-driver and Ray's own processes spend during the compare stage, less what they spend idle over
-as long a time, over the tiles: Ray's agents and monitors poll on a clock whether tasks run or
-not; the gross figure and the idle rate are reported beside it); the seconds to list the
-finished tiles; a resume with 10 % of the tiles deleted (its wall and plan
+driver, the GCS and the raylet spend in the compare stage, over the tiles; Ray's agents and
+monitors, which poll on a clock whether tasks run or not, are reported apart, as a share of a
+core and per tile); the seconds to list the finished tiles; a resume with 10 % of the tiles deleted (its wall and plan
 seconds); the report's size; and whether every pair is stored exactly once.
 """
 from __future__ import annotations
@@ -37,7 +36,6 @@ SCALE_STORES = ("local", "s3")
 SCALE_CPUS = 64
 SCALE_N = 16
 RESUME_SHARE = 0.1
-IDLE_S = 5.0
 _DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
               "AWS_EC2_METADATA_DISABLED": "true"}
 
@@ -101,8 +99,9 @@ def _peak_rss_mib() -> float:
 
 
 def _process_cpu() -> dict[str, float]:
-    """CPU seconds of this process and its descendants by role: driver, ray (GCS, raylet,
-    agents) and workers (the moto server left out); Linux ``/proc``."""
+    """CPU seconds of this process and its descendants by role: driver, scheduler (GCS and
+    raylet), agents (Ray's dashboard, runtime-env and log agents, its monitors) and workers
+    (the moto server left out); Linux ``/proc``."""
     tick = os.sysconf("SC_CLK_TCK")
     procs = {}
     for entry in Path("/proc").iterdir():
@@ -116,7 +115,7 @@ def _process_cpu() -> dict[str, float]:
         fields = stat[stat.rindex(")") + 2:].split()
         procs[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
     me = os.getpid()
-    out = {"driver": procs.get(me, (0, 0.0, ""))[1], "ray": 0.0, "workers": 0.0}
+    out = {"driver": procs.get(me, (0, 0.0, ""))[1], "scheduler": 0.0, "agents": 0.0, "workers": 0.0}
     mine, frontier = set(), [me]
     while frontier:
         parent = frontier.pop()
@@ -129,18 +128,18 @@ def _process_cpu() -> dict[str, float]:
         if "moto.server" in cmd:
             continue
         worker = cmd.startswith("ray::") and "Agent" not in cmd or "default_worker.py" in cmd
-        out["workers" if worker else "ray"] += cpu
+        binary = cmd.split(" ", 1)[0].rsplit("/", 1)[-1]
+        out["workers" if worker else "scheduler" if binary in ("gcs_server", "raylet") else "agents"] += cpu
     return out
 
 
 class _CompareCPU:
-    """Wraps ``workflows.compare.run_items`` to take the CPU by role before and after it, then
-    over ``IDLE_S`` seconds of the same Ray idle (``idle``: CPU seconds per second by role)."""
+    """Wraps ``workflows.compare.run_items`` to take the CPU by role before and after it."""
 
     def __enter__(self) -> _CompareCPU:
         import workflows.compare as compare
 
-        self.compare, self.real, self.spent, self.idle = compare, compare.run_items, {}, {}
+        self.compare, self.real, self.spent = compare, compare.run_items, {}
 
         def run_items(*args, **kwargs):
             before = _process_cpu()
@@ -149,9 +148,6 @@ class _CompareCPU:
             finally:
                 after = _process_cpu()
                 self.spent = {k: after[k] - before.get(k, 0.0) for k in after}
-                time.sleep(IDLE_S)
-                idle = _process_cpu()
-                self.idle = {k: (idle[k] - after.get(k, 0.0)) / IDLE_S for k in idle}
 
         compare.run_items = run_items
         return self
@@ -230,7 +226,7 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     t = time.perf_counter()
     with _CompareCPU() as cpu:
         run_study(cfg, show_progress=False)
-    wall = time.perf_counter() - t - IDLE_S  # the idle window is not the study's
+    wall = time.perf_counter() - t
     peak = _peak_rss_mib() if measured else float("nan")
     run = ResultStore(store_uri).child(cfg.study, cfg.resolved_run_id)
     status = run.read_json(layout.RUN)
@@ -244,9 +240,7 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
     tiles_n = max(usage["tasks"], 1)
     spent = cpu.spent
     in_tiles = usage.get("task_cpu_seconds", 0.0)
-    gross = spent["driver"] + spent["ray"]
-    background = (cpu.idle["driver"] + cpu.idle["ray"]) * compare_wall
-    overhead = max(gross - background, 0.0) / tiles_n
+    overhead = (spent["driver"] + spent["scheduler"]) / tiles_n
     report_bytes = _report_bytes(run)
 
     for path in random.Random(points).sample(tiles, max(1, round(RESUME_SHARE * len(tiles)))):
@@ -263,10 +257,11 @@ def _one(points: int, store_uri: str, store_kind: str, cpus: int, n: int) -> dic
             "report_s": timings.get("report"), "tiles": usage["tasks"], "tile_side": usage["tile_sizes"][key],
             "peak_in_flight": usage["peak_in_flight"], "peak_refs": usage["peak_refs"],
             "tiles_per_s": usage["tasks"] / compare_wall if compare_wall else None,
-            "overhead_ms_per_tile": 1000 * overhead, "gross_overhead_ms_per_tile": 1000 * gross / tiles_n,
-            "ray_idle_cpu_share": cpu.idle["driver"] + cpu.idle["ray"],
+            "overhead_ms_per_tile": 1000 * overhead,
             "driver_ms_per_tile": 1000 * spent["driver"] / tiles_n,
-            "ray_ms_per_tile": 1000 * spent["ray"] / tiles_n,
+            "scheduler_ms_per_tile": 1000 * spent["scheduler"] / tiles_n,
+            "agents_ms_per_tile": 1000 * spent["agents"] / tiles_n,
+            "agents_core_share": spent["agents"] / compare_wall if compare_wall else None,
             "workers_outside_tiles_ms_per_tile": 1000 * (spent["workers"] - in_tiles) / tiles_n,
             "tile_cpu_ms": 1000 * in_tiles / tiles_n, "list_s": list_s, "listed_tiles": len(tiles),
             "resume_s": resume_s, "resume_plan_s": resumed["timings"].get("plan"),
