@@ -160,6 +160,35 @@ def curves_png(
     _save(fig, path_or_buffer)
 
 
+def series_png(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path_or_buffer: str | IO[bytes],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> None:
+    """Write one line per named (x, y) series, each on its own x (training runs of different
+    lengths, say)."""
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"]
+    fig = Figure(figsize=(7.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, (x, y)) in enumerate(series.items()):
+        xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if xs.shape != ys.shape or xs.ndim != 1:
+            raise ValueError(f"series {name!r} needs as many y as x values (1-D), got {ys.shape} and {xs.shape}")
+        ax.plot(xs, ys, linewidth=1.0, label=name, color=colors(i % colors.N))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path_or_buffer)
+
+
 def bars_png(
     values: Sequence[float],
     labels: Sequence[str],

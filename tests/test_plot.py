@@ -104,3 +104,14 @@ def test_rounding_noise_of_identical_layers_does_not_force_a_log_scale():
 
     M = np.array([[0.0, 1e-16, 0.5], [1e-16, 0.0, 0.9], [0.5, 0.9, 0.0]])
     assert not _log_if_wide(M)[1]
+
+
+def test_series_png_draws_series_of_different_lengths_and_refuses_mismatched_ones() -> None:
+    from layergw.plot import series_png
+
+    buf = io.BytesIO()
+    series_png({"short": ([1, 2], [0.1, 0.2]), "long": ([1, 2, 3, 4], [0.1, 0.5, 0.7, 0.9])}, buf,
+               title="t", xlabel="epoch", ylabel="accuracy")
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="series 'bad' needs as many y as x"):
+        series_png({"bad": ([1, 2, 3], [0.1, 0.2])}, io.BytesIO(), title="t", xlabel="x", ylabel="y")

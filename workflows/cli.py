@@ -134,6 +134,18 @@ def cmd_handover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from layergw.families.modsum.curves import phase_series
+    from layergw.plot import series_png
+
+    series = phase_series(args.paths, phase=args.phase, what=args.what)
+    kind = {"val": "validation accuracy", "train": "training accuracy"}.get(args.what,
+                                                                          f"validation accuracy of {args.what}")
+    series_png(series, args.out, title=f"phase {args.phase}: {kind}", xlabel="epoch", ylabel=kind)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from workflows.config import load_config
     from workflows.submit import submit
@@ -283,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--out", help="also write the table as Parquet")
     h.add_argument("--markdown", action="store_true", help="print a Markdown table")
     h.set_defaults(fn=cmd_handover)
+
+    c = sub.add_parser("curves", help="accuracy over the epochs of one phase of modular-sum checkpoints, as a PNG")
+    c.add_argument("paths", nargs="+", help="checkpoints (.json or .safetensors with its .json)")
+    c.add_argument("--phase", type=int, default=1, help="the phase, counted from 1 (default 1)")
+    c.add_argument("--what", default="val", help="val, train, or a head's target (c2, b, ...): its validation "
+                   "accuracy (default val)")
+    c.add_argument("--out", required=True, help="the PNG to write")
+    c.set_defaults(fn=cmd_curves)
 
     s = sub.add_parser("submit", help="submit `layergw run` as a Ray job (docs/cluster.md)")
     s.add_argument("config")
