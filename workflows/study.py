@@ -1,6 +1,7 @@
 """The main job: extract -> compare (+ targets) -> group -> report, resumable at every stage."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -116,20 +117,29 @@ def _side(model: str, seed: int, checkpoint: str, man: Manifest):
 
 def _context(run, measure, n: int, cfg: StudyConfig, run_id: str, version: str, a, b) -> Callable[[], Any]:
     """The tile context of one grid, put in Ray's object store at the first submit (a grid whose
-    tiles are all finished puts nothing); returns its reference."""
+    tiles are all finished puts nothing): a function that returns its reference."""
     import ray
 
     from workflows.compare import TileContext
 
-    ref: list = []
-
+    @functools.cache
     def get():
-        if not ref:
-            ref.append(ray.put(TileContext(run, measure.name, dict(measure.params), n, cfg.study, run_id,
-                                           cfg.results_hash(measure), version, a, b)))
-        return ref[0]
+        return ray.put(TileContext(run, measure.name, dict(measure.params), n, cfg.study, run_id,
+                                   cfg.results_hash(measure), version, a, b))
 
     return get
+
+
+def _reused(plan: Plan, tile, path: str, done: set[str]) -> bool:
+    """Count ``tile`` into the plan; True when its file is already in the store (nothing to run)."""
+    count = tile.count
+    plan.tiles_total += 1
+    plan.total += count
+    if path in done:
+        plan.tiles_reused += 1
+        plan.done += count
+        return True
+    return False
 
 
 def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run_id: str, version: str,
@@ -150,12 +160,7 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
             done = set(run.list_files(layout.pairs_dir(spec.id, key), ".parquet"))
             for tile in make_tiles(len(man.points), sizes[key]):
                 path = layout.tile(spec.id, key, tile.i0, tile.j0)
-                count = tile.count
-                plan.tiles_total += 1
-                plan.total += count
-                if path in done:
-                    plan.tiles_reused += 1
-                    plan.done += count
+                if _reused(plan, tile, path, done):
                     continue
 
                 def submit(model=spec.id, measure=measure, key=key, task=task, context=context, path=path,
@@ -163,7 +168,7 @@ def plan_tiles(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                     refs, where = cache.refs_for(model, measure, tile.layers, key=key)
                     return task.remote(context(), path, tile, where, *refs)
 
-                plan.items.append(WorkItem((spec.id, key), count, submit, f"{spec.id}/{key} {path}"))
+                plan.items.append(WorkItem((spec.id, key), tile.count, submit, f"{spec.id}/{key} {path}"))
     return plan
 
 
@@ -194,12 +199,7 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
             done = set(run.list_files(layout.cross_dir(c.a, c.b, key), ".parquet"))
             for tile in make_cross_tiles(len(ma.points), len(mb.points), sizes[key]):
                 path = layout.cross_tile(c.a, c.b, key, tile.i0, tile.j0)
-                count = tile.count
-                plan.tiles_total += 1
-                plan.total += count
-                if path in done:
-                    plan.tiles_reused += 1
-                    plan.done += count
+                if _reused(plan, tile, path, done):
                     continue
 
                 def submit(measure=measure, key=key, task=task, context=context, path=path, tile=tile, c=c):
@@ -207,7 +207,7 @@ def plan_cross(cfg: StudyConfig, run, manifests: dict[str, Manifest], cache, run
                     refs_b, where_b = cache.refs_for(c.b, measure, tile.cols, offset=len(refs_a), key=key)
                     return task.remote(context(), path, tile, where_a + where_b, *refs_a, *refs_b)
 
-                plan.items.append(WorkItem((c.a, key), count, submit, f"{c.a} x {c.b}/{key} {path}",
+                plan.items.append(WorkItem((c.a, key), tile.count, submit, f"{c.a} x {c.b}/{key} {path}",
                                            also_uses=((c.b, key),)))
 
 
