@@ -168,6 +168,7 @@ def model_pairs(checkpoint: str = GW_MODEL, count: int = GW_MODEL_PAIRS, seed: i
         return r[points[i].name], r[points[j].name]
 
     source.labels = [f"{points[i].name} / {points[j].name}" for i, j in chosen]
+    source.grid_pairs = len(points) * (len(points) - 1) // 2  # the pairs a run over all its points computes
     return source
 
 
@@ -203,7 +204,8 @@ def bench_pot(sizes: tuple[int, ...], repeats: int = 3, pairs: int = 2, source=r
                        "solver": gw.solver, "layergw_s": float(np.median(ours)),
                        "pot_s": float(np.median(theirs)), "value": got.value, "pot_value": ref,
                        "relative_difference": abs(got.value - ref) / abs(ref) if ref else abs(got.value),
-                       "iterations": got.iterations, "converged": got.converged, "repeats": repeats}
+                       "iterations": got.iterations, "converged": got.converged, "repeats": repeats,
+                       "grid_pairs": getattr(source, "grid_pairs", None)}
                 row["ratio"] = row["pot_s"] / row["layergw_s"]
                 rows.append(row)
                 log.info("gw n=%d pair %d: layergw %.4fs, POT %.4fs (%.2fx), values %.3g apart", n, pair,
@@ -264,6 +266,11 @@ def gw_markdown(rows: list[dict]) -> str:
         steps = ", ".join(str(r["iterations"]) for r in at)
         lines.append(f"| {n} | {len(at)} | {pot_s / len(at):.3g} | {ours / len(at):.3g} | {pot_s / ours:.2f}x | "
                      f"{max(r['relative_difference'] for r in at):.1e} | {steps} |")
+    grids = [(r["n"], r["grid_pairs"]) for r in rows if r.get("grid_pairs")]
+    for n, grid in dict.fromkeys(grids):
+        mean = float(np.mean([r["layergw_s"] for r in rows if r["n"] == n]))
+        lines.append(f"\nAt n = {n} and this mean, the model's whole grid ({grid:,} pairs) takes about "
+                     f"{grid * mean / 2 / 60:.0f} minutes of two cores' time, one pair on each.")
     return "\n".join(lines) + "\n"
 
 

@@ -148,7 +148,11 @@ def test_bench_gw_model_suite_compares_pot_and_layergw_on_layer_pairs_of_model_l
     assert len(df) == 12 and (df["n"] == 48).all() and df["layers"].nunique() > 1
     assert (df["relative_difference"] < 1e-9).all()  # the same values as POT's solver, pair by pair
     assert (df["pot_s"] > 0).all() and (df["layergw_s"] > 0).all()
-    assert "POT / layergw" in (tmp_path / "gw-model.md").read_text()
+    text = (tmp_path / "gw-model.md").read_text()
+    assert "POT / layergw" in text
+    assert source.grid_pairs == 93 * 92 // 2 and (df["grid_pairs"] == source.grid_pairs).all()
+    minutes = source.grid_pairs * df["layergw_s"].mean() / 2 / 60  # the whole grid, one pair on each of two cores
+    assert f"whole grid (4,278 pairs) takes about {minutes:.0f} minutes" in text
 
 
 @pytest.mark.long
