@@ -25,7 +25,8 @@ def read_record(path: str | Path) -> dict:
 
 def phase_curve(record: dict, phase: int, what: str = "val") -> tuple[np.ndarray, np.ndarray]:
     """(epochs, accuracy) of ``phase`` (counted from 1). ``what``: "val" or "train" (every head
-    right), or one head's target (``c2``, ``b``, ...) for its validation accuracy."""
+    right), or one head's target (``c2``, ``b``, ...) for its validation accuracy: NaN at the
+    evaluations that kept no per-head accuracies."""
     phases = record["phases"]
     name = record.get("model_id", "this record")
     if not 1 <= phase <= len(phases):
@@ -40,7 +41,11 @@ def phase_curve(record: dict, phase: int, what: str = "val") -> tuple[np.ndarray
         raise ValueError(f"what must be 'val', 'train' or a head of phase {phase} of {name} "
                          f"({', '.join(targets) or 'none recorded'}), got {what!r}")
     k = targets.index(what)
-    return epochs, np.array([h["val_acc_heads"][k] for h in history], dtype=np.float64)
+    heads = np.array([h["val_acc_heads"][k] if "val_acc_heads" in h else np.nan for h in history], dtype=np.float64)
+    if history and np.isnan(heads).all():
+        raise ValueError(f"phase {phase} of {name} records no per-head accuracies (trained before layergw kept "
+                         f"them); draw what='val' instead, got what={what!r}")
+    return epochs, heads  # entries from before per-head records (a resumed older run) are gaps
 
 
 def phase_series(paths: list[str | Path], *, phase: int = 1, what: str = "val",

@@ -41,6 +41,20 @@ def test_phase_curve_names_a_phase_or_head_the_record_lacks(phase: int, what: st
         phase_curve(_record(), phase, what)
 
 
+def test_a_head_curve_leaves_gaps_where_an_older_run_kept_no_per_head_accuracies() -> None:
+    rec = _record()
+    for h in rec["phases"][1]["history"][:2]:  # a run resumed by a newer layergw: its first evaluations lack heads
+        del h["val_acc_heads"], h["train_acc_heads"]
+    epochs, c2 = phase_curve(rec, 2, "c2")
+    np.testing.assert_array_equal(epochs, [50, 100, 150, 200, 250])
+    np.testing.assert_allclose(c2, [np.nan, np.nan, 0.3, 0.4, 0.5])
+    for h in rec["phases"][1]["history"]:
+        h.pop("val_acc_heads", None)
+    with pytest.raises(ValueError, match="phase 2 of run records no per-head accuracies.*what='val'"):
+        phase_curve(rec, 2, "c2")
+    np.testing.assert_allclose(phase_curve(rec, 2, "val")[1], [0.1, 0.2, 0.3, 0.4, 0.5])
+
+
 def test_read_record_takes_the_json_beside_a_checkpoint_and_refuses_other_files(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text(json.dumps(_record("m")))
     assert read_record(tmp_path / "m.safetensors")["model_id"] == "m"
