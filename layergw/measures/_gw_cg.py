@@ -27,16 +27,20 @@ This module runs the same iterates with less work, all of it exact:
   every permutation may be optimal), the first step runs POT's network simplex on POT's
   own gradient, bit for bit, so it picks the vertex POT picks;
 - a later step's linear program is an assignment problem, solved exactly by the compiled
-  solver ``_lap`` started from the previous step's vertex and column potentials: each row
-  searches only its few cheapest columns under those potentials, and a check of every
-  reduced cost proves the result optimal or sends the rows it refutes back with more
-  columns. Where the start is far off (the step after the first, which has no
-  potentials, and a step whose searches outrun ``GIVE_UP``) the step runs
-  on POT's network simplex (``ot.lp.emd``, under the same pivot cap, counted the same way,
-  from the potentials when there are any). The pivot cap does not apply to ``_lap``'s
-  steps: where POT's network simplex stops at the cap (n of about 2000 and more at the
-  default cap), POT's later steps are truncated and this solver's are exact, so the values
-  part.
+  solvers of ``_lap``. First ``_lap.solve``, started from the previous step's vertex and
+  column potentials: each row searches only its few cheapest columns under those
+  potentials, and a check of every reduced cost proves the result optimal or sends the rows
+  it refutes back with more columns. Where the start is far off (the step after the first,
+  which has no potentials, and a step whose searches outrun ``GIVE_UP``) the step runs on
+  ``_lap.simplex``, a primal network simplex that keeps its basis (spanning tree) from one
+  such step to the next, or starts from a tree built around the previous vertex: the
+  previous optimal tree is feasible for the new costs, so the pivots start near the answer
+  (20-50 ms a step at n = 1000 where POT's network simplex from scratch takes 160-380).
+  Only where ``_lap`` is not built, or its simplex reaches ``simplex_cap``, does a later
+  step run POT's network simplex (``ot.lp.emd``, under POT's pivot cap, counted the same
+  way). The pivot cap does not apply to ``_lap``'s steps: where POT's network simplex stops
+  at the cap (n of about 2000 and more at the default cap), POT's steps are truncated and
+  this solver's later steps are exact, so the values part.
 
 The values equal POT's up to rounding (tests: 1e-9 relative, in practice ~1e-14), except
 where a linear program has several optimal vertices, where either solver's choice is
@@ -100,6 +104,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     loss = float(np.vdot(row_c[:, None] + col_c[None, :] - 2.0 * P, G))
     losses, truncated = [loss], 0
     Q, last = None, None
+    basis = Basis.empty(n)
     for it in range(1, max_iter + 1):
         old = loss
         if it == 1:
@@ -109,6 +114,8 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
             M += 2.0 * row_c[:, None]
             M += 2.0 * col_c[None, :]
             found = None if duals is None else _assignment(M, duals, last)
+            if found is None:
+                found = _simplex(M, last, basis)
             if found is None:
                 sigma, duals, capped = _lp(w, M, max_iter_emd, duals)
             else:
@@ -135,11 +142,33 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     return CGResult(G, losses, truncated)
 
 
-#: work, in edges relaxed per n^2, after which ``_lap`` gives a step up to the network simplex:
-#: on the modular-sum models' layers at n = 1000 the simplex takes 130-330 ms a step and ``_lap``
-#: 5-70 ms on most steps, but up to 1.5 s on early steps whose start is far off (about 10 ns an
-#: edge). A rule on the iterates, not on timings, so a solve takes the same path on every machine.
-GIVE_UP = 5.0
+#: work, in edges relaxed per n^2, after which ``_lap.solve`` gives a step up to the warm network
+#: simplex (``_lap.simplex``): on the modular-sum models' layers at n = 1000 the warm simplex
+#: takes 20-50 ms a far-off step and ``_lap.solve`` 5-70 ms on most steps, but up to 1.5 s on
+#: early steps whose start is far off (about 10 ns an edge); on random ReLU layers at n = 2000
+#: giving up at 2 rather than 5 saves a tenth. A rule on the iterates, not on timings, so a solve
+#: takes the same path on every machine.
+GIVE_UP = 2.0
+
+
+@dataclass
+class Basis:
+    """The warm network simplex's spanning tree, kept from one CG step to the next (``_lap.simplex``'s
+    parent and flow arrays, 2n each); ``warm`` once they hold one. Solver state, so mutable."""
+
+    parent: np.ndarray
+    flow: np.ndarray
+    warm: bool = False
+
+    @classmethod
+    def empty(cls, n: int) -> "Basis":
+        return cls(np.empty(2 * n, dtype=np.int64), np.empty(2 * n, dtype=np.int64))
+
+
+def simplex_cap(n: int) -> int:
+    """Pivots after which the warm network simplex hands a step to POT's: never reached on the
+    layers measured (at most 25,000 at n = 1000), a guard against rounding cycling."""
+    return max(100_000, n * n)
 
 _warned = False
 
@@ -257,4 +286,22 @@ def _assignment(M: np.ndarray, duals: tuple, last: np.ndarray) -> tuple[np.ndarr
     u, v = np.empty(n), np.array(duals[1], dtype=float)
     if _lap.solve(M, u, v, sigma, GIVE_UP) is None:
         return None
+    return sigma, (u, v)
+
+
+def _simplex(M: np.ndarray, last: np.ndarray, basis: Basis) -> tuple[np.ndarray, tuple] | None:
+    """A later step's linear program, cost M, by ``_lap.simplex``: the network simplex from the
+    previous simplex step's tree (``basis``, updated in place) or, before the first, from a tree
+    built around the previous vertex ``last``. The permutation and its potentials, or None where
+    ``_lap`` is not built or the pivots reached ``simplex_cap`` (the step then runs POT's)."""
+    if _lap is None:
+        return None
+    n = M.shape[0]
+    sigma = np.array(last, dtype=np.int64)
+    u, v = np.empty(n), np.empty(n)
+    if _lap.simplex(M, u, v, sigma, basis.parent, basis.flow, basis.warm, simplex_cap(n)) is None:
+        basis.warm = False
+        log.warning("gw: the warm network simplex stopped at %d pivots (n=%d); the step runs POT's", simplex_cap(n), n)
+        return None
+    basis.warm = True
     return sigma, (u, v)

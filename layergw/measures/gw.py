@@ -22,10 +22,11 @@ POT does not stop when that cap is hit: it warns ("numItermax reached before opt
 and uses the truncated, non-optimal direction. The default cap becomes too small for n of
 a few thousand (a first step from the product start hit it at n = 2500, not at n = 1750,
 on smooth synthetic layers). Those warnings are captured here: any truncated step makes
-``converged`` False. The lean solver runs the network simplex, under the same cap, for
-one step of each solve (the second from the product start, the first from any other) and
-solves the later steps' linear programs exactly as assignment problems, so where POT's
-cap truncates its later steps the two solvers' values part (the lean one's steps exact).
+``converged`` False. The lean solver runs POT's network simplex, under the same cap, only
+for a first step it cannot solve in closed form (any first step from a given start; from
+the product start, one whose sorted matching is not certain) and solves the later steps'
+linear programs exactly as assignment problems (its own compiled solvers, no cap), so where
+POT's cap truncates its later steps the two solvers' values part (the lean one's exact).
 
 init="best" runs several starts and keeps the lowest value. Besides the product and
 identity starts it tries ``n_random`` seeded random permutation starts T0 = P / n, each P a
@@ -109,7 +110,8 @@ class GromovWasserstein(Measure):
         starts, in that order; the lowest value, ties go to the earlier start).
     max_iter, tol_rel, tol_abs: POT's conditional-gradient stopping rule (POT defaults).
     max_iter_emd: pivot cap of the network simplex (POT's ``numItermaxEmd``, default
-        1e5: every step with solver="pot", one step per solve with "lean"); hitting it
+        1e5: every step with solver="pot"; with "lean" only a first step it cannot
+        solve in closed form); hitting it
         makes ``converged`` False.
     solver: "lean" (layergw's conditional gradient, ``_gw_cg``: POT's iterates with a
         fraction of the work, values equal to rounding) or "pot" (POT's own solver, the

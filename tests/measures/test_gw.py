@@ -128,9 +128,9 @@ def test_truncated_linear_program_reports_not_converged(X, Y, caplog):
     assert c.value == pytest.approx(float(log["gw_dist"]), rel=1e-12)  # the cap reaches POT
     assert "max_iter_emd=10" in caplog.text
     caplog.clear()
-    # the lean solver runs the network simplex on the first step it cannot do in closed form
-    # (the second from the product start): the cap binds there, and is reported the same way
-    lean = measures.get("gw", max_iter_emd=10)
+    # the lean solver runs POT's network simplex on a first step it cannot do in closed form
+    # (any step from a given start): the cap binds there, and is reported the same way
+    lean = measures.get("gw", max_iter_emd=10, init="identity")
     with caplog.at_level("WARNING", logger="layergw.measures.gw"), warnings.catch_warnings():
         warnings.simplefilter("error")
         capped = lean.compare(lean.prepare(X), lean.prepare(Y))
@@ -161,7 +161,7 @@ def test_other_pot_warnings_are_passed_on(monkeypatch, X, Y):
         return real_emd(*args, **kwargs)
 
     monkeypatch.setattr(ot.lp, "emd", noisy_emd)
-    lean = measures.get("gw")
+    lean = measures.get("gw", init="identity")  # its first step runs POT's network simplex
     with pytest.warns(RuntimeWarning, match="something else from the LP"):
         assert lean.compare(lean.prepare(X), lean.prepare(Y)).converged is True
 

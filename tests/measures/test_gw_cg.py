@@ -184,3 +184,40 @@ def test_without_the_compiled_solver_every_step_runs_the_simplex_to_the_same_val
     pot = ot.gromov.gromov_wasserstein2(C1, C2, ot.unif(70), ot.unif(70), "square_loss", max_iter=1000,
                                         tol_rel=1e-9, tol_abs=1e-9)
     assert plain.losses[-1] == pytest.approx(float(pot), rel=1e-9)
+
+
+def count_calls(monkeypatch, owner, name):
+    calls = []
+    real = getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("n,seed", [(90, 2), (200, 3)])
+def test_steps_on_the_warm_network_simplex_run_pots_iterates(monkeypatch, n, seed):
+    """Every later step handed to the kept-basis simplex (the assignment solver gives up at once):
+    the losses are POT's, step for step, and POT's own network simplex never runs."""
+    C1, C2 = relu_layers(n, seed)
+    _, log = pot(C1, C2)
+    monkeypatch.setattr(_gw_cg, "GIVE_UP", 0.0)
+    simplex_calls = count_calls(monkeypatch, _lap, "simplex")
+    pot_calls = count_calls(monkeypatch, ot.lp, "emd")
+    got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    assert len(simplex_calls) == len(got.losses) - 2 and not pot_calls  # every step after the closed-form first
+
+
+def test_a_simplex_past_its_cap_hands_the_step_to_pots(monkeypatch, caplog):
+    C1, C2 = relu_layers(90, 2)
+    _, log = pot(C1, C2)
+    monkeypatch.setattr(_gw_cg, "GIVE_UP", 0.0)
+    monkeypatch.setattr(_gw_cg, "simplex_cap", lambda n: 0)
+    pot_calls = count_calls(monkeypatch, ot.lp, "emd")
+    got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    assert len(pot_calls) == len(got.losses) - 2 and "stopped at 0 pivots" in caplog.text

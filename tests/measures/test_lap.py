@@ -100,3 +100,127 @@ def test_bad_buffers_and_costs_are_refused_by_name():
         _lap.solve(np.full((3, 3), np.inf), np.empty(3), np.zeros(3), np.full(3, -1, dtype=np.int64))
     with pytest.raises(ValueError, match="finite"):
         _lap.solve(np.full((3, 3), np.nan), np.empty(3), np.zeros(3), np.full(3, -1, dtype=np.int64))
+
+
+# ---- simplex: the warm network simplex ---------------------------------------------------
+
+
+def simplex(M, start=None, tree=None, max_pivots=10**9):
+    """Run ``_lap.simplex`` from a start permutation (default: the identity) or a kept tree."""
+    n = M.shape[0]
+    u, v = np.empty(n), np.empty(n)
+    sigma = np.arange(n, dtype=np.int64) if start is None else np.array(start, dtype=np.int64)
+    parent, flow = (np.empty(2 * n, dtype=np.int64), np.empty(2 * n, dtype=np.int64)) if tree is None else tree
+    pivots = _lap.simplex(M, u, v, sigma, parent, flow, tree is not None, max_pivots)
+    return sigma, u, v, (parent, flow), pivots
+
+
+def assert_strongly_feasible_tree(M, sigma, u, v, tree):
+    """One spanning tree over rows 0..n-1 and columns n..2n-1 whose flow-1 arcs are the
+    assignment, tight under the potentials, and whose zero-flow arcs all point to the root
+    (a row below its column): Cunningham's strongly feasible basis."""
+    parent, flow = tree
+    n = M.shape[0]
+    assert (parent < 0).sum() == 1
+    for x in range(2 * n):  # every node reaches the root within 2n steps: no cycle
+        for _ in range(2 * n):
+            if parent[x] < 0:
+                break
+            x = parent[x]
+        assert parent[x] < 0
+    for x in np.flatnonzero(parent >= 0):
+        p = parent[x]
+        row, col = (x, p - n) if x < n else (p, x - n)
+        assert (x < n) != (p < n)
+        assert abs(M[row, col] - u[row] - v[col]) <= 1e-12 * max(1.0, np.abs(M).max())
+        if flow[x]:
+            assert sigma[row] == col
+        else:
+            assert x < n  # zero flow: the row hangs below the column, toward the root
+    assert flow[parent >= 0].sum() == n
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers 0-2 (ties)", "rank one", "duplicate rows", "squared distances"])
+def test_simplex_is_optimal_and_returns_a_strongly_feasible_tree(kind):
+    rng = np.random.default_rng(4)
+    n = 120
+    if kind == "normal":
+        M = rng.standard_normal((n, n))
+    elif kind.startswith("integers"):
+        M = rng.integers(0, 3, (n, n)).astype(float)
+    elif kind == "rank one":
+        M = -np.outer(rng.random(n), rng.random(n))
+    elif kind == "duplicate rows":
+        M = rng.standard_normal((n // 10, n))[rng.integers(0, n // 10, n)]
+    else:
+        x, y = rng.random((n, 2)), rng.random((n, 2)) * 0.1
+        M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    sigma, u, v, tree, _ = simplex(M, start=rng.permutation(n))
+    assert_optimal(M, sigma, u, v)
+    assert_strongly_feasible_tree(M, sigma, u, v, tree)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_simplex_on_small_problems_equals_brute_force(n):
+    rng = np.random.default_rng(10 + n)
+    M = rng.standard_normal((n, n))
+    sigma, u, v, tree, _ = simplex(M, start=rng.permutation(n))
+    brute = min(itertools.permutations(range(n)), key=lambda p: M[np.arange(n), list(p)].sum())
+    assert M[np.arange(n), sigma].sum() == pytest.approx(M[np.arange(n), list(brute)].sum(), abs=1e-12)
+    assert_strongly_feasible_tree(M, sigma, u, v, tree)
+
+
+def test_a_kept_tree_starts_any_later_problem_and_saves_pivots_on_a_near_one():
+    rng = np.random.default_rng(12)
+    n = 300
+    M = rng.standard_normal((n, n))
+    sigma, u, v, tree, _ = simplex(M, start=rng.permutation(n))
+    near = M + 1e-3 * rng.standard_normal((n, n))  # a later CG step: the costs move a little
+    kept = (tree[0].copy(), tree[1].copy())
+    warm, u2, v2, tree2, warm_pivots = simplex(near, tree=kept)
+    assert_optimal(near, warm, u2, v2)
+    assert_strongly_feasible_tree(near, warm, u2, v2, tree2)
+    cold, _, _, _, cold_pivots = simplex(near, start=rng.permutation(n))
+    np.testing.assert_array_equal(warm, cold)  # the start changes the work, not the answer
+    assert warm_pivots < cold_pivots / 3
+    other = rng.integers(0, 3, (n, n)).astype(float)  # any costs of the same n: still a feasible basis
+    far, u3, v3, tree3, _ = simplex(other, tree=(tree[0].copy(), tree[1].copy()))
+    assert_optimal(other, far, u3, v3)
+    assert_strongly_feasible_tree(other, far, u3, v3, tree3)
+
+
+def test_simplex_gives_up_past_its_pivot_cap():
+    rng = np.random.default_rng(13)
+    M = rng.standard_normal((50, 50))
+    assert simplex(M, start=rng.permutation(50), max_pivots=3)[4] is None
+    assert simplex(M, start=rng.permutation(50))[4] > 3
+
+
+def test_simplex_refuses_bad_starts_trees_and_costs_by_name():
+    n = 4
+    M = np.arange(16.0).reshape(4, 4)
+    u, v = np.empty(n), np.empty(n)
+    tree = lambda: (np.empty(2 * n, dtype=np.int64), np.empty(2 * n, dtype=np.int64))  # noqa: E731
+    with pytest.raises(ValueError, match="permutation"):
+        _lap.simplex(M, u, v, np.array([0, 0, 1, 2]), *tree(), False, 100)
+    with pytest.raises(ValueError, match="finite"):
+        _lap.simplex(np.full((n, n), np.nan), u, v, np.arange(n), *tree(), False, 100)
+    for name, bad in [("cost", np.zeros((4, 5))), ("v", np.empty(3)), ("parent", np.empty(2 * n, dtype=np.int32)),
+                      ("flow", np.empty(n, dtype=np.int64)), ("col4row", np.arange(n, dtype=np.float64))]:
+        args = dict(cost=M, u=u, v=v, col4row=np.arange(n), parent=tree()[0], flow=tree()[1])
+        args[name] = bad
+        with pytest.raises(ValueError, match=name):
+            _lap.simplex(*args.values(), False, 100)
+    _, _, _, (parent, flow), _ = simplex(M)
+    for broken in ("two roots", "a cycle", "flows"):
+        p, f = parent.copy(), flow.copy()
+        if broken == "two roots":
+            p[np.flatnonzero(p >= 0)[0]] = -1
+        elif broken == "a cycle":
+            depth = lambda x: 0 if p[x] < 0 else 1 + depth(p[x])  # noqa: E731
+            a = next(x for x in range(2 * n) if depth(x) >= 2)
+            p[p[a]] = a  # a node and its parent, each below the other
+        else:
+            f[np.flatnonzero(f == 1)[0]] = 0
+        with pytest.raises(ValueError, match="basis tree"):
+            _lap.simplex(M, u, v, np.arange(n), p, f, True, 100)
