@@ -104,7 +104,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     loss = float(np.vdot(row_c[:, None] + col_c[None, :] - 2.0 * P, G))
     losses, truncated = [loss], 0
     Q, last = None, None
-    basis = Basis.empty(n)
+    basis, by_simplex = Basis.empty(n), False
     for it in range(1, max_iter + 1):
         old = loss
         if it == 1:
@@ -113,7 +113,9 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
             M = P * -4.0
             M += 2.0 * row_c[:, None]
             M += 2.0 * col_c[None, :]
-            found = None if duals is None else _assignment(M, duals, last)
+            far = duals is None or (by_simplex and changed.size > STAY_SHARE * n)
+            found = None if far else _assignment(M, duals, last)
+            by_simplex = found is None
             if found is None:
                 found = _simplex(M, last, basis)
             if found is None:
@@ -149,6 +151,10 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
 #: giving up at 2 rather than 5 saves a tenth. A rule on the iterates, not on timings, so a solve
 #: takes the same path on every machine.
 GIVE_UP = 2.0
+
+#: share of rows whose column changed, above which a step after one the simplex solved goes
+#: straight to the simplex: its start is still far off, and ``_lap.solve`` would likely give up
+STAY_SHARE = 0.5
 
 
 @dataclass

@@ -221,3 +221,19 @@ def test_a_simplex_past_its_cap_hands_the_step_to_pots(monkeypatch, caplog):
     got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)
     np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
     assert len(pot_calls) == len(got.losses) - 2 and "stopped at 0 pivots" in caplog.text
+
+
+def test_a_far_off_step_after_a_simplex_step_skips_the_assignment_solver(monkeypatch):
+    """STAY_SHARE routes a step whose predecessor the simplex solved, and moved many rows,
+    straight to the simplex: with a share of 0 the assignment solver never runs after the
+    first simplex step, and the losses are still POT's."""
+    C1, C2 = relu_layers(120, 6)
+    _, log = pot(C1, C2)
+    monkeypatch.setattr(_gw_cg, "STAY_SHARE", 0.0)
+    assignment_calls = count_calls(monkeypatch, _gw_cg, "_assignment")
+    simplex_calls = count_calls(monkeypatch, _lap, "simplex")
+    got = _gw_cg.solve(C1, C2, None, **POT_DEFAULTS)
+    np.testing.assert_allclose(got.losses, np.asarray(log["loss"], dtype=float), rtol=1e-9, atol=0)
+    # the step after the closed-form first has no potentials, so the simplex solves it; every
+    # later step changes some row (the last may change none, and so goes back to the assignment solver)
+    assert len(simplex_calls) >= len(got.losses) - 3 and len(assignment_calls) <= 1
