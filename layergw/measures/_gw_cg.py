@@ -105,14 +105,15 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     losses, truncated = [loss], 0
     Q, last = None, None
     basis, by_simplex = Basis.empty(n), False
+    const2 = 2.0 * row_c[:, None] + 2.0 * col_c[None, :]  # a step's cost, const2 - 4 P, in two passes
+    M, R = np.empty((n, n)), np.empty((n, n))  # reused from step to step
     for it in range(1, max_iter + 1):
         old = loss
         if it == 1:
             sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
         else:
-            M = P * -4.0
-            M += 2.0 * row_c[:, None]
-            M += 2.0 * col_c[None, :]
+            np.multiply(P, -4.0, out=M)
+            M += const2
             far = duals is None or (by_simplex and changed.size > STAY_SHARE * n)
             found = None if far else _assignment(M, duals, last)
             by_simplex = found is None
@@ -126,7 +127,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         changed = np.arange(0) if last is None else np.flatnonzero(sigma != last)
         Q = _plan_product(C1, C2n, sigma, Q, last, changed)
         last = sigma
-        R = Q - P  # C1 (Gc - G) C2
+        np.subtract(Q, P, out=R)  # C1 (Gc - G) C2
         on_gc = R[rows, sigma].sum() / n
         on_g = float(np.vdot(R, G))
         a = -2.0 * (on_gc - on_g)
