@@ -1,8 +1,13 @@
-"""The compiled part of layergw: the warm-started assignment solver of the exact GW solver
-(layergw/measures/_lap.c). Optional: without a C compiler the install goes on and GW runs
-POT's network simplex at every step (same values, slower; a warning says so). Everything
-else is configured in pyproject.toml."""
+"""The compiled part of layergw, for the exact GW solver (layergw/measures/_gw_cg.py): its
+assignment solvers (_lap.c) and the elementwise end of its steps (_cg_step.c). Optional:
+without a C compiler the install goes on and GW runs POT's network simplex at every later
+step and NumPy for the rest (same values, slower; a warning says so). Everything else is
+configured in pyproject.toml."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("layergw.measures._lap", ["layergw/measures/_lap.c"],
-                             extra_compile_args=["-O3"], optional=True)])
+# -ffp-contract=off: no fused multiply-adds, so _cg_step's results are bit for bit NumPy's
+FLAGS = ["-O3", "-ffp-contract=off"]
+setup(ext_modules=[Extension("layergw.measures._lap", ["layergw/measures/_lap.c"], extra_compile_args=FLAGS,
+                             optional=True),
+                   Extension("layergw.measures._cg_step", ["layergw/measures/_cg_step.c"],
+                             extra_compile_args=FLAGS, optional=True)])

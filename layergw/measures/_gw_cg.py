@@ -55,12 +55,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# built by the install; a checkout shipped as source (Ray py_modules) lacks them
 try:
     from layergw.measures import _lap
-except ImportError:  # built by the install; a checkout shipped as source (Ray py_modules) lacks it
+except ImportError:
     _lap = None
+try:
+    from layergw.measures import _cg_step
+except ImportError:
+    _cg_step = None
 
 log = logging.getLogger(__name__)
+_warned = False  # whether the missing compiled parts were reported
 
 #: the smallest swap cost, relative to the cost matrix's largest entry, that the closed-form
 #: first step trusts (double rounding of the entries is ~1e-16 of it)
@@ -89,6 +95,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
     C1, C2: symmetric (n, n) float64 matrices (``applies``); start: an (n, n) coupling of
     uniform weights.
     """
+    _warn_unbuilt()
     n = C1.shape[0]
     w = np.full(n, 1.0 / n)
     rows = np.arange(n)
@@ -103,17 +110,15 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         u = v = None
     loss = float(np.vdot(row_c[:, None] + col_c[None, :] - 2.0 * P, G))
     losses, truncated = [loss], 0
-    Q, last = None, None
+    Q, last, changed = None, None, np.arange(0)
     basis, by_simplex = Basis.empty(n), False
-    const2 = 2.0 * row_c[:, None] + 2.0 * col_c[None, :]  # a step's cost, const2 - 4 P, in two passes
-    M, R = np.empty((n, n)), np.empty((n, n))  # reused from step to step
+    row2, col2 = 2.0 * row_c, 2.0 * col_c  # a step's cost: M = row2[i] + col2[j] - 4 P
+    M = np.empty((n, n))  # written by each step for the next
     for it in range(1, max_iter + 1):
         old = loss
         if it == 1:
             sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
         else:
-            np.multiply(P, -4.0, out=M)
-            M += const2
             far = duals is None or (by_simplex and changed.size > STAY_SHARE * n)
             found = None if far else _assignment(M, duals, last)
             by_simplex = found is None
@@ -127,22 +132,48 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         changed = np.arange(0) if last is None else np.flatnonzero(sigma != last)
         Q = _plan_product(C1, C2n, sigma, Q, last, changed)
         last = sigma
-        np.subtract(Q, P, out=R)  # C1 (Gc - G) C2
-        on_gc = R[rows, sigma].sum() / n
-        on_g = float(np.vdot(R, G))
+        on_gc = (Q[rows, sigma] - P[rows, sigma]).sum() / n  # <C1 (Gc - G) C2, Gc>
+        on_g = float(np.vdot(Q, G)) - float(np.vdot(P, G))  # <C1 (Gc - G) C2, G>
         a = -2.0 * (on_gc - on_g)
         b = -4.0 * on_g
         alpha = _quad_step(a, b)
         loss = loss + a * alpha ** 2 + b * alpha
-        G *= 1.0 - alpha
-        G[rows, sigma] += alpha / n
-        R *= alpha
-        P += R
+        step_update(P, G, Q, M, row2, col2, sigma, alpha)
         losses.append(loss)
         delta = abs(loss - old)
         if (delta / abs(loss) if loss != 0.0 else np.nan) < tol_rel or delta < tol_abs:
             break
     return CGResult(G, losses, truncated)
+
+
+def _warn_unbuilt() -> None:
+    """Say once per process which compiled parts the install did not build."""
+    global _warned
+    missing = [name for name, mod in (("_lap.c", _lap), ("_cg_step.c", _cg_step)) if mod is None]
+    if missing and not _warned:
+        log.warning("layergw's compiled GW parts (layergw/measures/%s) are not built here, so GW's later steps "
+                    "run %s: same values, slower. Reinstall layergw with a C compiler (pip install -e .) to "
+                    "build them.", ", ".join(missing),
+                    "POT's network simplex" + (" and NumPy" if _cg_step is None else "") if _lap is None else "NumPy")
+        _warned = True
+
+
+def step_update(P: np.ndarray, G: np.ndarray, Q: np.ndarray, M: np.ndarray, row2: np.ndarray,
+                col2: np.ndarray, sigma: np.ndarray, alpha: float) -> None:
+    """A step's end, in place: P += alpha (Q - P), G moves by alpha towards the vertex sigma,
+    and M becomes the next step's cost row2[i] + col2[j] - 4 P. One compiled pass
+    (``_cg_step``) where built, else the same operations in NumPy, bit for bit."""
+    sigma = np.asarray(sigma, dtype=np.int64)
+    if _cg_step is not None:
+        _cg_step.update(P, G, Q, M, row2, col2, sigma, float(alpha))
+        return
+    R = Q - P
+    R *= alpha
+    P += R
+    G *= 1.0 - alpha
+    G[np.arange(sigma.size), sigma] += alpha / sigma.size
+    np.multiply(P, -4.0, out=M)
+    M += row2[:, None] + col2[None, :]
 
 
 #: work, in edges relaxed per n^2, after which ``_lap.solve`` gives a step up to the warm network
@@ -177,7 +208,6 @@ def simplex_cap(n: int) -> int:
     layers measured (at most 25,000 at n = 1000), a guard against rounding cycling."""
     return max(100_000, n * n)
 
-_warned = False
 
 #: share of changed rows above which C1 Gc C2 is recomputed rather than updated: the update's
 #: product is d/n of a full one, plus gathers, so it pays up to about 0.7 (Model L's layers at
@@ -280,13 +310,7 @@ def _assignment(M: np.ndarray, duals: tuple, last: np.ndarray) -> tuple[np.ndarr
     permutation and its potentials, or None where its searches outran ``GIVE_UP`` (the start
     too far off) or ``_lap`` is not built. The start only ever affects the speed, never
     the answer."""
-    global _warned
     if _lap is None:
-        if not _warned:
-            log.warning("layergw's compiled assignment solver (layergw/measures/_lap.c) is not built here, so "
-                        "every GW step runs POT's network simplex: same values, slower. Reinstall layergw "
-                        "with a C compiler (pip install -e .) to build it.")
-            _warned = True
         return None
     n = M.shape[0]
     sigma = np.array(last, dtype=np.int64)

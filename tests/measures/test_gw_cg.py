@@ -177,9 +177,10 @@ def test_without_the_compiled_solver_every_step_runs_the_simplex_to_the_same_val
     C1, C2 = squareform(pdist(X)), squareform(pdist(Y))
     built = _gw_cg.solve(C1, C2, None, max_iter=1000, tol_rel=1e-9, tol_abs=1e-9, max_iter_emd=100000)
     monkeypatch.setattr(_gw_cg, "_lap", None)
+    monkeypatch.setattr(_gw_cg, "_cg_step", None)
     monkeypatch.setattr(_gw_cg, "_warned", False)
     plain = _gw_cg.solve(C1, C2, None, max_iter=1000, tol_rel=1e-9, tol_abs=1e-9, max_iter_emd=100000)
-    assert "not built here" in caplog.text
+    assert "not built here" in caplog.text and "_lap.c, _cg_step.c" in caplog.text
     assert plain.losses[-1] == pytest.approx(built.losses[-1], rel=1e-12)
     pot = ot.gromov.gromov_wasserstein2(C1, C2, ot.unif(70), ot.unif(70), "square_loss", max_iter=1000,
                                         tol_rel=1e-9, tol_abs=1e-9)
@@ -237,3 +238,28 @@ def test_a_far_off_step_after_a_simplex_step_skips_the_assignment_solver(monkeyp
     # the step after the closed-form first has no potentials, so the simplex solves it; every
     # later step changes some row (the last may change none, and so goes back to the assignment solver)
     assert len(simplex_calls) >= len(got.losses) - 3 and len(assignment_calls) <= 1
+
+
+def test_the_compiled_step_update_is_numpys_bit_for_bit(monkeypatch):
+    from layergw.measures import _cg_step
+
+    rng = np.random.default_rng(8)
+    n = 37
+    P, G, Q = rng.standard_normal((n, n)), rng.random((n, n)) / n ** 2, rng.standard_normal((n, n))
+    row2, col2, sigma = rng.random(n), rng.random(n), rng.permutation(n)
+    results = []
+    for compiled in (_cg_step, None):
+        monkeypatch.setattr(_gw_cg, "_cg_step", compiled)
+        p, g, m = P.copy(), G.copy(), np.full((n, n), np.nan)
+        _gw_cg.step_update(p, g, Q, m, row2, col2, sigma, 0.3712)
+        results.append((p, g, m))
+    for got, expected in zip(*results):
+        np.testing.assert_array_equal(got, expected)
+    p, g, m = results[1]
+    np.testing.assert_allclose(p, P + 0.3712 * (Q - P), rtol=1e-14)
+    np.testing.assert_allclose(m, row2[:, None] + col2[None, :] - 4 * p, rtol=1e-12)
+    np.testing.assert_allclose(g.sum(), 0.6288 * G.sum() + 0.3712, rtol=1e-14)
+    with pytest.raises(ValueError, match="sigma"):
+        _cg_step.update(P.copy(), G.copy(), Q, m, row2, col2, np.full(n, n, dtype=np.int64), 0.5)
+    with pytest.raises(ValueError, match="Q"):
+        _cg_step.update(P.copy(), G.copy(), Q[:, :-1], m, row2, col2, sigma.astype(np.int64), 0.5)
