@@ -224,3 +224,25 @@ def test_simplex_refuses_bad_starts_trees_and_costs_by_name():
             f[np.flatnonzero(f == 1)[0]] = 0
         with pytest.raises(ValueError, match="basis tree"):
             _lap.simplex(M, u, v, np.arange(n), p, f, True, 100)
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers 0-2 (ties)", "rank one"])
+def test_the_vector_scan_changes_no_answer_bit(kind):
+    """Both solvers' scans run four entries a compare where the CPU has AVX2: the outputs
+    (assignment, potentials, tree) must equal the plain loop's exactly."""
+    rng = np.random.default_rng(21)
+    n = 203  # not a multiple of 4: the scalar tails run too
+    M = {"normal": rng.standard_normal((n, n)), "integers 0-2 (ties)": rng.integers(0, 3, (n, n)).astype(float),
+         "rank one": -np.outer(rng.random(n), rng.random(n))}[kind]
+    start = rng.permutation(n)
+    outputs = []
+    try:
+        for on in (True, False):
+            _lap.simd(on)
+            outputs.append(solve(M, start=start)[:3] + simplex(M, start=start)[:3] + simplex(M, start=start)[3])
+    finally:
+        _lap.simd(True)
+    for got, expected in zip(*outputs):
+        np.testing.assert_array_equal(got, expected)
+    assert _lap.simd(False) is False
+    _lap.simd(True)
