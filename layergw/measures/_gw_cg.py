@@ -69,8 +69,13 @@ log = logging.getLogger(__name__)
 _warned = False  # whether the missing compiled parts were reported
 
 #: the smallest swap cost, relative to the cost matrix's largest entry, that the closed-form
-#: first step trusts (double rounding of the entries is ~1e-16 of it)
-TIE_TOL = 1e-12
+#: first step trusts. POT's entries carry ~1e-16 of it in rounding, and its network simplex
+#: takes a vertex as optimal when no reduced cost is below -2.2e-16 (machine epsilon) of the
+#: largest of the arc's cost and potentials: a swap of 1e-13 stands some 400x clear of both.
+#: On 1,000 random pairs of Model L's grid POT's first vertex was the sorted matching on all
+#: 575 whose smallest swap lay in [1e-14, 1e-12) of the scale (where it differed, on other
+#: pairs, the swap was below 2e-16); at 1e-13, 58% of the pairs take the closed form (23% at 1e-12).
+TIE_TOL = 1e-13
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,24 @@ def test_the_closed_form_first_step_is_the_linear_programs_optimum():
     np.testing.assert_array_equal(sigma, plan.argmax(axis=1))
 
 
+@pytest.mark.parametrize("ratio", [1e-9, 1e-11, 3e-13])
+def test_a_swap_just_clear_of_tie_tol_is_pots_vertex(ratio):
+    """Where the sorted matching's smallest swap is just above TIE_TOL of the scale, POT's
+    network simplex on the same rank-one-plus-separable cost returns that matching."""
+    rng = np.random.default_rng(17)
+    n = 80
+    u, v = np.linspace(0.0, 1.0, n), rng.permutation(np.linspace(0.0, 1.0, n))
+    row, col = rng.random(n), rng.random(n)
+    scale = float(np.abs(2 * (row[:, None] + col[None, :]) - 4 * np.outer(u, v)).max())
+    u[41] = u[40] + ratio * scale * (n - 1) / 4  # its swap costs 4 (u41 - u40)(1 / (n - 1)) = ratio x scale
+    M = 2 * (row[:, None] + col[None, :]) - 4 * np.outer(u, v)
+    assert _gw_cg.TIE_TOL < ratio
+    sigma = _gw_cg._sorted_matching(u, v, float(np.abs(M).max()))
+    assert sigma is not None
+    w = np.full(n, 1.0 / n)
+    np.testing.assert_array_equal(sigma, ot.emd(w, w, M).argmax(axis=1))
+
+
 def test_ties_leave_the_first_step_to_the_linear_program():
     u = np.array([0.3, 0.1, 0.3 + 1e-13, 0.7])
     assert _gw_cg._sorted_matching(u, np.array([1.0, 2.0, 3.0, 4.0]), scale=10.0) is None
