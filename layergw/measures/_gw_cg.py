@@ -30,12 +30,14 @@ This module runs the same iterates with less work, all of it exact:
   solvers of ``_lap``. First ``_lap.solve``, started from the previous step's vertex and
   column potentials: each row searches only its few cheapest columns under those
   potentials, and a check of every reduced cost proves the result optimal or sends the rows
-  it refutes back with more columns. Where the start is far off (the step after the first,
-  which has no potentials, and a step whose searches outrun ``GIVE_UP``) the step runs on
+  it refutes back with more columns. Where the start is far off (the second step, whose
+  vertex moves most rows from the first's; a step whose searches outrun ``GIVE_UP``; a step
+  after a simplex step that moved more than ``STAY_SHARE`` of the rows) the step runs on
   ``_lap.simplex``, a primal network simplex that keeps its basis (spanning tree) from one
   such step to the next, or starts from a tree built around the previous vertex: the
   previous optimal tree is feasible for the new costs, so the pivots start near the answer
-  (20-50 ms a step at n = 1000 where POT's network simplex from scratch takes 160-380).
+  (18 ms a step on average on Model L's layers at n = 1000, where POT's network simplex
+  from scratch takes 160-380).
   Only where ``_lap`` is not built, or its simplex reaches ``simplex_cap``, does a later
   step run POT's network simplex (``ot.lp.emd``, under POT's pivot cap, counted the same
   way). The pivot cap does not apply to ``_lap``'s steps: where POT's network simplex stops
@@ -124,7 +126,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         if it == 1:
             sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
         else:
-            far = duals is None or (by_simplex and changed.size > STAY_SHARE * n)
+            far = duals is None or it == 2 or (by_simplex and changed.size > STAY_SHARE * n)
             found = None if far else _assignment(M, duals, last)
             by_simplex = found is None
             if found is None:
@@ -154,12 +156,12 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
 def _warn_unbuilt() -> None:
     """Say once per process which compiled parts the install did not build."""
     global _warned
-    missing = [name for name, mod in (("_lap.c", _lap), ("_cg_step.c", _cg_step)) if mod is None]
+    missing = [(name, instead) for name, module, instead in (("_lap.c", _lap, "POT's network simplex"),
+                                                              ("_cg_step.c", _cg_step, "NumPy")) if module is None]
     if missing and not _warned:
         log.warning("layergw's compiled GW parts (layergw/measures/%s) are not built here, so GW's later steps "
                     "run %s: same values, slower. Reinstall layergw with a C compiler (pip install -e .) to "
-                    "build them.", ", ".join(missing),
-                    "POT's network simplex" + (" and NumPy" if _cg_step is None else "") if _lap is None else "NumPy")
+                    "build them.", ", ".join(m[0] for m in missing), " and ".join(m[1] for m in missing))
         _warned = True
 
 
@@ -183,14 +185,16 @@ def step_update(P: np.ndarray, G: np.ndarray, Q: np.ndarray, M: np.ndarray, row2
 
 #: work, in edges relaxed per n^2, after which ``_lap.solve`` gives a step up to the warm network
 #: simplex (``_lap.simplex``): on the modular-sum models' layers at n = 1000 the warm simplex
-#: takes 20-50 ms a far-off step and ``_lap.solve`` 5-70 ms on most steps, but up to 1.5 s on
-#: early steps whose start is far off (about 10 ns an edge); on random ReLU layers at n = 2000
-#: giving up at 2 rather than 5 saves a tenth. A rule on the iterates, not on timings, so a solve
+#: takes tens of ms a far-off step and ``_lap.solve`` a few ms on most steps, but up to a second
+#: on early steps whose start is far off; on random ReLU layers at n = 2000 giving up at 2
+#: rather than 5 saved a tenth. A rule on the iterates, not on timings, so a solve
 #: takes the same path on every machine.
 GIVE_UP = 2.0
 
 #: share of rows whose column changed, above which a step after one the simplex solved goes
-#: straight to the simplex: its start is still far off, and ``_lap.solve`` would likely give up
+#: straight to the simplex: its start is still far off, and ``_lap.solve`` would likely give up.
+#: The second step always does: the first moves the plan from its start to a vertex, and on
+#: Model L's layers the second step's vertex moved 80-95% of the rows from the first's.
 STAY_SHARE = 0.5
 
 
@@ -245,7 +249,7 @@ def _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd: int):
         sigma = _sorted_matching(u, v, _first_step_scale(row_c, col_c, u, v), C1, C2)
         if sigma is not None:
             return sigma, None, 0
-    return _lp(w, _pot_gradient(C1, C2, G, w), max_iter_emd)
+    return _lp(w, _pot_gradient(C1, C2, G, w, product_start=u is not None), max_iter_emd)
 
 
 def _quad_step(a: float, b: float) -> float:
@@ -284,13 +288,27 @@ def _first_step_scale(row_c: np.ndarray, col_c: np.ndarray, u: np.ndarray, v: np
     return 2.0 * (float(row_c.max()) + float(col_c.max())) + 4.0 * float(np.abs(u).max() * np.abs(v).max())
 
 
-def _pot_gradient(C1: np.ndarray, C2: np.ndarray, G: np.ndarray, w: np.ndarray) -> np.ndarray:
+#: the last product start's (C1, C1 @ G): a tile's pairs share their first layer in runs, and
+#: the product start G = p q^T is the same for every pair of one n, so the next pair reuses it
+_kept_c1g: tuple | None = None
+
+
+def _pot_gradient(C1: np.ndarray, C2: np.ndarray, G: np.ndarray, w: np.ndarray, product_start: bool = False) -> np.ndarray:
     """The gradient POT's ``gromov_wasserstein`` hands its first linear program, computed
     with POT's operations in POT's order (``init_matrix``, ``gwggrad``) so it is the same
-    matrix to the last bit."""
+    matrix to the last bit. From the product start (``G`` = p q^T, the same for every pair of
+    one n) C1 G is kept for the next call with an equal C1 (compared in full, a pass, where
+    the product is n^3): the same product, the same bits."""
+    global _kept_c1g
     ones = np.ones((1, w.size))
     const_c = np.dot(np.dot(C1 ** 2, w.reshape(-1, 1)), ones) + np.dot(ones.T, np.dot(w.reshape(1, -1), (C2 ** 2).T))
-    return 2 * (const_c + -np.dot(np.dot(C1, G), (2 * C2).T))
+    if product_start and _kept_c1g is not None and np.array_equal(_kept_c1g[0], C1):
+        c1g = _kept_c1g[1]
+    else:
+        c1g = np.dot(C1, G)
+        if product_start:
+            _kept_c1g = (C1.copy(), c1g)
+    return 2 * (const_c + -np.dot(c1g, (2 * C2).T))
 
 
 def _lp(w: np.ndarray, M: np.ndarray, max_iter_emd: int, potentials: tuple | None = None):

@@ -281,3 +281,23 @@ def test_the_compiled_step_update_is_numpys_bit_for_bit(monkeypatch):
         _cg_step.update(P.copy(), G.copy(), Q, m, row2, col2, np.full(n, n, dtype=np.int64), 0.5)
     with pytest.raises(ValueError, match="Q"):
         _cg_step.update(P.copy(), G.copy(), Q[:, :-1], m, row2, col2, sigma.astype(np.int64), 0.5)
+
+
+def test_the_kept_first_product_gives_pots_gradient_and_never_a_stale_one():
+    C1, C2 = relu_layers(60, 4)
+    _, C3 = relu_layers(60, 5)
+    n = C1.shape[0]
+    w = np.full(n, 1.0 / n)
+    G = np.outer(w, w)
+    constC, hC1, hC2 = ot.gromov.init_matrix(C1, C2, w, w, "square_loss")
+    first = _gw_cg._pot_gradient(C1, C2, G, w, product_start=True)
+    again = _gw_cg._pot_gradient(C1, C2, G, w, product_start=True)  # served from the kept C1 G
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(again, ot.gromov.gwggrad(constC, hC1, hC2, G))
+    other = _gw_cg._pot_gradient(C1, C3, G, w, product_start=True)  # the same first layer, another second
+    constC3, hC1b, hC3 = ot.gromov.init_matrix(C1, C3, w, w, "square_loss")
+    np.testing.assert_array_equal(other, ot.gromov.gwggrad(constC3, hC1b, hC3, G))
+    C1[0, 1] = C1[1, 0] = C1[0, 1] * 1.5  # changed in place: the kept product must not be served
+    constC, hC1, hC2 = ot.gromov.init_matrix(C1, C2, w, w, "square_loss")
+    np.testing.assert_array_equal(_gw_cg._pot_gradient(C1, C2, G, w, product_start=True),
+                                  ot.gromov.gwggrad(constC, hC1, hC2, G))
