@@ -40,21 +40,29 @@ def test_small_problems_equal_brute_force(n):
     assert_optimal(M, sigma, u, v)
 
 
-@pytest.mark.parametrize("kind", ["normal", "integers 0-2 (ties)", "rank one", "duplicate rows", "squared distances"])
-def test_optimal_with_feasible_potentials_on_hard_and_degenerate_costs(kind):
-    rng = np.random.default_rng(3)
-    n = 150
+KINDS = ["normal", "integers 0-2 (ties)", "rank one", "duplicate rows", "squared distances"]
+
+
+def hard_costs(kind: str, n: int, seed: int) -> np.ndarray:
+    """An (n, n) cost of a kind that stresses exact assignment solvers: ties, rank one (every
+    permutation in sorted order ties: the GW solver's first step), duplicate rows, a geometric
+    cost (every row's cheapest columns are nearly the same ones)."""
+    rng = np.random.default_rng(seed)
     if kind == "normal":
-        M = rng.standard_normal((n, n))
-    elif kind.startswith("integers"):
-        M = rng.integers(0, 3, (n, n)).astype(float)
-    elif kind == "rank one":  # every permutation in sorted order ties: the GW solver's first step
-        M = -np.outer(rng.random(n), rng.random(n))
-    elif kind == "duplicate rows":
-        M = rng.standard_normal((n // 10, n))[rng.integers(0, n // 10, n)]
-    else:  # a geometric cost: every row's cheapest columns are nearly the same ones
-        x, y = rng.random((n, 2)), rng.random((n, 2)) * 0.1
-        M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+        return rng.standard_normal((n, n))
+    if kind.startswith("integers"):
+        return rng.integers(0, 3, (n, n)).astype(float)
+    if kind == "rank one":
+        return -np.outer(rng.random(n), rng.random(n))
+    if kind == "duplicate rows":
+        return rng.standard_normal((n // 10, n))[rng.integers(0, n // 10, n)]
+    x, y = rng.random((n, 2)), rng.random((n, 2)) * 0.1
+    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_optimal_with_feasible_potentials_on_hard_and_degenerate_costs(kind):
+    M = hard_costs(kind, 150, 3)
     sigma, u, v, _ = solve(M)
     assert_optimal(M, sigma, u, v)
 
@@ -140,22 +148,10 @@ def assert_strongly_feasible_tree(M, sigma, u, v, tree):
     assert flow[parent >= 0].sum() == n
 
 
-@pytest.mark.parametrize("kind", ["normal", "integers 0-2 (ties)", "rank one", "duplicate rows", "squared distances"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_simplex_is_optimal_and_returns_a_strongly_feasible_tree(kind):
-    rng = np.random.default_rng(4)
-    n = 120
-    if kind == "normal":
-        M = rng.standard_normal((n, n))
-    elif kind.startswith("integers"):
-        M = rng.integers(0, 3, (n, n)).astype(float)
-    elif kind == "rank one":
-        M = -np.outer(rng.random(n), rng.random(n))
-    elif kind == "duplicate rows":
-        M = rng.standard_normal((n // 10, n))[rng.integers(0, n // 10, n)]
-    else:
-        x, y = rng.random((n, 2)), rng.random((n, 2)) * 0.1
-        M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-    sigma, u, v, tree, _ = simplex(M, start=rng.permutation(n))
+    M = hard_costs(kind, 120, 4)
+    sigma, u, v, tree, _ = simplex(M, start=np.random.default_rng(4).permutation(120))
     assert_optimal(M, sigma, u, v)
     assert_strongly_feasible_tree(M, sigma, u, v, tree)
 
@@ -230,11 +226,9 @@ def test_simplex_refuses_bad_starts_trees_and_costs_by_name():
 def test_the_vector_scan_changes_no_answer_bit(kind):
     """Both solvers' scans run four entries a compare where the CPU has AVX2: the outputs
     (assignment, potentials, tree) must equal the plain loop's exactly."""
-    rng = np.random.default_rng(21)
     n = 203  # not a multiple of 4: the scalar tails run too
-    M = {"normal": rng.standard_normal((n, n)), "integers 0-2 (ties)": rng.integers(0, 3, (n, n)).astype(float),
-         "rank one": -np.outer(rng.random(n), rng.random(n))}[kind]
-    start = rng.permutation(n)
+    M = hard_costs(kind, n, 21)
+    start = np.random.default_rng(21).permutation(n)
     outputs = []
     try:
         for on in (True, False):
