@@ -16,7 +16,7 @@ PYTEST := $(VENV)/bin/pytest -q -n $(WORKERS)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py layergw/measures/_lap.c layergw/measures/_cg_step.c
+$(VENV)/.installed: pyproject.toml setup.py layergw/measures/_lap.c layergw/measures/_cg_step.c layergw/measures/_buffers.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --retries 1 --extra-index-url "$(TORCH_INDEX)" "$(TORCH)"

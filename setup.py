@@ -7,7 +7,8 @@ from setuptools import Extension, setup
 
 # -ffp-contract=off: no fused multiply-adds, so _cg_step's results are bit for bit NumPy's
 FLAGS = ["-O3", "-ffp-contract=off"]
-setup(ext_modules=[Extension("layergw.measures._lap", ["layergw/measures/_lap.c"], extra_compile_args=FLAGS,
-                             optional=True),
-                   Extension("layergw.measures._cg_step", ["layergw/measures/_cg_step.c"],
+HEADERS = ["layergw/measures/_buffers.h"]
+setup(ext_modules=[Extension("layergw.measures._lap", ["layergw/measures/_lap.c"], depends=HEADERS,
+                             extra_compile_args=FLAGS, optional=True),
+                   Extension("layergw.measures._cg_step", ["layergw/measures/_cg_step.c"], depends=HEADERS,
                              extra_compile_args=FLAGS, optional=True)])

@@ -6,28 +6,8 @@
  * reads Q, P, G once and writes P, G, M once, with the same operations in the same order,
  * so the results are bit for bit those of the NumPy expression in _gw_cg.step_update.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_buffers.h"  /* first: it includes Python.h */
 #include <stdint.h>
-#include <string.h>
-
-static int get(PyObject *obj, Py_buffer *view, const char *name, const char *fmt, Py_ssize_t len, int writable) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "_cg_step.update: %s must be a C-contiguous %sbuffer of format '%s'; "
-                     "got a %s that is not", name, writable ? "writable " : "", fmt, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int ok = view->itemsize == 8 && (strcmp(view->format, fmt) == 0 || (fmt[0] == 'q' && strcmp(view->format, "l") == 0));
-    if (!ok || (len >= 0 && view->len != len * 8)) {
-        PyErr_Format(PyExc_ValueError, "_cg_step.update: %s must hold %zd 8-byte items of format '%s'; got %zd "
-                     "bytes of format '%s'", name, len, fmt, view->len, view->format);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
 
 PyDoc_STRVAR(update_doc,
 "update(P, G, Q, M, row2, col2, sigma, alpha) -> None\n\n"
@@ -45,7 +25,7 @@ static PyObject *update(PyObject *self, PyObject *args) {
     Py_ssize_t n = -1, got = 0;
     for (; got < 7; got++) {
         Py_ssize_t len = got == 0 ? -1 : (got <= 4 ? n * n : n);
-        if (get(order[got], &b[got], names[got], got == 6 ? "q" : "d", len, got >= 1 && got <= 4) < 0) break;
+        if (get(order[got], &b[got], "_cg_step.update", names[got], got == 6 ? I64 : F64, len, got >= 1 && got <= 4) < 0) break;
         if (got == 0) n = b[0].len / 8;
     }
     if (got < 7) {

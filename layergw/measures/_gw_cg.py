@@ -126,7 +126,7 @@ def solve(C1: np.ndarray, C2: np.ndarray, start: np.ndarray | None, *, max_iter:
         if it == 1:
             sigma, duals, capped = _first_vertex(C1, C2, G, w, u, v, row_c, col_c, max_iter_emd)
         else:
-            far = duals is None or it == 2 or (by_simplex and changed.size > STAY_SHARE * n)
+            far = it == 2 or (by_simplex and changed.size > STAY_SHARE * n)
             found = None if far else _assignment(M, duals, last)
             by_simplex = found is None
             if found is None:

@@ -31,8 +31,7 @@
  *
  * The start only changes the speed, never the answer.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_buffers.h"  /* first: it includes Python.h */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -284,32 +283,6 @@ static Py_ssize_t check(Lap *s, double tol, int64_t *free_rows) {
     return nfree;
 }
 
-/* A C-contiguous buffer of `len` 8-byte items (len < 0: any) whose format is one of `fmts`. */
-static int get(PyObject *obj, Py_buffer *view, const char *fn, const char *name, const char *fmts[],
-               Py_ssize_t len, int writable) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "_lap.%s: %s must be a C-contiguous %sbuffer of 8-byte items of "
-                     "format '%s'; got a %s that is not", fn, name, writable ? "writable " : "", fmts[0],
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    int ok = 0;
-    for (const char **f = fmts; *f; f++) ok |= strcmp(view->format, *f) == 0 && view->itemsize == 8;
-    if (!ok || (len >= 0 && view->len != len * view->itemsize)) {
-        PyErr_Format(PyExc_ValueError, "_lap.%s: %s must be a C-contiguous %sbuffer of %zd 8-byte items "
-                     "of format '%s'; got %zd bytes of format '%s'", fn, name, writable ? "writable " : "",
-                     len, fmts[0], view->len, view->format);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
-static const char *F64[] = {"d", NULL};
-static const char *I64[] = {"l", "q", NULL};
-
 /* The whole solve on plain arrays; returns the searches run, or -1 (no memory), -2 (no finite
  * assignment), -3 (rounding kept the check from passing: a bug, never seen), -4 (over budget). */
 static Py_ssize_t run(Lap *s, int64_t *free_rows) {
@@ -367,11 +340,11 @@ static PyObject *solve(PyObject *self, PyObject *args) {
     double budget = INFINITY;
     if (!PyArg_ParseTuple(args, "OOOO|d", &cost_o, &u_o, &v_o, &a_o, &budget)) return NULL;
     Py_buffer vb, ub, ab, cb;
-    if (get(v_o, &vb, "solve", "v", F64, -1, 1) < 0) return NULL;
+    if (get(v_o, &vb, "_lap.solve", "v", F64, -1, 1) < 0) return NULL;
     Py_ssize_t n = vb.len / 8;
-    if (get(u_o, &ub, "solve", "u", F64, n, 1) < 0) { PyBuffer_Release(&vb); return NULL; }
-    if (get(a_o, &ab, "solve", "col4row", I64, n, 1) < 0) { PyBuffer_Release(&vb); PyBuffer_Release(&ub); return NULL; }
-    if (get(cost_o, &cb, "solve", "cost", F64, n * n, 0) < 0) {
+    if (get(u_o, &ub, "_lap.solve", "u", F64, n, 1) < 0) { PyBuffer_Release(&vb); return NULL; }
+    if (get(a_o, &ab, "_lap.solve", "col4row", I64, n, 1) < 0) { PyBuffer_Release(&vb); PyBuffer_Release(&ub); return NULL; }
+    if (get(cost_o, &cb, "_lap.solve", "cost", F64, n * n, 0) < 0) {
         PyBuffer_Release(&vb); PyBuffer_Release(&ub); PyBuffer_Release(&ab); return NULL;
     }
     Lap s = {n, (const double *)cb.buf, (double *)ub.buf, (double *)vb.buf, (int64_t *)ab.buf};
@@ -633,7 +606,7 @@ static PyObject *simplex(PyObject *self, PyObject *args) {
     Py_ssize_t n = -1, got = 0;
     for (; got < 6; got++) {
         Py_ssize_t len = got == 0 ? -1 : got == 5 ? n * n : got >= 3 ? 2 * n : n;
-        if (get(objs[got], &bufs[got], "simplex", names[got], fmts[got], len, got < 5) < 0) break;
+        if (get(objs[got], &bufs[got], "_lap.simplex", names[got], fmts[got], len, got < 5) < 0) break;
         if (got == 0) n = bufs[0].len / 8;
     }
     if (got < 6) {
